@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Install what ticketstream needs on a fresh Debian machine, reusing what is already there:
+# system packages (Java 17+ and Maven for the embedded Kafka broker),
+# a Python 3.11+ virtualenv in .venv with the project and its test extras.
+# Safe to run again: every step checks before it installs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_apt=()
+java_ok() { command -v java >/dev/null && java -version 2>&1 | grep -Eq 'version "(1[7-9]|[2-9][0-9])'; }
+java_ok || need_apt+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || need_apt+=(maven)
+python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || need_apt+=(python3 python3-venv)
+python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+if ((${#need_apt[@]})); then
+  echo "bootstrap: installing Debian packages: ${need_apt[*]}"
+  if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+fi
+
+if [[ ! -x .venv/bin/python ]]; then
+  echo "bootstrap: creating the virtualenv .venv"
+  python3 -m venv .venv
+fi
+stamp=.venv/.ticketstream-installed
+if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
+  echo "bootstrap: installing ticketstream and its dependencies into .venv"
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/python -m pip install -q -e '.[test]'
+  touch "$stamp"
+fi

@@ -1,0 +1,1 @@
+"""Wire formats of ticketstream: inbound events, dead-letter records, emitted records."""

@@ -1,0 +1,44 @@
+"""JSON Schema files for channel systems: one per event type, plus the envelope of any event."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, create_model
+
+from schemas.events import DATA_MODELS, Event, EventType, Identifier
+
+
+def _schema_for(event_type: EventType) -> dict[str, Any]:
+    model = create_model(
+        "Event_" + event_type.value.replace(".", "_"),
+        __doc__=f"A `{event_type.value}` event, keyed by ticket_id on tickets.inbound.",
+        event_id=(Identifier, ...),
+        type=(Literal[event_type.value], ...),  # type: ignore[valid-type]
+        ticket_id=(Identifier, ...),
+        occurred_at=(AwareDatetime, ...),
+        schema_version=(Literal[1], ...),
+        data=(DATA_MODELS[event_type], ...),
+    )
+    schema = model.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["$id"] = f"ticketstream/{event_type.value}.schema.json"
+    return schema
+
+
+def export_schemas(directory: Path) -> list[Path]:
+    """Write `<type>.schema.json` for every event type and `event.schema.json` (any type)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for event_type in EventType:
+        path = directory / f"{event_type.value}.schema.json"
+        path.write_text(json.dumps(_schema_for(event_type), indent=2, ensure_ascii=False) + "\n")
+        written.append(path)
+    envelope = Event.model_json_schema()
+    envelope["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    path = directory / "event.schema.json"
+    path.write_text(json.dumps(envelope, indent=2, ensure_ascii=False) + "\n")
+    written.append(path)
+    return written

@@ -1,0 +1,1 @@
+"""The Faust shell: agents that move records between topics, tables and the functional core."""

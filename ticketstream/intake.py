@@ -1,0 +1,174 @@
+"""Intake (受理校驗): turn any byte string into a valid event or a dead-letter record, never an exception.
+
+The Faust agent in `streams.intake` only feeds this module bytes with their source coordinates
+and forwards what it returns. Keeping the decision here makes it testable with arbitrary input
+(property tests feed it random bytes) and reusable by the publisher, which validates lines
+with the same code before sending.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import ValidationError
+
+from schemas.deadletter import DeadLetter, FieldError, Original, Reason, ReasonCode, Source
+from schemas.events import Event
+from ticketstream.privacy import mask_json, mask_text
+
+MAX_EVENT_BYTES = 256 * 1024
+"""Largest accepted event. A complaint's content is at most 20,000 characters (60 KB in UTF-8);
+anything far larger is a producer bug, and dead-letter copies must stay under Kafka's 1 MB limit."""
+
+MAX_ORIGINAL_BYTES = 64 * 1024
+"""How much of a rejected input a dead-letter record carries; the rest stays in the source topic."""
+
+
+class Rejected(Exception):
+    """Validation failed; carries the reason for the dead-letter record."""
+
+    def __init__(self, reason: Reason, parsed: dict[str, Any] | None = None) -> None:
+        super().__init__(reason.message)
+        self.reason = reason
+        self.parsed = parsed
+
+
+def _short_ids(parsed: dict[str, Any] | None) -> dict[str, str | None]:
+    out: dict[str, str | None] = {"event_id": None, "ticket_id": None, "event_type": None}
+    if parsed:
+        for field, key in (("event_id", "event_id"), ("ticket_id", "ticket_id"), ("event_type", "type")):
+            value = parsed.get(key)
+            if isinstance(value, str):
+                out[field] = mask_text(value[:128])
+    return out
+
+
+def _errors(exc: ValidationError) -> list[FieldError]:
+    # Never `input` or `ctx`: they may quote personal data. Messages are masked anyway.
+    return [
+        FieldError(
+            loc=".".join(str(p) for p in err["loc"]) or "(root)",
+            type=err["type"],
+            message=mask_text(err["msg"])[:300],
+        )
+        for err in exc.errors(include_url=False, include_input=False, include_context=False)[:50]
+    ]
+
+
+def parse_event(raw: bytes, key: bytes | None = None, check_key: bool = True) -> Event:
+    """Validate one inbound value; raise `Rejected` with the precise reason otherwise."""
+    if not raw:
+        raise Rejected(Reason(code=ReasonCode.EMPTY, message="the message value is empty"))
+    if len(raw) > MAX_EVENT_BYTES:
+        raise Rejected(Reason(
+            code=ReasonCode.TOO_LARGE,
+            message=f"the message is {len(raw)} bytes; at most {MAX_EVENT_BYTES} are accepted",
+        ))
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise Rejected(Reason(code=ReasonCode.NOT_UTF8, message=f"not UTF-8 text: invalid byte at position {exc.start}")) from None
+    try:
+        parsed = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise Rejected(Reason(code=ReasonCode.INVALID_JSON, message=f"not valid JSON{where}")) from None
+    if not isinstance(parsed, dict):
+        raise Rejected(Reason(code=ReasonCode.NOT_AN_OBJECT, message=f"expected a JSON object, got {type(parsed).__name__}"))
+    version = parsed.get("schema_version")
+    if version is not None and version != 1:
+        raise Rejected(Reason(
+            code=ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
+            message=f"schema_version {mask_text(str(version))[:20]} is not supported; this worker reads version 1",
+        ), parsed)
+    try:
+        event = Event.model_validate(parsed)
+    except ValidationError as exc:
+        errors = _errors(exc)
+        summary = "; ".join(f"{e.loc}: {e.message}" for e in errors[:5])
+        raise Rejected(Reason(code=ReasonCode.SCHEMA_INVALID, message=f"{exc.error_count()} schema error(s): {summary}", errors=errors), parsed) from None
+    if check_key and key != event.ticket_id.encode("utf-8"):
+        raise Rejected(Reason(
+            code=ReasonCode.KEY_MISMATCH,
+            message="the message key must be the ticket_id, so that a ticket's events stay in order on one partition",
+        ), parsed)
+    return event
+
+
+def _original(raw: bytes, parsed: dict[str, Any] | None, masked: bool) -> Original:
+    digest = hashlib.sha256(raw).hexdigest()
+    truncated = len(raw) > MAX_ORIGINAL_BYTES
+    body = raw[:MAX_ORIGINAL_BYTES]
+    if masked:
+        if parsed is not None and not truncated:
+            text = json.dumps(mask_json(parsed), ensure_ascii=False)
+            return Original(encoding="utf-8", value=text, masked=True, truncated=False, size=len(raw), sha256=digest)
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            # Scrub digits-that-look-like-phones in the decodable parts, keep the bytes' shape.
+            text = mask_text(body.decode("utf-8", errors="replace"))
+            return Original(encoding="base64", value=base64.b64encode(text.encode("utf-8")).decode("ascii"),
+                            masked=True, truncated=truncated, size=len(raw), sha256=digest)
+        return Original(encoding="utf-8", value=mask_text(text), masked=True, truncated=truncated, size=len(raw), sha256=digest)
+    try:
+        return Original(encoding="utf-8", value=body.decode("utf-8"), masked=False, truncated=truncated, size=len(raw), sha256=digest)
+    except UnicodeDecodeError:
+        return Original(encoding="base64", value=base64.b64encode(body).decode("ascii"), masked=False,
+                        truncated=truncated, size=len(raw), sha256=digest)
+
+
+def dead_letter(
+    raw: bytes,
+    reason: Reason,
+    source: Source,
+    stage: str = "intake",
+    parsed: dict[str, Any] | None = None,
+    mask_original: bool = True,
+    now: datetime | None = None,
+) -> DeadLetter:
+    """Build the dead-letter record of a rejected input (deterministic id from the source)."""
+    return DeadLetter(
+        id=f"{stage}:{source.topic}:{source.partition}:{source.offset}",
+        stage=stage,
+        reason=reason,
+        original=_original(raw, parsed, mask_original),
+        source=source,
+        failed_at=now or datetime.now(UTC),
+        **_short_ids(parsed),
+    )
+
+
+def key_text(key: bytes | None) -> str | None:
+    """A printable, masked, bounded rendering of a message key for dead-letter sources."""
+    if key is None:
+        return None
+    return mask_text(key[:200].decode("utf-8", errors="replace"))
+
+
+@dataclass(frozen=True, slots=True)
+class Fingerprint:
+    """Short digests used by duplicate detection: which event, and what it said."""
+
+    event: str
+    content: str
+
+
+def fingerprint(event: Event) -> Fingerprint:
+    """Digests of the event id and of its canonical content (key order and spacing ignored)."""
+    eid = hashlib.blake2b(event.event_id.encode("utf-8"), digest_size=8).hexdigest()
+    content = hashlib.blake2b(event.model_dump_json(exclude_none=True).encode("utf-8"), digest_size=8).hexdigest()
+    return Fingerprint(eid, content)
+
+
+def classify_repeat(seen: dict[str, str], fp: Fingerprint) -> str:
+    """'new', 'duplicate' (same id, same content: drop it) or 'conflict' (same id, other content)."""
+    previous = seen.get(fp.event)
+    if previous is None:
+        return "new"
+    return "duplicate" if previous == fp.content else "conflict"

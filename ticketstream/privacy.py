@@ -1,0 +1,86 @@
+"""Masking of personal data (個人信息) before anything leaves the processing path (DOMAIN §8).
+
+Logs, metric labels, alerts and dead-letter records must never carry a name, phone number,
+national ID number (身份證號) or address in clear text. Two tools serve every place:
+`mask_text` for free text (finds phone and ID numbers by shape), `mask_json` for parsed records
+(masks the values of the personal fields by name, then free text everywhere else).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+# 18-digit resident ID (last may be X) or legacy 15-digit; mainland mobiles 1[3-9]x 11 digits,
+# optionally +86; landlines 0xx-xxxxxxxx. Digit look-arounds keep longer numbers intact.
+_ID_RE = re.compile(r"(?<![0-9])(?:[1-9][0-9]{16}[0-9Xx]|[1-9][0-9]{14})(?![0-9A-Za-z])")
+_MOBILE_RE = re.compile(r"(?<![0-9])((?:\+?86[ -]?)?1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})(?![0-9])")
+_LANDLINE_RE = re.compile(r"(?<![0-9])(0[1-9][0-9]{1,2})-([0-9]{3,4})([0-9]{4})(?![0-9])")
+_EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+
+PERSONAL_KEYS = frozenset({
+    "name", "phone", "mobile", "tel", "id_number", "idcard", "id_card", "address", "email",
+    "customer_name", "contact", "contact_phone",
+})
+
+
+def mask_phone(phone: str) -> str:
+    """138****5678: keep the first three and last four digits of a phone number."""
+    digits = re.sub(r"[^0-9]", "", phone)
+    if len(digits) <= 7:
+        return "*" * len(digits)
+    return f"{digits[:3]}{'*' * (len(digits) - 7)}{digits[-4:]}"
+
+
+def mask_id_number(id_number: str) -> str:
+    """110***********123X: keep the region prefix's first three and the last four characters."""
+    if len(id_number) <= 7:
+        return "*" * len(id_number)
+    return f"{id_number[:3]}{'*' * (len(id_number) - 7)}{id_number[-4:]}"
+
+
+def mask_name(name: str) -> str:
+    """張*, J***: the first character only."""
+    name = name.strip()
+    return (name[:1] + "*" * max(1, len(name) - 1)) if name else ""
+
+
+def mask_address(address: str) -> str:
+    """Keep the first six characters (province/city level), hide the rest."""
+    return address[:6] + "***" if len(address) > 6 else "***"
+
+
+def mask_text(text: str) -> str:
+    """Mask phone numbers, ID numbers and e-mail addresses wherever they stand in free text."""
+    text = _ID_RE.sub(lambda m: mask_id_number(m.group(0)), text)
+    text = _MOBILE_RE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
+    text = _LANDLINE_RE.sub(lambda m: f"{m.group(1)}-****{m.group(3)}", text)
+    return _EMAIL_RE.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
+
+
+def _mask_field(key: str, value: str) -> str:
+    key = key.lower()
+    if key in {"phone", "mobile", "tel", "contact_phone"}:
+        return mask_phone(value)
+    if key in {"id_number", "idcard", "id_card"}:
+        return mask_id_number(value)
+    if key in {"address"}:
+        return mask_address(value)
+    if key == "email":
+        return mask_text(value) if "@" in value else "***"
+    return mask_name(value)
+
+
+def mask_json(value: Any, key: str | None = None) -> Any:
+    """A copy of a parsed JSON value with personal fields masked and free text scrubbed."""
+    if isinstance(value, dict):
+        return {k: mask_json(v, k if isinstance(k, str) else None) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_json(v, key) for v in value]
+    if isinstance(value, str):
+        if key is not None and key.lower() in PERSONAL_KEYS:
+            return _mask_field(key, value)
+        return mask_text(value)
+    if key is not None and key.lower() in PERSONAL_KEYS and isinstance(value, (int, float)):
+        return mask_phone(str(value))
+    return value

@@ -1,0 +1,161 @@
+"""Runtime settings of every ticketstream process: one model, read from a file and env vars.
+
+Precedence, lowest first: the defaults below, an optional TOML file (``--config FILE`` or
+``TICKETSTREAM_CONFIG``), environment variables ``TICKETSTREAM_<FIELD>`` (upper case), and
+explicit overrides from the command line. A wrong value stops the process at start-up with a
+message that names the setting and where it came from, never deep inside Kafka code.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+ENV_PREFIX = "TICKETSTREAM_"
+_TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]*$")
+_HOSTPORT_RE = re.compile(r"^[A-Za-z0-9.\-\[\]:]+:\d{1,5}$")
+
+
+class SettingsError(ValueError):
+    """A setting is wrong; the message names it and says what is expected."""
+
+
+class Settings(BaseModel):
+    """Everything a worker, publisher or simulator needs to reach Kafka and serve metrics."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        description="Kafka bootstrap servers, comma separated host:port. Unset: the demo "
+        "starts the embedded broker; other commands use the running embedded broker.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    topic_prefix: str = Field(default="", description="Prepended to every topic name, e.g. 'prod.'.")
+    app_id: str = Field(default="ticketstream", description="Kafka consumer group / Faust app id.")
+    partitions: int = Field(default=12, ge=1, le=10_000)
+    replication_factor: int = Field(default=1, ge=1, le=15)
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=1, le=65_535)
+    data_dir: Path = Field(default=Path(".ticketstream/worker"))
+    store: Literal["memory", "rocksdb"] = "memory"
+    dlq_original: Literal["masked", "raw"] = Field(
+        default="masked",
+        description="How dead-letter records carry the original bytes: 'masked' hides personal "
+        "data (DOMAIN §8); 'raw' keeps them byte-exact for a dead-letter topic with restricted access.",
+    )
+    kafka_dir: Path = Field(default=Path(".ticketstream/kafka"), description="Embedded broker state and logs.")
+    log_level: Literal["debug", "info", "warn", "error"] = "info"
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _servers(cls, value: str | None) -> str | None:
+        if value is None or value.strip() == "":
+            return None
+        servers = [s.strip() for s in value.split(",") if s.strip()]
+        bad = [s for s in servers if not _HOSTPORT_RE.match(s)]
+        if bad or not servers:
+            raise ValueError(f"expected comma-separated host:port, got {bad or value!r}")
+        return ",".join(servers)
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX_RE.match(value) or len(value) > 100:
+            raise ValueError("only letters, digits, '.', '_' and '-' (at most 100) may form a topic prefix")
+        return value
+
+    @field_validator("app_id")
+    @classmethod
+    def _app_id(cls, value: str) -> str:
+        if not value or not _TOPIC_PREFIX_RE.match(value):
+            raise ValueError("app_id must be non-empty letters, digits, '.', '_' or '-'")
+        return value
+
+    def topic(self, name: str) -> str:
+        """The full Kafka topic name of a logical topic (prefix applied)."""
+        return f"{self.topic_prefix}{name}"
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Security options in kafka-python's spelling (also accepted by aiokafka)."""
+        opts: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            opts["sasl_mechanism"] = self.sasl_mechanism
+            opts["sasl_plain_username"] = self.sasl_username
+            opts["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
+        if self.ssl_cafile:
+            opts["ssl_cafile"] = str(self.ssl_cafile)
+        if self.ssl_certfile:
+            opts["ssl_certfile"] = str(self.ssl_certfile)
+        if self.ssl_keyfile:
+            opts["ssl_keyfile"] = str(self.ssl_keyfile)
+        return opts
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[str, str]:
+    fields = set(Settings.model_fields)
+    found: dict[str, str] = {}
+    for key, value in environ.items():
+        if key.startswith(ENV_PREFIX):
+            name = key[len(ENV_PREFIX):].lower()
+            if name in fields:
+                found[name] = value
+    return found
+
+
+def _from_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as fh:
+            data = tomllib.load(fh)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+    return data.get("ticketstream", data)
+
+
+def load_settings(
+    config_file: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> Settings:
+    """Build the settings from file, environment and overrides; raise SettingsError on bad values."""
+    environ = os.environ if environ is None else environ
+    merged: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    config_file = config_file or environ.get(ENV_PREFIX + "CONFIG")
+    if config_file:
+        for key, value in _from_file(Path(config_file)).items():
+            merged[key] = value
+            sources[key] = f"config file {config_file}"
+    for key, value in _from_env(environ).items():
+        merged[key] = value
+        sources[key] = f"env {ENV_PREFIX}{key.upper()}"
+    for key, value in overrides.items():
+        if value is not None:
+            merged[key] = value
+            sources[key] = "command line"
+    try:
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]) or "settings"
+            where = sources.get(str(err["loc"][0]) if err["loc"] else "", "default")
+            if err["type"] == "extra_forbidden":
+                problems.append(f"unknown setting '{name}' (from {where})")
+            else:
+                problems.append(f"setting '{name}' (from {where}): {err['msg']}")
+        raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,80 @@
+"""The topics of the system: names, keys, partitions, cleanup policies (the topic flow of the README).
+
+Topics are created up front by `ticketstream topics create`, never by accident on first use,
+so that partition counts, replication and cleanup are deliberate (ARCHITECTURE pitfall 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from schemas.events import Team
+from ticketstream.settings import Settings
+
+DAY_MS = 24 * 3600 * 1000
+
+INBOUND = "tickets.inbound"
+ACCEPTED = "tickets.accepted"
+DLQ = "tickets.dlq"
+TRIAGED = "tickets.triaged"
+BY_CUSTOMER = "tickets.by_customer"
+SLA_EVENTS = "sla.events"
+INCIDENTS = "incidents"
+STATE = "tickets.state"
+ALERTS = "alerts"
+
+# Faust tables, by name; their changelog topics are `<app_id>-<table>-changelog`.
+TABLE_INTAKE_SEEN = "intake_seen"
+TABLES: dict[str, str] = {TABLE_INTAKE_SEEN: "compact"}
+
+
+def queue_topic(team: Team | str) -> str:
+    return f"queue.{Team(team).value}"
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    """One topic: its logical name, what it is keyed by, and its Kafka configuration."""
+
+    name: str
+    key: str
+    purpose: str
+    cleanup_policy: str = "delete"
+    retention_ms: int | None = 7 * DAY_MS
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def config(self) -> dict[str, str]:
+        cfg = {"cleanup.policy": self.cleanup_policy, **self.extra}
+        if self.retention_ms is not None:
+            cfg["retention.ms"] = str(self.retention_ms)
+        return cfg
+
+
+def system_topics() -> list[TopicSpec]:
+    """Every topic ticketstream reads or writes, in flow order (logical names, prefix not applied)."""
+    specs = [
+        TopicSpec(INBOUND, "ticket_id", "every inbound event from channel and handling systems"),
+        TopicSpec(DLQ, "dead-letter id", "inputs that could not be accepted, with reason and source", retention_ms=30 * DAY_MS),
+        TopicSpec(ACCEPTED, "ticket_id", "validated, de-duplicated events: the audit history", retention_ms=90 * DAY_MS),
+        TopicSpec(BY_CUSTOMER, "customer_id", "complaints re-keyed by customer for repeat detection"),
+        TopicSpec(TRIAGED, "ticket_id", "classified, graded and routed complaints", retention_ms=30 * DAY_MS),
+        *[
+            TopicSpec(queue_topic(team), "ticket_id", f"work queue of team {team.value}", retention_ms=30 * DAY_MS)
+            for team in Team
+        ],
+        TopicSpec(SLA_EVENTS, "ticket_id", "SLA warnings, breaches, met and escalation events", retention_ms=30 * DAY_MS),
+        TopicSpec(INCIDENTS, "incident_id", "mass-incident open/update/close records", retention_ms=90 * DAY_MS),
+        TopicSpec(STATE, "ticket_id", "latest full ticket record, read by archive consumers", cleanup_policy="compact",
+                  retention_ms=None, extra={"min.compaction.lag.ms": "60000"}),
+        TopicSpec(ALERTS, "alert fingerprint", "alerts for on-call (Alertmanager bridge)", retention_ms=7 * DAY_MS),
+    ]
+    return specs
+
+
+def changelog_topics(settings: Settings) -> list[TopicSpec]:
+    """The changelog topics of the worker's Faust tables (named by Faust after the app id)."""
+    return [
+        TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", f"changelog of table {table}",
+                  cleanup_policy=policy, retention_ms=None if policy == "compact" else 7 * DAY_MS)
+        for table, policy in TABLES.items()
+    ]

@@ -1,0 +1,1 @@
+"""Processes: the worker, the CLI, the publisher, the simulator, the demo, the embedded broker."""

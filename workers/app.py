@@ -1,0 +1,73 @@
+"""The Faust application of a ticketstream worker: configuration, agents, web pages.
+
+A worker is one member of the Kafka consumer group named by `app_id`. Scaling out is starting
+more workers with the same settings: Kafka assigns each a share of the partitions and Faust
+moves the table state with them. Nothing here is home-made distribution.
+"""
+
+from __future__ import annotations
+
+import ssl
+from typing import Any
+
+import faust
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from streams import intake
+from ticketstream.settings import Settings
+
+
+def _credentials(settings: Settings) -> Any:
+    protocol = settings.security_protocol
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
+        if settings.ssl_certfile:
+            context.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None)
+    if protocol.startswith("SASL"):
+        return faust.SASLCredentials(
+            username=settings.sasl_username,
+            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
+            mechanism=settings.sasl_mechanism or "PLAIN",
+            ssl_context=context,
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
+
+
+def create_app(settings: Settings) -> faust.App:
+    """Build the worker's Faust app with every agent registered."""
+    if not settings.bootstrap_servers:
+        raise ValueError("bootstrap_servers must be set to build a worker")
+    app = faust.App(
+        settings.app_id,
+        broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
+        broker_credentials=_credentials(settings),
+        store="memory://" if settings.store == "memory" else "rocksdb://",
+        datadir=str(settings.data_dir),
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        producer_acks=-1,
+        producer_linger_ms=5,
+        consumer_auto_offset_reset="earliest",
+        web_enabled=True,
+        web_bind=settings.web_host,
+        web_host=settings.web_host,
+        web_port=settings.web_port,
+        autodiscover=False,
+        table_standby_replicas=1,
+    )
+    intake.register(app, settings)
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        # aiohttp refuses a charset inside content_type, so the exposition type goes in a header.
+        return web.bytes(generate_latest(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    @app.page("/healthz")
+    async def health(web: Any, request: Any) -> Any:
+        return web.json({"status": "ok", "app_id": settings.app_id})
+
+    return app

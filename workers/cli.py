@@ -1,0 +1,222 @@
+"""The `ticketstream` command: every process and tool of the system behind one entry point."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ticketstream.settings import Settings, SettingsError, load_settings
+
+DESCRIPTION = """\
+ticketstream: a Kafka + Faust stream processor for telecom complaint tickets (投訴工單).
+
+Channel systems publish complaint events to Kafka; workers validate, de-duplicate, classify,
+grade, route and time them. Settings come from --config FILE (TOML), TICKETSTREAM_* environment
+variables (e.g. TICKETSTREAM_BOOTSTRAP_SERVERS=host:9092) and the options below.
+With no bootstrap servers configured, commands use the embedded broker of `ticketstream kafka start`.
+"""
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection and settings")
+    group.add_argument("--config", metavar="FILE", help="TOML settings file (also TICKETSTREAM_CONFIG)")
+    group.add_argument("--bootstrap-servers", metavar="HOST:PORT[,...]", help="Kafka bootstrap servers")
+    group.add_argument("--topic-prefix", metavar="PREFIX", help="prefix of every topic name")
+    group.add_argument("--app-id", metavar="ID", help="consumer group / Faust app id (default ticketstream)")
+    group.add_argument("--partitions", type=int, metavar="N", help="partitions per topic (default 12)")
+    group.add_argument("--web-port", type=int, metavar="PORT", help="worker web port for /metrics (default 6066)")
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(
+        args.config,
+        bootstrap_servers=args.bootstrap_servers,
+        topic_prefix=args.topic_prefix,
+        app_id=args.app_id,
+        partitions=args.partitions,
+        web_port=args.web_port,
+    )
+
+
+def _connected(settings: Settings) -> Settings:
+    """The settings with bootstrap servers: configured ones, or the running embedded broker's."""
+    if settings.bootstrap_servers:
+        return settings
+    from workers import embedded_kafka
+
+    cluster = embedded_kafka.status(settings.kafka_dir)
+    if not cluster:
+        raise SettingsError(
+            "no Kafka is configured and no embedded broker is running: set TICKETSTREAM_BOOTSTRAP_SERVERS "
+            "(or --bootstrap-servers), or start one with `ticketstream kafka start`"
+        )
+    return settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
+
+
+def cmd_kafka(args: argparse.Namespace) -> int:
+    from workers import embedded_kafka
+
+    settings = _settings(args)
+    directory = Path(args.dir) if args.dir else settings.kafka_dir
+    if args.action == "start":
+        cluster = embedded_kafka.start(directory, nodes=args.nodes, progress=lambda m: print(m, file=sys.stderr))
+        print(f"Kafka {cluster.version} running: {cluster.bootstrap_servers}")
+        print(f"export TICKETSTREAM_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+        print(f"logs: {', '.join(str(Path(n.dir) / 'server.log') for n in cluster.nodes)}")
+        return 0
+    if args.action == "stop":
+        print("stopped" if embedded_kafka.stop(directory) else f"no embedded Kafka was running in {directory}")
+        return 0
+    cluster = embedded_kafka.status(directory)
+    if not cluster:
+        print(f"not running ({directory})")
+        return 1
+    print(f"running: {cluster.bootstrap_servers} ({len(cluster.nodes)} node(s), Kafka {cluster.version})")
+    for node in cluster.nodes:
+        print(f"  node {node.node_id}: pid {node.pid}, port {node.port}, log {Path(node.dir) / 'server.log'}")
+    return 0
+
+
+def cmd_topics(args: argparse.Namespace) -> int:
+    from workers.topics import create_topics, describe_topics
+
+    settings = _connected(_settings(args))
+    if args.action == "create":
+        for result in create_topics(settings):
+            state = "created" if result.created else "exists"
+            note = f"  ({result.note})" if result.note else ""
+            print(f"{state:8} {result.name}  partitions={result.partitions}{note}")
+        return 0
+    rows = describe_topics(settings)
+    if args.json:
+        print(json.dumps(rows, indent=2, ensure_ascii=False))
+        return 0
+    for row in rows:
+        if not row["exists"]:
+            print(f"MISSING  {row['topic']}  ({row['purpose']})")
+            continue
+        cfg = ", ".join(f"{k}={v}" for k, v in sorted(row["config"].items()))  # type: ignore[union-attr]
+        print(f"{row['topic']}  partitions={row['partitions']} rf={row['replication_factor']} key={row['key']}  {cfg}")
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from workers.worker import run_worker
+
+    run_worker(_connected(_settings(args)), ensure_topics=not args.no_create_topics)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    from workers.publisher import publish_file
+
+    settings = _connected(_settings(args))
+    report = publish_file(args.file, settings, rate=args.rate)
+    print(f"published {report.sent} event(s); rejected {len(report.rejected)} line(s); send failures {report.failed}",
+          file=sys.stderr)
+    return 0 if report.ok else 1
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from ticketstream.simulation import Shares
+    from workers.simulator import run_simulation
+
+    settings = _connected(_settings(args))
+    shares = Shares(malformed=args.malformed, duplicate=args.duplicates)
+    report = run_simulation(
+        settings, rate=args.rate, duration=args.duration, seed=args.seed, time_scale=args.time_scale,
+        drain=args.drain, fast=args.fast, shares=shares, incident_city=args.incident, progress=sys.stderr,
+    )
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items()))
+    print(f"sent {report.total} message(s) ({kinds}); {report.skipped_after_window} lifecycle event(s) fell after "
+          f"the drain window; send failures {report.failed}", file=sys.stderr)
+    return 0 if not report.failed else 1
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from schemas.export import export_schemas
+
+    for path in export_schemas(Path(args.directory)):
+        print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from workers.demo import run_demo
+
+    return run_demo(_settings(args), duration=args.duration, rate=args.rate)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ticketstream", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        _common(p)
+        return p
+
+    p = add("demo", "run the whole pipeline on an embedded Kafka with simulated traffic, showing live progress", cmd_demo)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
+    p.add_argument("--rate", type=float, default=20.0, help="complaints per second (default 20)")
+
+    p = add("kafka", "start, stop or inspect the embedded Apache Kafka broker (KRaft) used by the demo and tests", cmd_kafka)
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--nodes", type=int, choices=[1, 3], default=1, help="1 broker, or 3 for replication (default 1)")
+    p.add_argument("--dir", help="state and log directory (default .ticketstream/kafka)")
+
+    p = add("topics", "create every system topic (idempotent) or describe them", cmd_topics)
+    p.add_argument("action", choices=["create", "describe"])
+    p.add_argument("--json", action="store_true", help="describe as JSON")
+
+    p = add("worker", "run a stream-processing worker (start more with the same settings to scale out)", cmd_worker)
+    p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics at start")
+
+    p = add("publish", "validate JSON-lines events and publish them to tickets.inbound (for channel systems)", cmd_publish)
+    p.add_argument("file", metavar="FILE|-", help="JSON lines, one event per line; - reads standard input")
+    p.add_argument("--rate", type=float, help="at most this many events per second (default: as fast as possible)")
+
+    p = add("simulate", "publish realistic simulated complaints and their lifecycle events", cmd_simulate)
+    p.add_argument("--rate", type=float, default=10.0, help="new complaints per second (default 10)")
+    p.add_argument("--duration", type=float, default=60.0, help="seconds of new complaints (default 60)")
+    p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same traffic")
+    p.add_argument("--time-scale", type=float, default=0.002,
+                   help="how fast ticket life passes: 1.0 real time, 0.002 (default) one hour in 7.2 s")
+    p.add_argument("--drain", type=float, default=30.0, help="seconds to keep sending lifecycle events after --duration")
+    p.add_argument("--fast", action="store_true", help="send everything at once, ignoring the schedule")
+    p.add_argument("--malformed", type=float, default=0.01, help="share of extra malformed messages (default 0.01)")
+    p.add_argument("--duplicates", type=float, default=0.01, help="share of re-sent duplicates (default 0.01)")
+    p.add_argument("--incident", metavar="CITY", help="inject a mass-incident burst of network complaints in CITY")
+
+    p = add("schema", "export the JSON Schema of every event type for channel systems", cmd_schema)
+    p.add_argument("action", choices=["export"])
+    p.add_argument("directory", metavar="DIR")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SettingsError as exc:
+        print(f"ticketstream: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - a clear one-line error instead of a traceback
+        from workers.embedded_kafka import KafkaLauncherError
+
+        if isinstance(exc, KafkaLauncherError):
+            print(f"ticketstream: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

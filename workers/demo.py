@@ -1,0 +1,180 @@
+"""`ticketstream demo`: the whole pipeline on one machine, watched live in the terminal.
+
+It starts the embedded Kafka broker when no bootstrap server is configured, creates the topics,
+starts a worker process, feeds it simulated complaint traffic, prints progress every few
+seconds from the output topics and the worker's /metrics, and ends with a summary (on Ctrl-C,
+or after --duration seconds).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import IO
+
+from kafka import KafkaConsumer, TopicPartition
+
+from ticketstream.settings import Settings
+from ticketstream.topology import ACCEPTED, DLQ
+from workers import embedded_kafka
+from workers.simulator import SimulationReport, run_simulation
+from workers.topics import create_topics
+
+
+def _settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"TICKETSTREAM_{name.upper()}"] = str(value)
+    if settings.sasl_password:
+        env["TICKETSTREAM_SASL_PASSWORD"] = settings.sasl_password.get_secret_value()
+    return env
+
+
+def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """Run `ticketstream worker` as a child process with the same settings, logging to a file."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker", "--no-create-topics"],
+            env=_settings_env(settings), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+        )
+
+
+def scrape_metric(port: int, name: str) -> dict[str, float]:
+    """Samples of one metric from a worker's /metrics, keyed by their label text ('' if none)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return {}
+    samples: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(name):
+            head, _, value = line.rpartition(" ")
+            labels = head[len(name):]
+            if labels.startswith("{") or labels == "":
+                samples[labels] = float(value)
+    return samples
+
+
+class OutputWatcher:
+    """Counts what arrives on the output topics from the moment the demo starts."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers.split(",") if settings.bootstrap_servers else [],
+            enable_auto_commit=False, client_id="ticketstream-demo-watch", **settings.kafka_client_options(),
+        )
+        self.names = {settings.topic(ACCEPTED): "accepted", settings.topic(DLQ): "dlq"}
+        parts = [TopicPartition(t, p) for t in self.names for p in range(settings.partitions)]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_end(*parts)
+        for tp in parts:
+            self.consumer.position(tp)
+        self.counts: Counter[str] = Counter()
+        self.by_type: Counter[str] = Counter()
+        self.reasons: Counter[str] = Counter()
+
+    def poll(self) -> None:
+        for tp, records in self.consumer.poll(timeout_ms=200, max_records=5000).items():
+            kind = self.names[tp.topic]
+            self.counts[kind] += len(records)
+            for record in records:
+                try:
+                    body = json.loads(record.value)
+                except ValueError:
+                    continue
+                if kind == "accepted":
+                    self.by_type[body.get("type", "?")] += 1
+                else:
+                    self.reasons[body.get("reason", {}).get("code", "?")] += 1
+
+    def close(self) -> None:
+        self.consumer.close()
+
+
+def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sys.stdout) -> int:
+    started_kafka = False
+    if not settings.bootstrap_servers:
+        print("No Kafka configured: starting the embedded Apache Kafka broker ...", file=out, flush=True)
+        cluster = embedded_kafka.start(settings.kafka_dir, nodes=1, progress=lambda m: print(m, file=out, flush=True))
+        started_kafka = True
+        settings = settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
+        print(f"Kafka is up at {cluster.bootstrap_servers} (logs in {settings.kafka_dir})", file=out, flush=True)
+    created = create_topics(settings)
+    print(f"Topics ready: {len(created)} ({sum(r.created for r in created)} created now)", file=out, flush=True)
+    log_path = Path(settings.data_dir).parent / "demo-worker.log"
+    worker = start_worker_process(settings, log_path)
+    print(f"Worker started (pid {worker.pid}); metrics at http://{settings.web_host}:{settings.web_port}/metrics; "
+          f"log in {log_path}", file=out, flush=True)
+    watcher = OutputWatcher(settings)
+    stop = threading.Event()
+    sim_report: list[SimulationReport] = []
+    sim_thread = threading.Thread(
+        target=lambda: sim_report.append(run_simulation(settings, rate=rate, duration=duration, stop=stop, drain=5.0)),
+        name="simulator", daemon=True,
+    )
+    interrupted = False
+    previous = signal.getsignal(signal.SIGINT)
+
+    def on_sigint(_sig: int, _frame: object) -> None:
+        nonlocal interrupted
+        interrupted = True
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_sigint)
+    t0 = time.monotonic()
+    sim_thread.start()
+    print(f"Simulating {rate:g} complaints/s for {duration:g}s (Ctrl-C to stop early) ...", file=out, flush=True)
+    last = 0.0
+    try:
+        while True:
+            watcher.poll()
+            now = time.monotonic() - t0
+            if worker.poll() is not None:
+                print(f"The worker exited with code {worker.returncode}; see {log_path}", file=out, flush=True)
+                break
+            if now - last >= 3:
+                last = now
+                dups = sum(scrape_metric(settings.web_port, "ticketstream_intake_duplicates_total").values())
+                print(f"[{now:5.0f}s] accepted {watcher.counts['accepted']:>6}  dead-lettered {watcher.counts['dlq']:>4}  "
+                      f"duplicates dropped {dups:>4.0f}  complaints {watcher.by_type['complaint.received']:>5}  "
+                      f"resolved {watcher.by_type['ticket.resolved']:>5}", file=out, flush=True)
+            if stop.is_set() or not sim_thread.is_alive():
+                # Let the worker finish what was sent, then stop.
+                settle = time.monotonic() + 5
+                while time.monotonic() < settle:
+                    watcher.poll()
+                break
+    finally:
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+        sim_thread.join(timeout=10)
+        dups = sum(scrape_metric(settings.web_port, "ticketstream_intake_duplicates_total").values())
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        watcher.close()
+        if started_kafka:
+            embedded_kafka.stop(settings.kafka_dir)
+    sent = sim_report[0] if sim_report else SimulationReport()
+    print("\n=== ticketstream demo summary ===", file=out)
+    print(f"sent by the simulator:  {sent.total} messages ({', '.join(f'{k} {v}' for k, v in sorted(sent.sent.items()))})", file=out)
+    print(f"accepted by intake:     {watcher.counts['accepted']} events "
+          f"({', '.join(f'{k} {v}' for k, v in watcher.by_type.most_common(6))}, ...)", file=out)
+    print(f"dead-lettered:          {watcher.counts['dlq']} ({', '.join(f'{k} {v}' for k, v in watcher.reasons.most_common())})", file=out)
+    print(f"duplicates dropped:     {dups:.0f}", file=out)
+    print("stopped early on Ctrl-C" if interrupted else "completed", file=out, flush=True)
+    return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1

@@ -1,0 +1,385 @@
+"""The embedded real Apache Kafka broker (KRaft) for the demo, the tests and local development.
+
+It fetches the pinned Kafka release from Maven Central once (``deploy/kafka/pom.xml`` with
+``mvn dependency:copy-dependencies``) into a cache, formats KRaft storage, starts one or three
+combined broker+controller nodes on loopback with free ports, waits until every node serves
+metadata, and records the cluster in ``<dir>/cluster.json`` so that ``status`` and ``stop`` work
+from any later process. Logs stay in ``<dir>/node-N/server.log``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+KAFKA_VERSION = "4.1.0"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+POM = REPO_ROOT / "deploy" / "kafka" / "pom.xml"
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+
+
+class KafkaLauncherError(RuntimeError):
+    """The embedded broker cannot be fetched, started or reached; the message says why."""
+
+
+def cache_dir() -> Path:
+    """Where downloads are kept between runs: $TICKETSTREAM_CACHE, else the XDG cache."""
+    if os.environ.get("TICKETSTREAM_CACHE"):
+        return Path(os.environ["TICKETSTREAM_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ticketstream"
+
+
+def _java_major(java: str) -> int:
+    out = subprocess.run([java, "-version"], capture_output=True, text=True, check=False)
+    match = re.search(r'version "(\d+)(?:\.(\d+))?', out.stderr + out.stdout)
+    if not match:
+        raise KafkaLauncherError(f"could not read the Java version from `{java} -version`")
+    major = int(match.group(1))
+    return int(match.group(2)) if major == 1 and match.group(2) else major
+
+
+def find_java() -> str:
+    """Path of a Java 17+ runtime, or a clear error naming what is missing."""
+    home = os.environ.get("JAVA_HOME")
+    java = str(Path(home) / "bin" / "java") if home and (Path(home) / "bin" / "java").exists() else shutil.which("java")
+    if not java:
+        raise KafkaLauncherError(
+            "Java 17 or newer is required to run the embedded Kafka broker, and no `java` is on PATH. "
+            "Install it with: apt-get install -y openjdk-17-jre-headless"
+        )
+    major = _java_major(java)
+    if major < 17:
+        raise KafkaLauncherError(f"Kafka {KAFKA_VERSION} needs Java 17 or newer; {java} is Java {major}.")
+    return java
+
+
+def kafka_libs(version: str = KAFKA_VERSION, progress: Callable[[str], None] | None = None) -> Path:
+    """The directory of the Kafka jars, downloaded from Maven Central on first use."""
+    libs = cache_dir() / f"kafka-{version}" / "libs"
+    marker = libs / ".complete"
+    if marker.exists():
+        return libs
+    mvn = shutil.which("mvn")
+    if not mvn:
+        raise KafkaLauncherError(
+            f"Kafka {version} is not in the cache ({libs}) and Maven is needed to fetch it from Maven "
+            "Central, but no `mvn` is on PATH. Install it with: apt-get install -y maven"
+        )
+    if not POM.exists():
+        raise KafkaLauncherError(f"the Kafka pom {POM} is missing: run from a ticketstream checkout")
+    if progress:
+        progress(f"fetching Apache Kafka {version} and its dependencies from Maven Central into {libs} ...")
+    tmp = libs.with_name("libs.partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    cmd = [
+        mvn, "-B", "-q", "-f", str(POM), f"-Dkafka.version={version}",
+        "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+    ]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0 or not any(tmp.glob(f"kafka_2.13-{version}.jar")):
+        raise KafkaLauncherError(
+            f"Maven could not fetch Kafka {version} (exit {result.returncode}):\n"
+            + (result.stdout + result.stderr)[-3000:]
+        )
+    shutil.rmtree(libs, ignore_errors=True)
+    tmp.rename(libs)
+    marker.write_text(version)
+    return libs
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free TCP ports on loopback (bound all at once so none repeats)."""
+    socks = []
+    try:
+        for _ in range(count):
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            socks.append(s)
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+@dataclass
+class Node:
+    node_id: int
+    port: int
+    controller_port: int
+    pid: int = 0
+    dir: str = ""
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+
+@dataclass
+class Cluster:
+    """What `cluster.json` records about a running embedded cluster."""
+
+    dir: str
+    version: str
+    cluster_id: str
+    nodes: list[Node] = field(default_factory=list)
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return ",".join(n.address for n in self.nodes)
+
+    def save(self) -> None:
+        Path(self.dir, "cluster.json").write_text(json.dumps(asdict(self), indent=2))
+
+    @classmethod
+    def load(cls, directory: Path) -> Cluster | None:
+        path = directory / "cluster.json"
+        if not path.exists():
+            return None
+        raw = json.loads(path.read_text())
+        raw["nodes"] = [Node(**n) for n in raw["nodes"]]
+        return cls(**raw)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child still answers kill(0); look at its state.
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
+        return state != "Z"
+    except OSError:
+        return True
+
+
+_LOG4J2 = """\
+status = warn
+appender.file.type = File
+appender.file.name = FILE
+appender.file.fileName = {log}
+appender.file.layout.type = PatternLayout
+appender.file.layout.pattern = [%d] %p %m (%c)%n
+rootLogger.level = INFO
+rootLogger.appenderRef.file.ref = FILE
+logger.kafka.name = kafka
+logger.kafka.level = INFO
+logger.state.name = state.change.logger
+logger.state.level = WARN
+"""
+
+
+def _node_properties(node: Node, voters: str, replication: int, data_dir: Path) -> str:
+    min_isr = 2 if replication >= 3 else 1
+    return "\n".join([
+        "process.roles=broker,controller",
+        f"node.id={node.node_id}",
+        f"controller.quorum.voters={voters}",
+        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+        "controller.listener.names=CONTROLLER",
+        "inter.broker.listener.name=PLAINTEXT",
+        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        f"log.dirs={data_dir}",
+        f"offsets.topic.replication.factor={replication}",
+        "offsets.topic.num.partitions=12",
+        f"transaction.state.log.replication.factor={replication}",
+        f"transaction.state.log.min.isr={min_isr}",
+        f"default.replication.factor={replication}",
+        f"min.insync.replicas={min_isr}",
+        "num.partitions=1",
+        "group.initial.rebalance.delay.ms=0",
+        "auto.create.topics.enable=false",
+        "log.segment.bytes=67108864",
+        "",
+    ])
+
+
+def _wait_for_metadata(cluster: Cluster, deadline: float) -> None:
+    from kafka import KafkaAdminClient  # local import: the CLI's --help must not need it
+
+    pending = list(cluster.nodes)
+    last_error = ""
+    while pending and time.monotonic() < deadline:
+        node = pending[0]
+        if not _pid_alive(node.pid):
+            raise KafkaLauncherError(
+                f"Kafka node {node.node_id} exited during start-up; its log:\n{_tail(Path(node.dir) / 'server.log')}"
+            )
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=node.address, request_timeout_ms=5000,
+                                     client_id="ticketstream-launcher")
+            try:
+                brokers = admin.describe_cluster().get("brokers", [])
+            finally:
+                admin.close()
+            if len(brokers) >= len(cluster.nodes):
+                pending.pop(0)
+                continue
+            last_error = f"{len(brokers)} of {len(cluster.nodes)} brokers registered"
+        except Exception as exc:  # noqa: BLE001 - any failure means "not ready yet"
+            last_error = f"{type(exc).__name__}: {exc}"
+        time.sleep(0.3)
+    if pending:
+        raise KafkaLauncherError(
+            f"Kafka did not serve metadata within {START_TIMEOUT_S:.0f}s ({last_error}); log of node "
+            f"{pending[0].node_id}:\n{_tail(Path(pending[0].dir) / 'server.log')}"
+        )
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"(no log at {path})"
+
+
+def status(directory: Path) -> Cluster | None:
+    """The recorded cluster if every one of its nodes is still running, else None."""
+    cluster = Cluster.load(directory)
+    if cluster and cluster.nodes and all(_pid_alive(n.pid) for n in cluster.nodes):
+        return cluster
+    return None
+
+
+def start(
+    directory: Path,
+    nodes: int = 1,
+    version: str = KAFKA_VERSION,
+    heap_mb: int = 512,
+    progress: Callable[[str], None] | None = None,
+) -> Cluster:
+    """Start (or find running) an embedded cluster in `directory`; return it once it serves metadata."""
+    if nodes not in (1, 3):
+        raise KafkaLauncherError("--nodes must be 1 or 3")
+    directory = directory.resolve()
+    running = status(directory)
+    if running:
+        if len(running.nodes) != nodes:
+            raise KafkaLauncherError(
+                f"a {len(running.nodes)}-node cluster already runs in {directory}; stop it first"
+            )
+        return running
+    stop(directory)  # clear the remains of a crashed cluster
+    java = find_java()
+    libs = kafka_libs(version, progress)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True, exist_ok=True)
+    ports = free_ports(2 * nodes)
+    cluster = Cluster(dir=str(directory), version=version, cluster_id=_cluster_id())
+    for i in range(nodes):
+        node_dir = directory / f"node-{i + 1}"
+        node_dir.mkdir()
+        cluster.nodes.append(Node(node_id=i + 1, port=ports[2 * i], controller_port=ports[2 * i + 1], dir=str(node_dir)))
+    voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in cluster.nodes)
+    classpath = f"{libs}/*"
+    for node in cluster.nodes:
+        node_dir = Path(node.dir)
+        props = node_dir / "server.properties"
+        props.write_text(_node_properties(node, voters, nodes, node_dir / "data"))
+        (node_dir / "log4j2.properties").write_text(_LOG4J2.format(log=node_dir / "server.log"))
+        fmt = subprocess.run(
+            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster.cluster_id,
+             "-c", str(props), "--ignore-formatted"],
+            capture_output=True, text=True, check=False,
+        )
+        if fmt.returncode != 0:
+            raise KafkaLauncherError(f"formatting KRaft storage of node {node.node_id} failed:\n{fmt.stdout}{fmt.stderr}")
+    if progress:
+        progress(f"starting {nodes} Kafka {version} node(s) in {directory} ...")
+    for node in cluster.nodes:
+        _launch(java, libs, node, heap_mb)
+    cluster.save()
+    try:
+        _wait_for_metadata(cluster, time.monotonic() + START_TIMEOUT_S)
+    except BaseException:
+        stop(directory)
+        raise
+    return cluster
+
+
+def _launch(java: str, libs: Path, node: Node, heap_mb: int) -> None:
+    """Start one node's JVM in its own session, so it outlives the launching command."""
+    node_dir = Path(node.dir)
+    with open(node_dir / "stdout.log", "ab") as out:
+        proc = subprocess.Popen(
+            [java, f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 256)}m", "-XX:+UseG1GC",
+             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
+             "-cp", f"{libs}/*", "kafka.Kafka", str(node_dir / "server.properties")],
+            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+    node.pid = proc.pid
+
+
+def _cluster_id() -> str:
+    # KRaft wants 16 random bytes in URL-safe base64 without padding (22 characters).
+    import base64
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def stop_node(node: Node, timeout: float = STOP_TIMEOUT_S, hard: bool = False) -> None:
+    """Stop one node: SIGTERM (a clean controlled shutdown) or SIGKILL when `hard`."""
+    if not _pid_alive(node.pid):
+        return
+    try:
+        os.kill(node.pid, signal.SIGKILL if hard else signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while _pid_alive(node.pid) and time.monotonic() < deadline:
+        _reap(node.pid)
+        time.sleep(0.1)
+    if _pid_alive(node.pid):
+        os.kill(node.pid, signal.SIGKILL)
+        while _pid_alive(node.pid):
+            _reap(node.pid)
+            time.sleep(0.05)
+    _reap(node.pid)
+
+
+def _reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+def stop(directory: Path) -> bool:
+    """Stop every node of the cluster recorded in `directory`; True if anything was running."""
+    cluster = Cluster.load(directory.resolve())
+    if not cluster:
+        return False
+    was_running = any(_pid_alive(n.pid) for n in cluster.nodes)
+    for node in cluster.nodes:
+        if _pid_alive(node.pid):
+            os.kill(node.pid, signal.SIGTERM)
+    for node in cluster.nodes:
+        stop_node(node)
+    return was_running
+
+
+def restart_node(cluster: Cluster, node_id: int, heap_mb: int = 512) -> None:
+    """Start a stopped node of `cluster` again (failover tests)."""
+    java = find_java()
+    libs = kafka_libs(cluster.version)
+    node = next(n for n in cluster.nodes if n.node_id == node_id)
+    _launch(java, libs, node, heap_mb)
+    cluster.save()
+

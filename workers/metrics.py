@@ -1,0 +1,25 @@
+"""Prometheus metrics of the worker. Labels are bounded enums: never ticket, customer or free text."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram, Info
+
+from ticketstream import __version__
+
+WORKER_INFO = Info("ticketstream_worker", "Worker build and identity.")
+WORKER_INFO.info({"version": __version__})
+
+INTAKE_ACCEPTED = Counter(
+    "ticketstream_intake_accepted", "Valid events forwarded by intake, by event type.", ["type"]
+)
+INTAKE_DUPLICATES = Counter(
+    "ticketstream_intake_duplicates", "Exact duplicates (same event_id, same content) dropped by intake."
+)
+DEADLETTERS = Counter(
+    "ticketstream_deadletters", "Records sent to the dead-letter topic, by stage and reason code.", ["stage", "reason"]
+)
+INTAKE_SECONDS = Histogram(
+    "ticketstream_intake_processing_seconds",
+    "Time intake spends on one message (validate, de-duplicate, forward).",
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
+)
