@@ -16,6 +16,8 @@ from typing import Any
 _ID_RE = re.compile(r"(?<![0-9])(?:[1-9][0-9]{16}[0-9Xx]|[1-9][0-9]{14})(?![0-9A-Za-z])")
 _MOBILE_RE = re.compile(r"(?<![0-9])((?:\+?86[ -]?)?1[3-9][0-9])[ -]?([0-9]{4})[ -]?([0-9]{4})(?![0-9])")
 _LANDLINE_RE = re.compile(r"(?<![0-9])(0[1-9][0-9]{1,2})-([0-9]{3,4})([0-9]{4})(?![0-9])")
+# Any other run of 11+ digits (bank cards, numbers glued together) is masked the same way.
+_LONG_DIGITS_RE = re.compile(r"(?<![0-9])[0-9]{11,}(?![0-9])")
 _EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 PERSONAL_KEYS = frozenset({
@@ -51,10 +53,11 @@ def mask_address(address: str) -> str:
 
 
 def mask_text(text: str) -> str:
-    """Mask phone numbers, ID numbers and e-mail addresses wherever they stand in free text."""
+    """Mask phone, ID and card numbers and e-mail addresses wherever they stand in free text."""
     text = _ID_RE.sub(lambda m: mask_id_number(m.group(0)), text)
     text = _MOBILE_RE.sub(lambda m: f"{m.group(1)}****{m.group(3)}", text)
     text = _LANDLINE_RE.sub(lambda m: f"{m.group(1)}-****{m.group(3)}", text)
+    text = _LONG_DIGITS_RE.sub(lambda m: mask_id_number(m.group(0)), text)
     return _EMAIL_RE.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
 
 

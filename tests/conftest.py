@@ -1,0 +1,32 @@
+"""Test fixtures: one real Kafka broker per test session, started by the project's own launcher."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from workers import embedded_kafka
+
+settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("dev", max_examples=100, deadline=None)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
+
+
+@pytest.fixture(scope="session")
+def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded_kafka.Cluster]:
+    """A single-node Apache Kafka (KRaft) for the whole session; tests isolate by topic prefix."""
+    directory: Path = tmp_path_factory.mktemp("kafka")
+    cluster = embedded_kafka.start(directory, nodes=1)
+    try:
+        yield cluster
+    finally:
+        embedded_kafka.stop(directory)
+
+
+@pytest.fixture(scope="session")
+def bootstrap(kafka_cluster: embedded_kafka.Cluster) -> str:
+    return kafka_cluster.bootstrap_servers

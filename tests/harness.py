@@ -1,0 +1,128 @@
+"""Helpers for integration tests: isolated settings, worker processes, draining topics with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from kafka import KafkaConsumer, TopicPartition
+
+from ticketstream.settings import Settings
+from workers.embedded_kafka import free_ports
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def isolated_settings(bootstrap: str, tmp: Path, partitions: int = 4, **extra: object) -> Settings:
+    """Settings with a unique topic prefix and app id, so tests share one broker without mixing."""
+    run = uuid.uuid4().hex[:8]
+    return Settings(
+        bootstrap_servers=bootstrap,
+        topic_prefix=f"t{run}.",
+        app_id=f"ts-test-{run}",
+        partitions=partitions,
+        web_port=free_ports(1)[0],
+        data_dir=tmp / f"worker-{run}",
+        **extra,  # type: ignore[arg-type]
+    )
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("TICKETSTREAM_CONFIG", None)
+    for name, value in settings.model_dump(mode="json").items():
+        if value is not None:
+            env[f"TICKETSTREAM_{name.upper()}"] = str(value)
+    return env
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@contextmanager
+def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `ticketstream worker` child process; stopped (SIGTERM) at the end."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO,
+                                env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: proc.poll() is not None or worker_ready(settings), 60, "the worker's web port")
+        if proc.poll() is not None:
+            raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def worker_ready(settings: Settings) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/healthz", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def metric_value(settings: Settings, name: str, labels: dict[str, str] | None = None) -> float:
+    """Sum of a metric's samples on the worker's /metrics that carry all of `labels`."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2) as resp:
+        text = resp.read().decode()
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#") or not line.startswith(name):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] != name:
+            continue
+        if labels and not all(f'{k}="{v}"' in head for k, v in labels.items()):
+            continue
+        total += float(value)
+    return total
+
+
+class TopicReader:
+    """Reads every record of one topic (all partitions, from the beginning) without a group."""
+
+    def __init__(self, settings: Settings, topic: str) -> None:
+        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]
+                                      enable_auto_commit=False, consumer_timeout_ms=500)
+        parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
+        self.consumer.assign(parts)
+        self.consumer.seek_to_beginning(*parts)
+        self.records: list = []
+
+    def poll(self) -> int:
+        for batch in self.consumer.poll(timeout_ms=300, max_records=10_000).values():
+            self.records.extend(batch)
+        return len(self.records)
+
+    def read_until(self, count: int, timeout: float) -> list:
+        wait_until(lambda: self.poll() >= count, timeout, f"{count} records (have {len(self.records)})")
+        return self.records
+
+    def json_values(self) -> list[dict]:
+        return [json.loads(r.value) for r in self.records]
+
+    def close(self) -> None:
+        self.consumer.close()

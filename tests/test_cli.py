@@ -1,0 +1,91 @@
+"""The command line as an operator uses it, against the real broker."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ticketstream.topology import INBOUND, STATE
+from tests.factories import encode, lifecycle, received
+from tests.harness import REPO, TopicReader, isolated_settings, settings_env
+
+
+def run(args, settings=None, stdin: bytes | None = None, timeout=120):
+    env = settings_env(settings) if settings else None
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=REPO, env=env, input=stdin,
+                          capture_output=True, timeout=timeout)
+
+
+def test_help_explains_every_command():
+    out = run(["--help"]).stdout.decode()
+    for command in ("demo", "kafka", "topics", "worker", "publish", "simulate", "schema"):
+        assert command in out
+    assert "TICKETSTREAM_BOOTSTRAP_SERVERS" in out
+    sim_help = run(["simulate", "--help"]).stdout.decode()
+    assert "--rate" in sim_help and "--duration" in sim_help and "--incident" in sim_help
+
+
+def test_bad_setting_fails_at_start_with_its_name():
+    result = subprocess.run([sys.executable, "-m", "workers.cli", "topics", "describe"], cwd=REPO,
+                            env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_PARTITIONS": "lots"}, capture_output=True)
+    assert result.returncode == 2
+    assert b"partitions" in result.stderr and b"Traceback" not in result.stderr
+
+
+def test_no_kafka_configured_is_a_clear_error(tmp_path: Path):
+    result = subprocess.run([sys.executable, "-m", "workers.cli", "topics", "describe"], cwd=REPO,
+                            env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_KAFKA_DIR": str(tmp_path)}, capture_output=True)
+    assert result.returncode == 2
+    assert b"ticketstream kafka start" in result.stderr
+
+
+def test_schema_export(tmp_path: Path):
+    result = run(["schema", "export", str(tmp_path / "schemas")])
+    assert result.returncode == 0
+    assert (tmp_path / "schemas" / "complaint.received.schema.json").exists()
+
+
+@pytest.mark.integration
+def test_topics_create_is_idempotent_and_describe_shows_policies(bootstrap, tmp_path: Path):
+    settings = isolated_settings(bootstrap, tmp_path)
+    first = run(["topics", "create"], settings)
+    assert first.returncode == 0, first.stderr
+    assert b"created" in first.stdout
+    second = run(["topics", "create"], settings)
+    assert second.returncode == 0 and b"created" not in second.stdout
+    described = json.loads(run(["topics", "describe", "--json"], settings).stdout)
+    by_name = {row["topic"]: row for row in described}
+    state = by_name[settings.topic(STATE)]
+    assert state["exists"] and state["config"]["cleanup.policy"] == "compact"
+    assert by_name[settings.topic(INBOUND)]["partitions"] == settings.partitions
+    assert all(row["exists"] for row in described)
+
+
+@pytest.mark.integration
+def test_publish_reports_rejected_lines_and_sends_the_rest(bootstrap, tmp_path: Path):
+    settings = isolated_settings(bootstrap, tmp_path)
+    assert run(["topics", "create"], settings).returncode == 0
+    lines = [
+        encode(received("T-1")),
+        b'{"broken json',
+        encode(lifecycle("ticket.responded", "T-1")),
+        encode(received("T-2", occurred_at="2026-11-23T10:00:00")),  # naive time
+        b"",
+        encode(lifecycle("ticket.survey_completed", "T-1", score=9)),
+        encode(received("T-3")),
+    ]
+    result = run(["publish", "-"], settings, stdin=b"\n".join(lines) + b"\n")
+    err = result.stderr.decode()
+    assert result.returncode == 1
+    assert "line 2: rejected: invalid_json" in err
+    assert "line 4: rejected: schema_invalid" in err
+    assert "line 6: rejected: schema_invalid" in err
+    assert "published 3 event(s); rejected 3 line(s)" in err
+    reader = TopicReader(settings, settings.topic(INBOUND))
+    records = reader.read_until(3, 30)
+    assert sorted(r.key for r in records) == [b"T-1", b"T-1", b"T-3"]
+    reader.close()
+    ok = run(["publish", "-", "--rate", "100"], settings, stdin=encode(received("T-9")) + b"\n")
+    assert ok.returncode == 0

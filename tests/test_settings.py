@@ -1,0 +1,64 @@
+from pathlib import Path
+
+import pytest
+
+from ticketstream.settings import Settings, SettingsError, load_settings
+
+
+def test_defaults_are_sensible():
+    s = load_settings(environ={})
+    assert s.partitions == 12
+    assert s.replication_factor == 1
+    assert s.bootstrap_servers is None
+    assert s.topic("tickets.inbound") == "tickets.inbound"
+
+
+def test_env_overrides_file_and_command_line_overrides_env(tmp_path: Path):
+    cfg = tmp_path / "ts.toml"
+    cfg.write_text('[ticketstream]\npartitions = 6\ntopic_prefix = "file."\n')
+    s = load_settings(cfg, environ={"TICKETSTREAM_PARTITIONS": "8"})
+    assert (s.partitions, s.topic_prefix) == (8, "file.")
+    s = load_settings(cfg, environ={"TICKETSTREAM_PARTITIONS": "8"}, partitions=3)
+    assert s.partitions == 3
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"TICKETSTREAM_PARTITIONS": "zero"}, "partitions"),
+        ({"TICKETSTREAM_PARTITIONS": "0"}, "partitions"),
+        ({"TICKETSTREAM_BOOTSTRAP_SERVERS": "localhost"}, "bootstrap_servers"),
+        ({"TICKETSTREAM_TOPIC_PREFIX": "bad prefix/"}, "topic_prefix"),
+        ({"TICKETSTREAM_SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
+        ({"TICKETSTREAM_WEB_PORT": "70000"}, "web_port"),
+    ],
+)
+def test_wrong_values_fail_with_the_setting_named(env, named):
+    with pytest.raises(SettingsError) as err:
+        load_settings(environ=env)
+    assert named in str(err.value)
+    assert "TICKETSTREAM_" in str(err.value)  # says where the value came from
+
+
+def test_unknown_file_setting_is_named(tmp_path: Path):
+    cfg = tmp_path / "ts.toml"
+    cfg.write_text("partitons = 3\n")
+    with pytest.raises(SettingsError, match="unknown setting 'partitons'"):
+        load_settings(cfg, environ={})
+
+
+def test_missing_or_broken_config_file(tmp_path: Path):
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(tmp_path / "nope.toml", environ={})
+    bad = tmp_path / "bad.toml"
+    bad.write_text("partitions = [")
+    with pytest.raises(SettingsError, match="not valid TOML"):
+        load_settings(bad, environ={})
+
+
+def test_sasl_options_in_client_spelling():
+    s = Settings(bootstrap_servers="a:9092,b:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
+                 sasl_username="u", sasl_password="s3cr3t-pw")
+    opts = s.kafka_client_options()
+    assert opts["sasl_plain_password"] == "s3cr3t-pw"
+    assert "s3cr3t-pw" not in repr(s)  # the secret never prints
