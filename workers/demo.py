@@ -26,7 +26,9 @@ from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, DLQ
 from workers import embedded_kafka
 from workers.simulator import SimulationReport, run_simulation
+from workers.embedded_kafka import free_ports
 from workers.topics import create_topics
+from workers.worker import port_free
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
@@ -106,11 +108,19 @@ class OutputWatcher:
 def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sys.stdout) -> int:
     started_kafka = False
     if not settings.bootstrap_servers:
-        print("No Kafka configured: starting the embedded Apache Kafka broker ...", file=out, flush=True)
-        cluster = embedded_kafka.start(settings.kafka_dir, nodes=1, progress=lambda m: print(m, file=out, flush=True))
-        started_kafka = True
+        cluster = embedded_kafka.status(settings.kafka_dir)
+        if cluster:
+            print(f"Using the running embedded Kafka at {cluster.bootstrap_servers}", file=out, flush=True)
+        else:
+            print("No Kafka configured: starting the embedded Apache Kafka broker ...", file=out, flush=True)
+            cluster = embedded_kafka.start(settings.kafka_dir, nodes=1, progress=lambda m: print(m, file=out, flush=True))
+            started_kafka = True
+            print(f"Kafka is up at {cluster.bootstrap_servers} (logs in {settings.kafka_dir})", file=out, flush=True)
         settings = settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
-        print(f"Kafka is up at {cluster.bootstrap_servers} (logs in {settings.kafka_dir})", file=out, flush=True)
+    if not port_free(settings.web_host, settings.web_port):
+        port = free_ports(1)[0]
+        print(f"Port {settings.web_port} is busy; the demo worker uses {port}", file=out, flush=True)
+        settings = settings.model_copy(update={"web_port": port})
     created = create_topics(settings)
     print(f"Topics ready: {len(created)} ({sum(r.created for r in created)} created now)", file=out, flush=True)
     log_path = Path(settings.data_dir).parent / "demo-worker.log"
