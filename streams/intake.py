@@ -4,6 +4,8 @@ The agent only moves bytes: `ticketstream.intake` decides. It runs with concurre
 it writes the `intake_seen` table (ARCHITECTURE pitfall 2), and it catches every exception per
 message, because Faust acks a message whose handler raised (pitfall 1): an unexpected failure
 becomes a `processing_error` dead letter and the stream goes on.
+
+Outputs go through `streams.emit.Emitter` (the app's producer directly; see there why).
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from typing import Any
 import faust
 
 from schemas.deadletter import Reason, ReasonCode, Source
+from streams.emit import Emitter
 from ticketstream import intake as core
 from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, DLQ, INBOUND, TABLE_INTAKE_SEEN
@@ -50,8 +53,8 @@ def raw_topic(app: faust.App, name: str) -> Any:
 
 def register(app: faust.App, settings: Settings) -> None:
     inbound = raw_topic(app, settings.topic(INBOUND))
-    accepted = raw_topic(app, settings.topic(ACCEPTED))
-    dlq = raw_topic(app, settings.topic(DLQ))
+    accepted = Emitter(app, settings.topic(ACCEPTED))
+    dlq = Emitter(app, settings.topic(DLQ))
     # No value_type: plain JSON values (a value_type that is not a faust.Record breaks recovery).
     seen = app.Table(TABLE_INTAKE_SEEN, default=dict, partitions=settings.partitions,
                      key_type=str, help="event fingerprints per ticket, for de-duplication")
@@ -63,7 +66,7 @@ def register(app: faust.App, settings: Settings) -> None:
         metrics.DEADLETTERS.labels(stage="intake", reason=reason.code.value).inc()
         if dlq_log.allow():
             log.warning("dead-lettered %s: %s: %s", record.id, reason.code.value, reason.message)
-        await dlq.send(key=record.id.encode(), value=record.model_dump_json().encode())
+        await dlq.send(record.id.encode(), record.model_dump_json().encode())
 
     @app.agent(inbound, concurrency=1, name="intake")
     async def intake(stream: Any) -> None:
@@ -94,7 +97,7 @@ def register(app: faust.App, settings: Settings) -> None:
                     if len(updated) > MAX_SEEN_PER_TICKET:
                         updated.pop(next(iter(updated)))
                     seen[parsed_event.ticket_id] = updated
-                    await accepted.send(key=key, value=parsed_event.model_dump_json(exclude_none=True).encode())
+                    await accepted.send(key, parsed_event.model_dump_json(exclude_none=True).encode())
                     metrics.INTAKE_ACCEPTED.labels(type=parsed_event.type.value).inc()
             except core.Rejected as rejected:
                 await dead_letter(raw, rejected.reason, source, rejected.parsed)

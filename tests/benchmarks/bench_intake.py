@@ -1,0 +1,138 @@
+"""Intake throughput against a bare aiokafka consume-and-produce loop, on the same broker, same run.
+
+    .venv/bin/python tests/benchmarks/bench_intake.py [--events 50000] [--repeat 3] [--bootstrap HOST:PORT]
+
+Both sides read the same pre-loaded messages from a topic of their own and write one message per
+input; the baseline does nothing else, the worker validates, de-duplicates (table + changelog)
+and forwards. Without --bootstrap it starts the embedded broker in a temporary directory.
+Prints events/s of each run, the medians and the ratio intake/baseline.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from kafka import KafkaProducer  # noqa: E402
+
+from tests.harness import isolated_settings, metric_value, worker_process  # noqa: E402
+from ticketstream.simulation import Shares, Simulator  # noqa: E402
+from ticketstream.topology import ACCEPTED, INBOUND  # noqa: E402
+from workers import embedded_kafka  # noqa: E402
+from workers.topics import create_topics  # noqa: E402
+
+
+def payloads(count: int) -> list[tuple[bytes, bytes]]:
+    sim = Simulator(datetime(2026, 11, 23, tzinfo=UTC), rate=500, seed=99, id_prefix="B",
+                    shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0))
+    out = []
+    for message in sim.schedule(1e9):
+        out.append((message.key, message.value))
+        if len(out) == count:
+            return out
+    return out
+
+
+def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024)
+    for key, value in messages:
+        producer.send(topic, key=key, value=value)
+    producer.flush()
+    producer.close()
+
+
+async def baseline(bootstrap: str, source: str, sink: str, count: int) -> float:
+    """Consume `count` messages and produce each to `sink`; seconds from first read to last ack."""
+    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"bench-{source}",
+                                auto_offset_reset="earliest", enable_auto_commit=True)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
+    await consumer.start()
+    await producer.start()
+    seen = 0
+    started = 0.0
+    try:
+        while seen < count:
+            batches = await consumer.getmany(timeout_ms=500, max_records=5000)
+            for records in batches.values():
+                if not started:
+                    started = time.perf_counter()
+                for record in records:
+                    await producer.send(sink, key=record.key, value=record.value)
+                seen += sum(1 for _ in records)
+        await producer.flush()
+        return time.perf_counter() - started
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def intake_run(settings, count: int, tmp: Path) -> float:
+    """Seconds the worker takes from its first processed message to the last."""
+    with worker_process(settings, tmp / f"{settings.app_id}.log"):
+        first = None
+        while True:
+            done = metric_value(settings, "ticketstream_intake_processing_seconds_count")
+            now = time.perf_counter()
+            if done > 0 and first is None:
+                first = (now, done)
+            if done >= count:
+                break
+            time.sleep(0.05)
+        # Extrapolate the messages processed before the first observation at the measured rate.
+        t0, n0 = first
+        elapsed = now - t0
+        return elapsed * count / max(count - n0, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=50_000)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--bootstrap", help="an existing Kafka; default: start the embedded broker")
+    args = parser.parse_args()
+    tmp = Path(tempfile.mkdtemp(prefix="ts-bench-"))
+    bootstrap = args.bootstrap
+    if not bootstrap:
+        print("starting the embedded Kafka broker ...", flush=True)
+        bootstrap = embedded_kafka.start(tmp / "kafka").bootstrap_servers
+    try:
+        messages = payloads(args.events)
+        base_rates, intake_rates = [], []
+        for run in range(1, args.repeat + 1):
+            settings = isolated_settings(bootstrap, tmp, partitions=12)
+            create_topics(settings)
+            source = settings.topic(INBOUND)
+            preload(bootstrap, source, messages)
+            seconds = asyncio.run(baseline(bootstrap, source, settings.topic(ACCEPTED), len(messages)))
+            base_rates.append(len(messages) / seconds)
+            settings = isolated_settings(bootstrap, tmp, partitions=12)
+            create_topics(settings)
+            preload(bootstrap, settings.topic(INBOUND), messages)
+            seconds = intake_run(settings, len(messages), tmp)
+            intake_rates.append(len(messages) / seconds)
+            print(f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s", flush=True)
+        b, i = statistics.median(base_rates), statistics.median(intake_rates)
+        print(f"\nevents per run: {len(messages)}; runs: {args.repeat}; machine: {platform.machine()}, "
+              f"{os.cpu_count()} cores, Python {platform.python_version()}")
+        print(f"median baseline (bare aiokafka consume+produce): {b:9.0f} events/s")
+        print(f"median intake (validate + dedup table + forward): {i:9.0f} events/s")
+        print(f"ratio intake/baseline: {i / b:.2f}")
+    finally:
+        if not args.bootstrap:
+            embedded_kafka.stop(tmp / "kafka")
+
+
+if __name__ == "__main__":
+    main()
