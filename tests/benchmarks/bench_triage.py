@@ -1,0 +1,57 @@
+"""Throughput of the pure triage core (normalise, match, classify, grade, route, build the record).
+
+    .venv/bin/python tests/benchmarks/bench_triage.py [--complaints 20000] [--repeat 5]
+
+Runs on one core over simulator complaints (both scripts, all categories). The baseline in the
+same run is the cheapest thing any triage must do: validating the complaint event with pydantic.
+Prints complaints/s (median of the repeats, and the slowest), µs per complaint and the ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from schemas.events import Event  # noqa: E402
+from ticketstream.simulation import Simulator  # noqa: E402
+from ticketstream.triage import HistoryEntry, TriageEngine  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--complaints", type=int, default=20_000)
+    parser.add_argument("--repeat", type=int, default=5)
+    args = parser.parse_args()
+    sim = Simulator(datetime(2026, 11, 23, tzinfo=UTC), rate=100, seed=5, lifecycle=False)
+    raws = [m.value for m in sim.schedule(args.complaints / 100 * 1.2) if m.kind == "valid"][: args.complaints]
+    events = [Event.model_validate_json(r) for r in raws]
+    engine = TriageEngine()
+    base, core = [], []
+    for _ in range(args.repeat):
+        t = time.perf_counter()
+        for raw in raws:
+            Event.model_validate_json(raw)
+        base.append(len(raws) / (time.perf_counter() - t))
+        histories: dict[str, list[HistoryEntry]] = {}
+        t = time.perf_counter()
+        for event in events:
+            cid = event.complaint.customer.id
+            _, histories[cid] = engine.triage(event, histories.get(cid, []))
+        core.append(len(events) / (time.perf_counter() - t))
+    print(f"complaints: {len(events)}, repeats: {args.repeat}, Python {platform.python_version()}, one core")
+    print(f"baseline (pydantic validation of the event): median {statistics.median(base):9.0f}/s")
+    print(f"triage core (classify+grade+route+record):   median {statistics.median(core):9.0f}/s, "
+          f"slowest {min(core):9.0f}/s, {1e6 / statistics.median(core):.1f} µs per complaint")
+    print(f"ratio triage/baseline: {statistics.median(core) / statistics.median(base):.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""Classification (分類): one of the twelve categories of DOMAIN §2, with confidence and evidence.
+
+先分類後分級 (003 §2.2.3): the category is decided first, from the words of the complaint alone;
+grading comes after. Rules are data (`data/classifier.toml`): weighted phrases per category.
+A complaint whose evidence is weak, or split between categories, goes to `other.general` for
+manual triage with its low confidence shown, never to a guess presented as certain.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.events import Category
+from ticketstream.matching import PhraseMatcher
+from ticketstream.policyfile import load_model
+from ticketstream.text import normalize
+
+
+class PhraseTiers(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strong: list[str] = []
+    medium: list[str] = []
+    weak: list[str] = []
+
+
+class ClassifierSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    min_score: float = Field(2.0, gt=0)
+    min_confidence: float = Field(0.34, ge=0, le=1)
+    fallback: Category = Category.OTHER_GENERAL
+
+
+class Weights(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    strong: float = Field(3.0, gt=0)
+    medium: float = Field(2.0, gt=0)
+    weak: float = Field(1.0, gt=0)
+
+
+class ClassifierRules(BaseModel):
+    """The classifier rule file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    settings: ClassifierSettings = ClassifierSettings()
+    weights: Weights = Weights()
+    categories: dict[Category, PhraseTiers]
+
+    @model_validator(mode="after")
+    def _every_category_has_phrases(self) -> ClassifierRules:
+        empty = [c.value for c, t in self.categories.items() if not (t.strong or t.medium or t.weak)]
+        if empty:
+            raise ValueError(f"categories without any phrase: {', '.join(empty)}")
+        return self
+
+
+def load_rules(path: str | Path | None = None) -> ClassifierRules:
+    return load_model(ClassifierRules, path, "classifier.toml")
+
+
+@dataclass(frozen=True, slots=True)
+class Classification:
+    category: Category
+    confidence: float
+    evidence: tuple[str, ...]
+    scores: dict[str, float] = field(default_factory=dict)
+    fallback: bool = False
+
+
+class Classifier:
+    """Scores every category by the weighted phrases found in the normalised complaint."""
+
+    def __init__(self, rules: ClassifierRules | None = None) -> None:
+        self.rules = rules or load_rules()
+        self._matcher: PhraseMatcher[tuple[Category, float]] = PhraseMatcher(self.phrases())
+        self._order = {c: i for i, c in enumerate(self.rules.categories)}
+
+    def phrases(self) -> list[tuple[str, tuple[Category, float]]]:
+        """(phrase, (category, weight)) for every rule phrase; a caller may match them together
+        with other rules in one pass and hand the hits to `decide`."""
+        weights = self.rules.weights
+        return [
+            (phrase, (category, weight))
+            for category, tiers in self.rules.categories.items()
+            for tier, weight in (("strong", weights.strong), ("medium", weights.medium), ("weak", weights.weak))
+            for phrase in getattr(tiers, tier)
+        ]
+
+    def classify(self, text: str, normalized: str | None = None) -> Classification:
+        norm = normalized if normalized is not None else normalize(text)
+        return self.decide(self._matcher.find(norm))
+
+    def decide(self, hits: Iterable[tuple[str, tuple[Category, float]]]) -> Classification:
+        """The classification from the phrases found (each with its category and weight)."""
+        scores: dict[Category, float] = {}
+        evidence: dict[Category, list[str]] = {}
+        for phrase, (category, weight) in hits:
+            scores[category] = scores.get(category, 0.0) + weight
+            evidence.setdefault(category, []).append(phrase)
+        settings = self.rules.settings
+        if not scores:
+            return Classification(settings.fallback, 0.0, (), {}, fallback=True)
+        ranked = sorted(scores, key=lambda c: (-scores[c], self._order[c]))
+        best = ranked[0]
+        runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
+        # The winner's share of the two leading scores: 1.0 when nothing competes, 0.5 on a tie.
+        confidence = round(scores[best] / (scores[best] + runner_up), 3)
+        shown = {c.value: scores[c] for c in ranked}
+        if scores[best] < settings.min_score or confidence < settings.min_confidence:
+            return Classification(settings.fallback, confidence, tuple(evidence[best]), shown, fallback=True)
+        return Classification(best, confidence, tuple(evidence[best]), shown)
