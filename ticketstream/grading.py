@@ -131,6 +131,8 @@ class GradeInputs:
     incident_id: str | None = None
     affected_users: int | None = None
     amount_yuan: float | None = None
+    manual_triage: bool = False
+    """The category is a fallback, not a finding: category-bound signals (an enquiry) do not apply."""
 
 
 class Grader:
@@ -152,7 +154,8 @@ class Grader:
         milder: list[str] = []
         for name, phrases in fired.items():
             signal = rules.signals[name]
-            if signal.only_when_category is not None and signal.only_when_category != inputs.category:
+            if signal.only_when_category is not None and (
+                    inputs.manual_triage or signal.only_when_category != inputs.category):
                 continue
             if SEVERITY[signal.grade] > SEVERITY[default]:
                 milder.append(name)  # e.g. an enquiry: it counts only if nothing severe fired

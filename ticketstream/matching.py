@@ -26,8 +26,14 @@ class PhraseMatcher(Generic[T]):
     def __init__(self, phrases: Iterable[tuple[str, T]], group: Callable[[T], Hashable] = lambda _: 0) -> None:
         by_bigram: dict[str, list[tuple[str, T, Hashable]]] = {}
         single: dict[str, list[tuple[str, T, Hashable]]] = {}
+        added: set[tuple[str, object]] = set()
         for phrase, payload in phrases:
             norm = normalize(phrase).strip()
+            if len(norm) < len(phrase.strip()) and len(norm) < 2:
+                continue  # 太慢 -> 慢: the phrase was mostly an intensifier; one character says nothing
+            if (norm, payload) in added:
+                continue  # 網速很慢 and 網速慢 are one phrase after normalisation: count it once
+            added.add((norm, payload))
             if len(norm) >= 2:
                 by_bigram.setdefault(norm[:2], []).append((norm, payload, group(payload)))
             elif norm:

@@ -139,7 +139,7 @@ class TriageEngine:
         decision = self.grader.grade(evidence.normalized, evidence.signals, GradeInputs(
             category=classification.category, channel=data.channel, tier=data.customer.tier,
             earlier_same_category=earlier, incident_id=incident_id, affected_users=data.affected_users,
-            amount_yuan=data.amount_yuan,
+            amount_yuan=data.amount_yuan, manual_triage=classification.fallback,
         ))
         grade, reasons = decision.grade, list(decision.reasons)
         if grade_override is not None:
