@@ -56,6 +56,9 @@ class Settings(BaseModel):
         description="How dead-letter records carry the original bytes: 'masked' hides personal "
         "data (DOMAIN §8); 'raw' keeps them byte-exact for a dead-letter topic with restricted access.",
     )
+    classifier_rules: Path | None = Field(default=None, description="Classifier rule file (default: shipped).")
+    grading_rules: Path | None = Field(default=None, description="Grading rule file (default: shipped).")
+    routing_rules: Path | None = Field(default=None, description="Routing table file (default: shipped).")
     kafka_dir: Path = Field(default=Path(".ticketstream/kafka"), description="Embedded broker state and logs.")
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 

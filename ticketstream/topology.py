@@ -25,7 +25,9 @@ ALERTS = "alerts"
 
 # Faust tables, by name; their changelog topics are `<app_id>-<table>-changelog`.
 TABLE_INTAKE_SEEN = "intake_seen"
-TABLES: dict[str, str] = {TABLE_INTAKE_SEEN: "compact"}
+TABLE_CUSTOMER_HISTORY = "customer_history"
+TABLE_TICKETS = "tickets"
+TABLES: dict[str, str] = {TABLE_INTAKE_SEEN: "compact", TABLE_CUSTOMER_HISTORY: "compact", TABLE_TICKETS: "compact"}
 
 
 def queue_topic(team: Team | str) -> str:

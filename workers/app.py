@@ -13,8 +13,17 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import intake
+from streams import intake, tickets, triage
+from streams.deadletters import DeadLetters
+from streams.triage import TriageOutputs
+from ticketstream.classify import Classifier
+from ticketstream.classify import load_rules as load_classifier_rules
+from ticketstream.grading import Grader
+from ticketstream.grading import load_rules as load_grading_rules
+from ticketstream.routing import Router
+from ticketstream.routing import load_table as load_routing_table
 from ticketstream.settings import Settings
+from ticketstream.triage import TriageEngine
 
 
 def _credentials(settings: Settings) -> Any:
@@ -34,6 +43,16 @@ def _credentials(settings: Settings) -> Any:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+def triage_engine(settings: Settings) -> TriageEngine:
+    """The triage engine with the operator's rule files (or the shipped ones); invalid files stop
+    the start-up with the exact problem (PolicyError)."""
+    return TriageEngine(
+        Classifier(load_classifier_rules(settings.classifier_rules)),
+        Grader(load_grading_rules(settings.grading_rules)),
+        Router(load_routing_table(settings.routing_rules)),
+    )
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -59,7 +78,12 @@ def create_app(settings: Settings) -> faust.App:
         autodiscover=False,
         table_standby_replicas=1,
     )
-    intake.register(app, settings)
+    engine = triage_engine(settings)
+    dead_letters = DeadLetters(app, settings)
+    outputs = TriageOutputs(app, settings)
+    intake.register(app, settings, dead_letters)
+    triage.register(app, settings, engine, outputs, dead_letters)
+    tickets.register(app, settings, engine, outputs, dead_letters)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ticketstream.policyfile import PolicyError
 from ticketstream.settings import Settings, SettingsError, load_settings
 
 DESCRIPTION = """\
@@ -38,6 +39,9 @@ def _settings(args: argparse.Namespace) -> Settings:
         app_id=args.app_id,
         partitions=args.partitions,
         web_port=args.web_port,
+        classifier_rules=getattr(args, "classifier_rules", None),
+        grading_rules=getattr(args, "grading_rules", None),
+        routing_rules=getattr(args, "routing_rules", None),
     )
 
 
@@ -136,6 +140,26 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     return 0 if not report.failed else 1
 
 
+def cmd_classify(args: argparse.Namespace) -> int:
+    from workers.app import triage_engine
+    from workers.classify import classify_lines
+
+    engine = triage_engine(_settings(args))
+    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    errors = 0
+    try:
+        for result in classify_lines(source, engine, full=args.full):
+            errors += "error" in result
+            print(json.dumps(result, ensure_ascii=False), flush=False)
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    sys.stdout.flush()
+    if errors:
+        print(f"{errors} line(s) could not be classified", file=sys.stderr)
+    return 1 if errors else 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -193,6 +217,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duplicates", type=float, default=0.01, help="share of re-sent duplicates (default 0.01)")
     p.add_argument("--incident", metavar="CITY", help="inject a mass-incident burst of network complaints in CITY")
 
+    p = add("classify", "classify, grade and route complaints offline with the workers' exact code (test rule changes)",
+            cmd_classify)
+    p.add_argument("file", metavar="FILE|-", nargs="?", default="-",
+                   help="JSON lines: complaint.received events, or objects with 'content' (default: stdin)")
+    p.add_argument("--full", action="store_true", help="write the whole triage record per line")
+    p.add_argument("--classifier-rules", metavar="FILE", help="classifier rule file (TOML) instead of the shipped one")
+    p.add_argument("--grading-rules", metavar="FILE", help="grading rule file (TOML)")
+    p.add_argument("--routing-rules", metavar="FILE", help="routing table file (TOML)")
+
     p = add("schema", "export the JSON Schema of every event type for channel systems", cmd_schema)
     p.add_argument("action", choices=["export"])
     p.add_argument("directory", metavar="DIR")
@@ -204,7 +237,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except SettingsError as exc:
+    except (SettingsError, PolicyError) as exc:
         print(f"ticketstream: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

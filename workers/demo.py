@@ -23,7 +23,7 @@ from typing import IO
 from kafka import KafkaConsumer, TopicPartition
 
 from ticketstream.settings import Settings
-from ticketstream.topology import ACCEPTED, DLQ
+from ticketstream.topology import ACCEPTED, DLQ, TRIAGED
 from workers import embedded_kafka
 from workers.simulator import SimulationReport, run_simulation
 from workers.embedded_kafka import free_ports
@@ -77,7 +77,8 @@ class OutputWatcher:
             bootstrap_servers=settings.bootstrap_servers.split(",") if settings.bootstrap_servers else [],
             enable_auto_commit=False, client_id="ticketstream-demo-watch", **settings.kafka_client_options(),
         )
-        self.names = {settings.topic(ACCEPTED): "accepted", settings.topic(DLQ): "dlq"}
+        self.names = {settings.topic(ACCEPTED): "accepted", settings.topic(DLQ): "dlq",
+                      settings.topic(TRIAGED): "triaged"}
         parts = [TopicPartition(t, p) for t in self.names for p in range(settings.partitions)]
         self.consumer.assign(parts)
         self.consumer.seek_to_end(*parts)
@@ -86,6 +87,8 @@ class OutputWatcher:
         self.counts: Counter[str] = Counter()
         self.by_type: Counter[str] = Counter()
         self.reasons: Counter[str] = Counter()
+        self.teams: Counter[str] = Counter()
+        self.grades: Counter[str] = Counter()
 
     def poll(self) -> None:
         for tp, records in self.consumer.poll(timeout_ms=200, max_records=5000).items():
@@ -98,6 +101,10 @@ class OutputWatcher:
                     continue
                 if kind == "accepted":
                     self.by_type[body.get("type", "?")] += 1
+                elif kind == "triaged":
+                    if body.get("revision") == 1:
+                        self.grades[body["grade"]] += 1
+                    self.teams[body["team"]] += 1
                 else:
                     self.reasons[body.get("reason", {}).get("code", "?")] += 1
 
@@ -157,9 +164,12 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
             if now - last >= 3:
                 last = now
                 dups = sum(scrape_metric(settings.web_port, "ticketstream_intake_duplicates_total").values())
+                grades = " ".join(f"{g}:{watcher.grades[g]}" for g in ("L1", "L2", "L3", "L4"))
                 print(f"[{now:5.0f}s] accepted {watcher.counts['accepted']:>6}  dead-lettered {watcher.counts['dlq']:>4}  "
-                      f"duplicates dropped {dups:>4.0f}  complaints {watcher.by_type['complaint.received']:>5}  "
-                      f"resolved {watcher.by_type['ticket.resolved']:>5}", file=out, flush=True)
+                      f"duplicates dropped {dups:>4.0f}  triaged {sum(watcher.grades.values()):>5} ({grades})",
+                      file=out, flush=True)
+                print("         by team: " + "  ".join(f"{t} {n}" for t, n in watcher.teams.most_common()), file=out,
+                      flush=True)
             if stop.is_set() or not sim_thread.is_alive():
                 # Let the worker finish what was sent, then stop.
                 settle = time.monotonic() + 5
@@ -186,5 +196,8 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
           f"({', '.join(f'{k} {v}' for k, v in watcher.by_type.most_common(6))}, ...)", file=out)
     print(f"dead-lettered:          {watcher.counts['dlq']} ({', '.join(f'{k} {v}' for k, v in watcher.reasons.most_common())})", file=out)
     print(f"duplicates dropped:     {dups:.0f}", file=out)
+    print(f"triaged complaints:     {sum(watcher.grades.values())} by grade "
+          f"({', '.join(f'{g} {watcher.grades[g]}' for g in ('L1', 'L2', 'L3', 'L4'))})", file=out)
+    print(f"routed to team queues:  {', '.join(f'{t} {n}' for t, n in watcher.teams.most_common())}", file=out)
     print("stopped early on Ctrl-C" if interrupted else "completed", file=out, flush=True)
     return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1

@@ -23,3 +23,14 @@ INTAKE_SECONDS = Histogram(
     "Time intake spends on one message (validate, de-duplicate, forward).",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
 )
+COMPLAINTS = Counter("ticketstream_complaints", "New complaints accepted, by channel.", ["channel"])
+TRIAGED = Counter("ticketstream_triaged", "Triage revisions published, by category and grade.", ["category", "grade"])
+ROUTED = Counter("ticketstream_routed", "Triage revisions published to a team queue, by team.", ["team"])
+REPEAT_COMPLAINTS = Counter("ticketstream_repeat_complaints", "Complaints graded up as repeats (二次投訴).")
+MANUAL_TRIAGE = Counter("ticketstream_manual_triage", "Complaints the classifier left to manual triage.")
+TRIAGE_OVERRIDES = Counter("ticketstream_triage_overrides", "People's overrides applied, by event type.", ["type"])
+TRIAGE_LATENCY = Histogram(
+    "ticketstream_triage_latency_seconds",
+    "From a complaint's occurred_at to its triage record (includes producer and queueing delay).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)

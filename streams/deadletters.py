@@ -1,0 +1,59 @@
+"""The dead-letter path shared by every agent: record, metric, a rate-limited log line, the topic."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+import faust
+
+from schemas.deadletter import Reason, Source
+from streams.emit import Emitter
+from ticketstream import intake as core
+from ticketstream.settings import Settings
+from ticketstream.topology import DLQ
+from workers import metrics
+
+log = logging.getLogger(__name__)
+
+
+class LogBudget:
+    """At most `per_minute` log lines a minute: a flood of bad input must not flood the log too
+    (every dead letter is still counted in the metric and kept in the dead-letter topic)."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self.window = 0
+        self.used = 0
+
+    def allow(self) -> bool:
+        window = int(time.monotonic() // 60)
+        if window != self.window:
+            self.window, self.used = window, 0
+        self.used += 1
+        return self.used <= self.per_minute
+
+
+class DeadLetters:
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self._topic = Emitter(app, settings.topic(DLQ))
+        self._mask = settings.dlq_original == "masked"
+        self._budget = LogBudget(per_minute=60)
+
+    async def send(self, raw: bytes, reason: Reason, source: Source, stage: str,
+                   parsed: dict[str, Any] | None = None) -> None:
+        record = core.dead_letter(raw, reason, source, stage=stage, parsed=parsed, mask_original=self._mask)
+        metrics.DEADLETTERS.labels(stage=stage, reason=reason.code.value).inc()
+        if self._budget.allow():
+            log.warning("dead-lettered %s: %s: %s", record.id, reason.code.value, reason.message)
+        await self._topic.send(record.id.encode(), record.model_dump_json().encode())
+
+
+def source_of(event: Any) -> Source:
+    """Where a Faust stream event came from, for its dead-letter record."""
+    message = event.message
+    key = event.key if isinstance(event.key, bytes) or event.key is None else bytes(event.key)
+    return Source(topic=message.topic, partition=message.partition, offset=message.offset,
+                  timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+                  key=core.key_text(key))

@@ -1,0 +1,76 @@
+"""Triage agent: `tickets.by_customer` -> `tickets.triaged` + `queue.<team>`.
+
+Complaints arrive keyed by customer id, so this worker holds the customer's history (repeat
+detection, 二次投訴) in its `customer_history` table partition, and the pure `TriageEngine`
+does the rest. Output is keyed by ticket id again, so every downstream stage sees one ticket
+on one partition.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import UTC, datetime
+from typing import Any
+
+import faust
+
+from schemas.deadletter import Reason, ReasonCode
+from schemas.events import Event, Team
+from schemas.tickets import TRIAGED, TriagedTicket
+from streams.deadletters import DeadLetters, source_of
+from streams.emit import Emitter
+from streams.intake import raw_topic
+from ticketstream.settings import Settings
+from ticketstream.topology import BY_CUSTOMER, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC, queue_topic
+from ticketstream.triage import TriageEngine
+from workers import metrics
+
+log = logging.getLogger(__name__)
+
+
+class TriageOutputs:
+    """Where a triage record goes: `tickets.triaged` and its team's queue (the previous team's
+    queue too when a ticket moves, so that team's system sees it leave)."""
+
+    def __init__(self, app: faust.App, settings: Settings) -> None:
+        self.triaged = Emitter(app, settings.topic(TRIAGED_TOPIC))
+        self.queues = {team: Emitter(app, settings.topic(queue_topic(team))) for team in Team}
+
+    async def publish(self, record: TriagedTicket, previous_team: Team | None = None) -> None:
+        key = record.ticket_id.encode()
+        payload = TRIAGED.dump_json(record)
+        await self.triaged.send(key, payload)
+        await self.queues[record.team].send(key, payload)
+        if previous_team is not None and previous_team != record.team:
+            await self.queues[previous_team].send(key, payload)
+        metrics.TRIAGED.labels(category=record.category.value, grade=record.grade.value).inc()
+        metrics.ROUTED.labels(team=record.team.value).inc()
+
+
+def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: TriageOutputs,
+             dead_letters: DeadLetters) -> None:
+    by_customer = raw_topic(app, settings.topic(BY_CUSTOMER))
+    history = app.Table(TABLE_CUSTOMER_HISTORY, default=list, partitions=settings.partitions, key_type=str,
+                        help="recent complaints per customer: [ticket_id, category, epoch seconds]")
+
+    @app.agent(by_customer, concurrency=1, name="triage")
+    async def triage(stream: Any) -> None:
+        async for event in stream.events():
+            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+            try:
+                complaint = Event.model_validate_json(raw)
+                customer_id = complaint.complaint.customer.id
+                record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
+                history[customer_id] = [list(h) for h in updated]
+                await outputs.publish(record)
+                if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
+                    metrics.REPEAT_COMPLAINTS.inc()
+                if record.manual_triage:
+                    metrics.MANUAL_TRIAGE.inc()
+                metrics.TRIAGE_LATENCY.observe(max(0.0, datetime.now(UTC).timestamp() - complaint.occurred_at.timestamp()))
+            except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
+                log.exception("triage failed on %s", source_of(event).model_dump())
+                await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
+                                                    message=f"unexpected {type(exc).__name__} in triage"),
+                                        source_of(event), "triage")
