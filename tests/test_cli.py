@@ -89,3 +89,41 @@ def test_publish_reports_rejected_lines_and_sends_the_rest(bootstrap, tmp_path: 
     reader.close()
     ok = run(["publish", "-", "--rate", "100"], settings, stdin=encode(received("T-9")) + b"\n")
     assert ok.returncode == 0
+
+
+def test_classify_offline_uses_the_stream_code(tmp_path: Path):
+    lines = [
+        encode(received("T-1", content="家裡寬帶斷網三天了")),
+        json.dumps({"content": "请问积分怎么兑换话费", "channel": "app"}, ensure_ascii=False).encode(),
+        b'{"type": "ticket.resolved"}',
+        encode(received("T-4", channel="miit", content="网速有点慢")),
+    ]
+    result = run(["classify", "-"], stdin=b"\n".join(lines) + b"\n")
+    out = [json.loads(line) for line in result.stdout.decode().splitlines()]
+    assert result.returncode == 1 and b"1 line(s) could not be classified" in result.stderr
+    assert len(out) == 4
+    assert (out[0]["category"], out[0]["grade"], out[0]["team"]) == ("technical.network_quality", "L2", "network_ops")
+    assert (out[1]["category"], out[1]["grade"]) == ("other.general", "L4")
+    assert out[2]["error"] and out[2]["line"] == 3
+    assert out[3]["grade"] == "L2" and out[3]["team"] == "complaint_desk"
+    assert any("regulator_channel" in r for r in out[3]["reasons"])
+    for row in out[:2]:
+        assert {"ticket_id", "category", "grade", "team", "confidence", "reasons"} <= set(row)
+
+
+def test_classify_repeat_history_follows_file_order():
+    lines = []
+    for i, day in enumerate(("01", "05", "09")):
+        event = received(f"R-{i}", occurred_at=f"2026-11-{day}T10:00:00+08:00", content="网速很慢")
+        event["data"]["customer"]["id"] = "SAME"
+        lines.append(encode(event))
+    out = [json.loads(x) for x in run(["classify"], stdin=b"\n".join(lines)).stdout.decode().splitlines()]
+    assert [o["grade"] for o in out] == ["L3", "L3", "L2"]
+
+
+def test_an_invalid_rule_file_is_refused_with_the_problem(tmp_path: Path):
+    rules = tmp_path / "routing.toml"
+    rules.write_text('default_team = "nobody"\n[[rules]]\nname = "x"\nteam = "billing"\n')
+    result = run(["classify", "--routing-rules", str(rules)], stdin=b"")
+    assert result.returncode == 2
+    assert b"default_team" in result.stderr and str(rules).encode() in result.stderr
