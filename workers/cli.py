@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ticketstream.calendar import CalendarError
 from ticketstream.policyfile import PolicyError
 from ticketstream.settings import Settings, SettingsError, load_settings
 
@@ -160,6 +161,41 @@ def cmd_classify(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_replay(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from ticketstream.calendar import WorkCalendar, load_overrides
+    from ticketstream.replay import Replay, replay_lines
+    from ticketstream.sla import SLA_EVENT, SlaEngine
+    from ticketstream.sla_policy import load_policy
+    from workers.app import triage_engine
+
+    until = None
+    if args.until:
+        try:
+            until = datetime.fromisoformat(args.until)
+        except ValueError:
+            raise SettingsError(f"--until {args.until!r} is not an ISO 8601 time") from None
+        if until.tzinfo is None:
+            raise SettingsError("--until needs an explicit UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+    engine = SlaEngine(load_policy(args.policy), WorkCalendar(load_overrides(args.calendar)))
+    replay = Replay(engine, triage_engine(_settings(args)))
+    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
+    count = 0
+    try:
+        for event in replay_lines(source, replay, until):
+            sys.stdout.write(SLA_EVENT.dump_json(event).decode() + "\n")
+            count += 1
+    finally:
+        if source is not sys.stdin:
+            source.close()
+    for number, reason in replay.rejected:
+        print(f"line {number}: skipped: {reason}", file=sys.stderr)
+    print(f"replayed {len(replay.seen)} event(s) of {len(replay.tickets)} ticket(s): {count} SLA event(s); "
+          f"{len(replay.rejected)} line(s) skipped", file=sys.stderr)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -226,6 +262,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--grading-rules", metavar="FILE", help="grading rule file (TOML)")
     p.add_argument("--routing-rules", metavar="FILE", help="routing table file (TOML)")
 
+    p = add("replay", "run the SLA engine offline over recorded events on a virtual clock (what would a policy have done?)",
+            cmd_replay)
+    p.add_argument("file", metavar="FILE|-", nargs="?", default="-", help="JSON lines of inbound events (default: stdin)")
+    p.add_argument("--policy", metavar="FILE", help="SLA policy (TOML) instead of the shipped one")
+    p.add_argument("--calendar", metavar="FILE", help="working-calendar overrides (TOML)")
+    p.add_argument("--until", metavar="TIME", help="advance the clock to this ISO 8601 time at the end "
+                                                      "(default: the last event time)")
+
     p = add("schema", "export the JSON Schema of every event type for channel systems", cmd_schema)
     p.add_argument("action", choices=["export"])
     p.add_argument("directory", metavar="DIR")
@@ -237,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except (SettingsError, PolicyError) as exc:
+    except (SettingsError, PolicyError, CalendarError) as exc:
         print(f"ticketstream: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -1,0 +1,318 @@
+"""SLA clocks of one ticket (限時辦結), exactly as DOMAIN §5's clock model says.
+
+A ticket's SLA state is a small set of facts: when it was received, its current grade, and the
+times of its lifecycle events. Stage timings are *derived* from those facts every time, never
+updated in place, which is what makes late, duplicated and out-of-order events harmless: an
+event counts at its own time wherever it lands in the stream, a duplicate adds nothing, and a
+grade change simply re-derives every stage from its original start (retroactive re-timing).
+
+What has been emitted is remembered per ticket (`fired`), so an id is emitted once, and always
+with the same content: `{ticket_id}:{cycle}:{stage}:{kind}:{percent}` (`met` has no percent).
+
+- Cycles: the first starts when the ticket is received; each reopen starts a new one.
+  `resolution` restarts at the reopen; `result_feedback` and `survey` start when the cycle is
+  resolved; the previous cycle's open `survey` is cancelled by the reopen, not breached.
+- Pauses: from `ticket.waiting_customer` to `ticket.customer_replied` no time counts; the
+  deadline moves out by the counting time of the pause; while a pause is open nothing is due.
+- A closed ticket ends its cycle: stages not met by then are cancelled (`survey` is met by it).
+- Firing: `advance(now)` fires every due threshold. `apply(...)` first fires what was already
+  due, then applies the change; thresholds the change itself puts in the past fire at once,
+  marked retroactive, but only the most severe of each stage (a passed deadline: the breach alone).
+- Escalation (DOMAIN §6): a `resolution` breach escalates one tier; each further step (50 %) of
+  the target without resolution escalates again, up to the top tier.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import TypeAdapter
+
+from schemas.events import EventType, Grade
+from ticketstream.calendar import Unit, WorkCalendar
+from ticketstream.sla_policy import SlaPolicy, StagePolicy
+
+INF = float("inf")
+UNIT_SECONDS = {Unit.NATURAL_HOURS: 3600.0, Unit.WORKING_HOURS: 3600.0, Unit.WORKING_DAYS: 86_400.0}
+SLA_FACTS = {t.value for t in EventType} - {EventType.COMPLAINT_RECEIVED.value, EventType.REGRADED.value,
+                                             EventType.RECLASSIFIED.value, EventType.ASSIGNED.value,
+                                             EventType.ESCALATED.value}
+
+
+@dataclass(frozen=True, slots=True)
+class SlaEvent:
+    """A warning, breach, met or escalation of one stage of one ticket's cycle."""
+
+    id: str
+    ticket_id: str
+    cycle: int
+    stage: str
+    kind: str
+    percent: int | None
+    due_at: datetime | None
+    fired_at: datetime
+    retroactive: bool
+    grade: Grade
+    from_tier: int | None = None
+    to_tier: int | None = None
+
+
+@dataclass
+class TicketSla:
+    """The SLA facts of one ticket. `facts` are (event type, epoch seconds, event id), sorted."""
+
+    ticket_id: str
+    received_at: float | None = None
+    grade: Grade | None = None
+    facts: list[tuple[float, str, str]] = field(default_factory=list)
+    fired: set[str] = field(default_factory=set)
+    suppressed: set[str] = field(default_factory=set)
+
+    def add_fact(self, event_type: str, at: float, event_id: str) -> bool:
+        """Record a lifecycle event once (by id); False if it was known already."""
+        if any(f[2] == event_id for f in self.facts):
+            return False
+        insort(self.facts, (at, event_type, event_id))
+        return True
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"t": self.ticket_id, "r": self.received_at, "g": self.grade.value if self.grade else None,
+                "f": [list(f) for f in self.facts], "x": sorted(self.fired), "s": sorted(self.suppressed)}
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any]) -> TicketSla:
+        return cls(raw["t"], raw.get("r"), Grade(raw["g"]) if raw.get("g") else None,
+                   [tuple(f) for f in raw.get("f", [])], set(raw.get("x", [])), set(raw.get("s", [])))  # type: ignore[misc]
+
+
+@dataclass(slots=True)
+class Threshold:
+    kind: str
+    percent: int
+    at: float | None
+    tier: int | None = None
+
+
+@dataclass(slots=True)
+class StageTiming:
+    cycle: int
+    stage: str
+    start: float
+    due_at: float | None
+    met_at: float | None
+    cancelled_at: float | None
+    paused: bool
+    thresholds: list[Threshold]
+
+    def key(self, kind: str, percent: int | None = None) -> str:
+        return f"{self.cycle}:{self.stage}:{kind}" + (f":{percent}" if percent is not None else "")
+
+    def stops_before(self, at: float) -> bool:
+        """Met or cancelled at or before `at`: nothing of this stage fires at `at` or later."""
+        return (self.met_at is not None and self.met_at <= at) or (
+            self.cancelled_at is not None and self.cancelled_at <= at)
+
+
+def _pauses(facts: list[tuple[float, str, str]]) -> list[tuple[float, float | None]]:
+    out: list[tuple[float, float | None]] = []
+    opened: float | None = None
+    for at, kind, _ in facts:
+        if kind == EventType.WAITING_CUSTOMER and opened is None:
+            opened = at
+        elif kind == EventType.CUSTOMER_REPLIED and opened is not None:
+            out.append((opened, at))
+            opened = None
+    if opened is not None:
+        out.append((opened, None))
+    return out
+
+
+class SlaEngine:
+    def __init__(self, policy: SlaPolicy, calendar: WorkCalendar) -> None:
+        self.policy = policy
+        self.calendar = calendar
+
+    # -- derivation ---------------------------------------------------------------------------
+    def _dt(self, epoch: float) -> datetime:
+        return datetime.fromtimestamp(epoch, self.calendar.tz)
+
+    def deadline(self, unit: Unit, start: float, seconds: float,
+                 pauses: list[tuple[float, float | None]]) -> float | None:
+        """When `seconds` of counting time have elapsed from `start`, pauses excluded (None while
+        a pause that began before that instant is still open)."""
+        cal = self.calendar
+        cursor = cal.counting_start(unit, self._dt(start))
+        remaining = seconds
+        for p_start, p_end in pauses:
+            if p_end is not None and p_end <= cursor.timestamp():
+                continue
+            candidate = cal.advance(unit, cursor, remaining)
+            if p_start >= candidate.timestamp():
+                break
+            remaining -= cal.measure(unit, cursor, max(self._dt(p_start), cursor))
+            if p_end is None:
+                return None
+            cursor = max(cursor, self._dt(p_end))
+        return cal.advance(unit, cursor, remaining).timestamp()
+
+    def _thresholds(self, sp: StagePolicy, start: float, target: float,
+                    pauses: list[tuple[float, float | None]]) -> list[Threshold]:
+        marks = [Threshold("warning", p, None) for p in self.policy.warnings] + [Threshold("breach", 100, None)]
+        if sp.escalates:
+            marks += [Threshold("escalated", 100 + i * self.policy.escalation_step, None, tier=i + 1)
+                      for i in range(self.policy.escalation_max_tier)]
+        cache: dict[int, float | None] = {}
+        for mark in marks:
+            if mark.percent not in cache:
+                cache[mark.percent] = self.deadline(sp.unit, start, target * mark.percent / 100, pauses)
+            mark.at = cache[mark.percent]
+        return marks
+
+    def timings(self, state: TicketSla) -> list[StageTiming]:
+        if state.received_at is None or state.grade is None:
+            return []
+        facts = state.facts
+        cycle_starts = [state.received_at] + [at for at, kind, _ in facts
+                                              if kind == EventType.REOPENED and at > state.received_at]
+        pauses = _pauses(facts)
+        out: list[StageTiming] = []
+        for name, sp in self.policy.stages.items():
+            if sp.open_for_grades is not None and state.grade not in sp.open_for_grades and not any(
+                    kind in sp.opened_by for _, kind, _ in facts):
+                continue
+            cycles = range(1, len(cycle_starts) + 1) if sp.every_cycle else range(1, 2)
+            for cycle in cycles:
+                lo = -INF if cycle == 1 else cycle_starts[cycle - 1]
+                hi = cycle_starts[cycle] if sp.every_cycle and cycle < len(cycle_starts) else INF
+                in_cycle = [(at, kind) for at, kind, _ in facts if lo <= at < hi]
+                if sp.starts == "received":
+                    start: float | None = cycle_starts[cycle - 1]
+                else:
+                    start = next((at for at, kind in in_cycle if kind == EventType.RESOLVED), None)
+                if start is None:
+                    continue
+                met_at = next((at for at, kind in in_cycle if kind in sp.met_by), None)
+                cancelled_at = None
+                if sp.cancelled_by_reopen and hi < INF and (met_at is None or met_at >= hi):
+                    cancelled_at = hi
+                closed_at = next((at for at, kind in in_cycle if kind == EventType.CLOSED), None)
+                if closed_at is not None and (met_at is None or met_at > closed_at):
+                    cancelled_at = closed_at if cancelled_at is None else min(cancelled_at, closed_at)
+                target = sp.targets[state.grade] * UNIT_SECONDS[sp.unit]
+                thresholds = self._thresholds(sp, start, target, pauses)
+                due_at = next(t.at for t in thresholds if t.kind == "breach")
+                out.append(StageTiming(cycle, name, start, due_at, met_at, cancelled_at,
+                                       any(p_end is None for _, p_end in pauses), thresholds))
+        return out
+
+    # -- firing -------------------------------------------------------------------------------
+    def _event(self, state: TicketSla, st: StageTiming, kind: str, percent: int | None, fired_at: float,
+               retroactive: bool, tier: int | None = None) -> SlaEvent:
+        assert state.grade is not None
+        return SlaEvent(
+            id=f"{state.ticket_id}:{st.key(kind, percent)}", ticket_id=state.ticket_id, cycle=st.cycle,
+            stage=st.stage, kind=kind, percent=percent, due_at=self._dt(st.due_at) if st.due_at is not None else None,
+            fired_at=self._dt(fired_at), retroactive=retroactive, grade=state.grade,
+            from_tier=tier - 1 if tier else None, to_tier=tier,
+        )
+
+    def _due(self, state: TicketSla, timings: list[StageTiming], now: float,
+             strict: bool = False) -> list[tuple[StageTiming, Threshold]]:
+        """Unfired thresholds at or before `now` (before it, when `strict`) that nothing stopped."""
+        due = []
+        for st in timings:
+            for th in st.thresholds:
+                key = st.key(th.kind, th.percent)
+                if th.at is None or th.at > now or (strict and th.at == now):
+                    continue
+                if key in state.fired or key in state.suppressed:
+                    continue
+                if st.stops_before(th.at):
+                    continue
+                due.append((st, th))
+        due.sort(key=lambda item: (item[1].at, item[1].percent))
+        return due
+
+    def advance(self, state: TicketSla, now: float, strict: bool = False) -> list[SlaEvent]:
+        """Fire every threshold due at or before `now` (before it, when `strict`), in time order."""
+        out = []
+        for st, th in self._due(state, self.timings(state), now, strict):
+            state.fired.add(st.key(th.kind, th.percent))
+            out.append(self._event(state, st, th.kind, th.percent, th.at, False, th.tier))  # type: ignore[arg-type]
+        return out
+
+    def next_due(self, state: TicketSla) -> float | None:
+        """The earliest instant at which something of this ticket will fire (None: nothing pending)."""
+        best: float | None = None
+        for st in self.timings(state):
+            for th in st.thresholds:
+                if th.at is None or st.key(th.kind, th.percent) in state.fired | state.suppressed:
+                    continue
+                if st.stops_before(th.at):
+                    continue
+                best = th.at if best is None else min(best, th.at)
+        return best
+
+    def _apply(self, state: TicketSla, now: float, change: Any) -> list[SlaEvent]:
+        # What was due before `now` fires first. What falls due exactly at `now` is judged after
+        # the change (a stage met at the very instant of its threshold is met, not breached),
+        # and fires normally if it was due anyway; what the change alone made due is retroactive.
+        out = self.advance(state, now, strict=True)
+        due_anyway = {st.key(th.kind, th.percent) for st, th in self._due(state, self.timings(state), now)}
+        change()
+        timings = self.timings(state)
+        newly = []
+        for st, th in self._due(state, timings, now):
+            if st.key(th.kind, th.percent) in due_anyway:
+                state.fired.add(st.key(th.kind, th.percent))
+                out.append(self._event(state, st, th.kind, th.percent, th.at, False, th.tier))  # type: ignore[arg-type]
+            else:
+                newly.append((st, th))
+        most_severe: dict[tuple[int, str, str], tuple[StageTiming, Threshold]] = {}
+        for st, th in newly:
+            series = (st.cycle, st.stage, "escalated" if th.kind == "escalated" else "sla")
+            if series not in most_severe or th.percent > most_severe[series][1].percent:
+                most_severe[series] = (st, th)
+        for st, th in newly:
+            key = st.key(th.kind, th.percent)
+            series = (st.cycle, st.stage, "escalated" if th.kind == "escalated" else "sla")
+            if most_severe[series][1] is th:
+                state.fired.add(key)
+                out.append(self._event(state, st, th.kind, th.percent, th.at, True, th.tier))  # type: ignore[arg-type]
+            else:
+                state.suppressed.add(key)
+        for st in timings:
+            key = st.key("met")
+            if st.met_at is not None and key not in state.fired:
+                state.fired.add(key)
+                out.append(self._event(state, st, "met", None, st.met_at, False))
+        return out
+
+    def received(self, state: TicketSla, at: float, grade: Grade, now: float) -> list[SlaEvent]:
+        """The ticket was received at `at` and graded `grade` (from triage)."""
+        def change() -> None:
+            state.received_at, state.grade = at, grade
+        return self._apply(state, now, change)
+
+    def regrade(self, state: TicketSla, grade: Grade, now: float) -> list[SlaEvent]:
+        def change() -> None:
+            state.grade = grade
+        return self._apply(state, now, change)
+
+    def fact(self, state: TicketSla, event_type: str, at: float, event_id: str, now: float) -> list[SlaEvent]:
+        """A lifecycle event; those that do not touch a clock are ignored."""
+        if event_type not in SLA_FACTS:
+            return self.advance(state, now)
+        return self._apply(state, now, lambda: state.add_fact(event_type, at, event_id))
+
+
+def epoch(dt: datetime) -> float:
+    return dt.astimezone(UTC).timestamp()
+
+
+SLA_EVENT: TypeAdapter[SlaEvent] = TypeAdapter(SlaEvent)
+"""(De)serialises SLA events: the wire form on sla.events and of the replay output."""
+
