@@ -1,0 +1,318 @@
+"""Calendar and SLA clock math (DOMAIN §5), firing rules, and properties of deadlines."""
+
+from datetime import date, datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from schemas.events import Grade
+from ticketstream.calendar import CalendarOverrides, Unit, WorkCalendar, YearSchedule
+from ticketstream.deadlines import DeadlineIndex
+from ticketstream.policyfile import PolicyError
+from ticketstream.sla import SlaEngine, TicketSla, epoch
+from ticketstream.sla_policy import load_policy
+
+CAL = WorkCalendar()
+POLICY = load_policy()
+ENGINE = SlaEngine(POLICY, CAL)
+
+
+def t(text: str) -> datetime:
+    return datetime.fromisoformat(text)
+
+
+def e(text: str) -> float:
+    return epoch(t(text))
+
+
+# -- calendar --------------------------------------------------------------------------------
+def test_national_day_example_seven_working_days():
+    start = t("2026-09-30T10:00:00+08:00")
+    due = CAL.advance(Unit.WORKING_DAYS, CAL.counting_start(Unit.WORKING_DAYS, start), 7 * 86_400)
+    assert due == t("2026-10-16T00:00:00+08:00")
+
+
+def test_make_up_working_day_on_a_saturday_counts():
+    assert CAL.is_working_day(date(2026, 10, 10))  # Saturday, 調休
+    assert not CAL.is_working_day(date(2026, 10, 7))
+    assert not CAL.is_working_day(date(2026, 10, 11))  # an ordinary Sunday
+
+
+def test_working_hours_across_a_weekend():
+    due = CAL.advance(Unit.WORKING_HOURS, t("2026-11-06T17:00:00+08:00"), 4 * 3600)
+    assert due == t("2026-11-09T12:00:00+08:00")
+
+
+def test_working_hours_start_outside_business_hours_waits_for_opening():
+    assert CAL.advance(Unit.WORKING_HOURS, t("2026-11-09T20:00:00+08:00"), 3600) == t("2026-11-10T10:00:00+08:00")
+
+
+def test_inputs_in_any_utc_offset():
+    utc = t("2026-09-30T02:00:00+00:00")  # the same instant as 10:00 +08:00
+    due = CAL.advance(Unit.WORKING_DAYS, CAL.counting_start(Unit.WORKING_DAYS, utc), 7 * 86_400)
+    assert due == t("2026-10-16T00:00:00+08:00")
+
+
+def test_a_year_without_data_is_loud_and_falls_back_to_monday_friday(caplog):
+    seen: list[int] = []
+    cal = WorkCalendar(on_fallback=seen.append)
+    assert cal.is_working_day(date(2031, 3, 3)) and not cal.is_working_day(date(2031, 3, 2))
+    assert seen == [2031, 2031]
+    assert "2031" in caplog.text
+
+
+def test_operator_overrides_add_a_year_and_force_days():
+    cal = WorkCalendar(CalendarOverrides(
+        years={2031: YearSchedule(holidays=[date(2031, 1, 1)], workdays=[date(2031, 1, 4)])},
+        days={date(2026, 11, 24): "holiday"},
+    ), on_fallback=lambda y: pytest.fail(f"fallback for {y}"))
+    assert not cal.is_working_day(date(2031, 1, 1)) and cal.is_working_day(date(2031, 1, 4))
+    assert not cal.is_working_day(date(2026, 11, 24))
+
+
+def test_measure_is_the_inverse_of_advance():
+    start = t("2026-11-06T17:00:00+08:00")
+    due = CAL.advance(Unit.WORKING_HOURS, start, 4 * 3600)
+    assert CAL.measure(Unit.WORKING_HOURS, start, due) == 4 * 3600
+
+
+# -- stage timings ---------------------------------------------------------------------------
+def state_with(grade=Grade.L3, received="2026-11-23T10:00:00+08:00", facts=()):
+    s = TicketSla("T")
+    s.received_at, s.grade = e(received), grade
+    for i, (kind, at) in enumerate(facts):
+        s.add_fact(kind, e(at), f"e{i}")
+    return s
+
+
+def timing(state, stage, cycle=1):
+    return next(x for x in ENGINE.timings(state) if x.stage == stage and x.cycle == cycle)
+
+
+def test_default_targets_per_grade():
+    for grade, response_h, resolution_h in [(Grade.L1, 2, 24), (Grade.L2, 2, 12), (Grade.L3, 24, 48), (Grade.L4, 48, 72)]:
+        s = state_with(grade)
+        assert timing(s, "response").due_at == e("2026-11-23T10:00:00+08:00") + response_h * 3600
+        assert timing(s, "resolution").due_at == e("2026-11-23T10:00:00+08:00") + resolution_h * 3600
+
+
+def test_investigation_opens_for_l1_l2_or_when_started():
+    assert "investigation" not in {x.stage for x in ENGINE.timings(state_with(Grade.L3))}
+    assert timing(state_with(Grade.L2), "investigation").start == e("2026-11-23T10:00:00+08:00")
+    started = state_with(Grade.L3, facts=[("ticket.investigation_started", "2026-11-24T10:00:00+08:00")])
+    inv = timing(started, "investigation")
+    assert inv.start == e("2026-11-23T10:00:00+08:00")  # still from the time received
+    assert inv.due_at == e("2026-12-03T00:00:00+08:00")  # 7 working days after Mon 11-23
+
+
+def test_pause_moves_the_deadline_by_its_counting_time():
+    paused = state_with(facts=[("ticket.waiting_customer", "2026-11-23T12:00:00+08:00"),
+                               ("ticket.customer_replied", "2026-11-23T15:00:00+08:00")])
+    assert timing(paused, "response").due_at == e("2026-11-24T13:00:00+08:00")
+
+
+def test_pause_spanning_a_holiday_only_moves_by_working_time():
+    # Survey (3 working days) of a ticket resolved Tue 2026-09-29; a pause from 09-30 12:00 to
+    # 10-08 12:00 spans the National Day holiday: only the counted half of 09-30 and of 10-08 move it.
+    s = state_with(received="2026-09-28T10:00:00+08:00", facts=[
+        ("ticket.resolved", "2026-09-29T10:00:00+08:00"),
+        ("ticket.waiting_customer", "2026-09-30T12:00:00+08:00"),
+        ("ticket.customer_replied", "2026-10-08T12:00:00+08:00")])
+    # Unpaused: counting 09-30, 10-08, 10-09 -> due 10-10 00:00. The pause holds 12 h of 09-30 and
+    # 12 h of 10-08 (the holiday between does not count): one working day later, and Saturday
+    # 10-10 is a make-up working day -> due 10-11 00:00.
+    assert timing(s, "survey").due_at == e("2026-10-11T00:00:00+08:00")
+
+
+def test_open_pause_means_nothing_is_due():
+    s = state_with(facts=[("ticket.waiting_customer", "2026-11-23T12:00:00+08:00")])
+    assert timing(s, "response").due_at is None
+    assert ENGINE.advance(s, e("2026-12-30T00:00:00+08:00")) == []
+
+
+def test_reopen_starts_a_new_cycle_and_cancels_the_open_survey():
+    s = state_with(facts=[("ticket.responded", "2026-11-23T11:00:00+08:00"),
+                          ("ticket.resolved", "2026-11-24T10:00:00+08:00"),
+                          ("ticket.feedback_sent", "2026-11-24T12:00:00+08:00"),
+                          ("ticket.reopened", "2026-11-25T10:00:00+08:00")])
+    survey1 = timing(s, "survey", 1)
+    assert survey1.cancelled_at == e("2026-11-25T10:00:00+08:00")
+    res2 = timing(s, "resolution", 2)
+    assert res2.start == e("2026-11-25T10:00:00+08:00") and res2.met_at is None
+    assert not [x for x in ENGINE.timings(s) if x.stage == "survey" and x.cycle == 2]  # not resolved again yet
+    events = ENGINE.advance(s, e("2026-12-10T00:00:00+08:00"))
+    assert not any(ev.stage == "survey" and ev.cycle == 1 and ev.kind == "breach" for ev in events)
+    assert any(ev.id == "T:2:resolution:breach:100" for ev in events)
+    assert not any(ev.stage == "response" and ev.cycle == 2 for ev in events)
+
+
+def test_closed_ends_the_cycle_and_meets_the_survey():
+    s = state_with(facts=[("ticket.resolved", "2026-11-23T12:00:00+08:00"),
+                          ("ticket.closed", "2026-11-23T13:00:00+08:00")])
+    assert timing(s, "survey").met_at == e("2026-11-23T13:00:00+08:00")
+    assert timing(s, "result_feedback").cancelled_at == e("2026-11-23T13:00:00+08:00")
+    assert timing(s, "response").cancelled_at == e("2026-11-23T13:00:00+08:00")
+
+
+# -- firing ----------------------------------------------------------------------------------
+def test_warnings_and_breach_fire_in_order_with_deterministic_ids():
+    s = TicketSla("T")
+    out = ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
+    assert out == []
+    fired = ENGINE.advance(s, e("2026-11-23T12:00:00+08:00"))
+    assert [ev.id for ev in fired] == ["T:1:response:warning:50", "T:1:response:warning:75",
+                                       "T:1:response:warning:90", "T:1:response:breach:100"]
+    assert fired[-1].fired_at == t("2026-11-23T12:00:00+08:00") and not fired[-1].retroactive
+    assert ENGINE.advance(s, e("2026-11-23T12:00:00+08:00")) == []  # each id once
+
+
+def test_met_event_carries_the_time_of_the_event_and_stops_later_thresholds():
+    s = TicketSla("T")
+    ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L3, now=e("2026-11-23T10:00:00+08:00"))
+    out = ENGINE.fact(s, "ticket.responded", e("2026-11-23T11:00:00+08:00"), "r1", now=e("2026-11-23T11:00:00+08:00"))
+    assert [(ev.id, ev.fired_at) for ev in out] == [("T:1:response:met", t("2026-11-23T11:00:00+08:00"))]
+    assert not any(ev.stage == "response" for ev in ENGINE.advance(s, e("2026-12-30T00:00:00+08:00")))
+
+
+def test_met_at_the_very_instant_of_a_threshold_is_met_not_breached():
+    s = TicketSla("T")
+    ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
+    out = ENGINE.fact(s, "ticket.responded", e("2026-11-23T12:00:00+08:00"), "r", now=e("2026-11-23T12:00:00+08:00"))
+    kinds = [(ev.stage, ev.kind, ev.percent) for ev in out]
+    assert ("response", "breach", 100) not in kinds and ("response", "met", None) in kinds
+    assert ("response", "warning", 90) in kinds
+
+
+def test_a_met_event_that_arrives_before_its_stage_opens_still_counts():
+    s = TicketSla("T")
+    ENGINE.fact(s, "ticket.feedback_sent", e("2026-11-24T12:00:00+08:00"), "f", now=e("2026-11-24T12:00:00+08:00"))
+    ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L3, now=e("2026-11-24T12:00:00+08:00"))
+    out = ENGINE.fact(s, "ticket.resolved", e("2026-11-24T10:00:00+08:00"), "r", now=e("2026-11-24T12:00:00+08:00"))
+    assert "T:1:result_feedback:met" in [ev.id for ev in out]
+    assert not any(ev.stage == "result_feedback" and ev.kind != "met" for ev in ENGINE.advance(s, e("2026-12-01T00:00:00+08:00")))
+
+
+def test_retroactive_regrade_fires_only_the_most_severe_threshold():
+    s = TicketSla("T")
+    now = e("2026-11-23T10:00:00+08:00")
+    ENGINE.received(s, now, Grade.L3, now=now)
+    now = e("2026-11-23T13:30:00+08:00")
+    assert ENGINE.advance(s, now) == []  # L3 response is 24 h: nothing yet
+    out = ENGINE.regrade(s, Grade.L1, now=now)  # L1 response 2 h: deadline 12:00 passed
+    response = [ev for ev in out if ev.stage == "response"]
+    assert [(ev.kind, ev.percent, ev.retroactive) for ev in response] == [("breach", 100, True)]
+    assert response[0].fired_at == t("2026-11-23T12:00:00+08:00")
+    inv = [ev for ev in out if ev.stage == "investigation"]
+    assert inv == []  # opened by the regrade, but nothing of it is due yet
+    assert "investigation" in {x.stage for x in ENGINE.timings(s)}
+    # The suppressed warnings never fire later.
+    later = ENGINE.advance(s, e("2026-11-23T14:00:00+08:00"))
+    assert not any(ev.stage == "response" for ev in later)
+
+
+def test_a_late_received_event_fires_the_breach_alone():
+    s = TicketSla("T")
+    out = ENGINE.received(s, e("2026-11-20T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
+    response = [ev for ev in out if ev.stage == "response"]
+    assert [(ev.kind, ev.retroactive) for ev in response] == [("breach", True)]
+    escalations = [ev for ev in out if ev.kind == "escalated"]
+    assert [(ev.percent, ev.from_tier, ev.to_tier) for ev in escalations] == [(200, 2, 3)]
+
+
+def test_escalation_ladder_on_resolution():
+    s = TicketSla("T")
+    ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
+    out = ENGINE.advance(s, e("2026-11-25T10:00:00+08:00"))
+    esc = [(ev.percent, ev.from_tier, ev.to_tier, ev.fired_at) for ev in out if ev.kind == "escalated"]
+    assert esc == [(100, 0, 1, t("2026-11-23T22:00:00+08:00")), (150, 1, 2, t("2026-11-24T04:00:00+08:00")),
+                   (200, 2, 3, t("2026-11-24T10:00:00+08:00"))]
+
+
+def test_duplicates_and_disorder_give_the_same_events():
+    facts = [("ticket.responded", "2026-11-23T11:00:00+08:00", "a"), ("ticket.resolved", "2026-11-25T10:00:00+08:00", "b"),
+             ("ticket.feedback_sent", "2026-11-25T11:00:00+08:00", "c"), ("ticket.closed", "2026-11-26T10:00:00+08:00", "d")]
+    end = e("2026-12-31T00:00:00+08:00")
+
+    def run(order):
+        s = TicketSla("T")
+        ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L3, now=e("2026-11-23T10:00:00+08:00"))
+        out = []
+        for kind, at, eid in order:
+            out += ENGINE.fact(s, kind, e(at), eid, now=e("2026-11-23T10:00:01+08:00"))
+        out += ENGINE.advance(s, end)
+        return sorted(ev.id for ev in out)
+
+    assert run(facts) == run(list(reversed(facts))) == run(facts + facts)
+
+
+def test_policy_validation_names_the_problem(tmp_path):
+    bad = tmp_path / "p.toml"
+    bad.write_text('warnings = [50, 120]\n[stages.x]\nunit = "natural_hours"\nstarts = "received"\n'
+                   'met_by = ["ticket.responded"]\ntargets = { L1 = 1, L2 = 1, L3 = 1 }\n')
+    with pytest.raises(PolicyError) as err:
+        load_policy(bad)
+    assert "warnings" in str(err.value) and "L4" in str(err.value)
+
+
+def test_deadline_index_pops_only_due_and_current_entries():
+    index = DeadlineIndex()
+    index.schedule("a", 10.0)
+    index.schedule("b", 5.0)
+    index.schedule("a", 3.0)  # moved earlier; the 10.0 entry is stale
+    assert index.peek() == 3.0
+    assert index.pop_due(4.0) == ["a"]
+    assert index.pop_due(20.0) == ["b"]
+    assert index.pop_due(100.0) == [] and len(index) == 0
+
+
+# -- properties ------------------------------------------------------------------------------
+instants = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 12, 20)).map(
+    lambda d: epoch(d.replace(tzinfo=CAL.tz)))
+units = st.sampled_from(list(Unit))
+
+
+@given(units, instants, st.floats(min_value=0.1, max_value=200), st.floats(min_value=0, max_value=100),
+       st.floats(min_value=0, max_value=100))
+def test_a_pause_never_makes_a_deadline_earlier(unit, start, hours, pause_at_h, pause_len_h):
+    seconds = hours * 3600
+    plain = ENGINE.deadline(unit, start, seconds, [])
+    p0 = start + pause_at_h * 3600
+    paused = ENGINE.deadline(unit, start, seconds, [(p0, p0 + pause_len_h * 3600)])
+    assert paused >= plain - 1e-6
+
+
+@given(units, instants, st.floats(min_value=0.1, max_value=200), st.floats(min_value=0, max_value=50))
+def test_a_longer_target_never_makes_a_deadline_earlier(unit, start, hours, more):
+    assert ENGINE.deadline(unit, start, (hours + more) * 3600, []) >= ENGINE.deadline(unit, start, hours * 3600, []) - 1e-6
+
+
+@given(instants, st.floats(min_value=0, max_value=72))
+def test_natural_hours_are_plain_arithmetic(start, hours):
+    assert ENGINE.deadline(Unit.NATURAL_HOURS, start, hours * 3600, []) == pytest.approx(start + hours * 3600)
+
+
+@given(st.lists(st.tuples(st.sampled_from(["ticket.responded", "ticket.resolved", "ticket.feedback_sent",
+                                          "ticket.waiting_customer", "ticket.customer_replied", "ticket.reopened",
+                                          "ticket.survey_completed", "ticket.closed", "ticket.investigation_started",
+                                          "ticket.investigation_completed"]),
+                          st.integers(0, 200)), max_size=8),
+       st.sampled_from(list(Grade)), st.integers(0, 400))
+def test_any_event_history_fires_each_id_at_most_once(facts, grade, end_h):
+    s = TicketSla("T")
+    base = e("2026-11-02T09:00:00+08:00")
+    ids = []
+    ids += [ev.id for ev in ENGINE.received(s, base, grade, now=base)]
+    for i, (kind, h) in enumerate(facts):
+        ids += [ev.id for ev in ENGINE.fact(s, kind, base + h * 3600, f"e{i}", now=base + h * 3600)]
+    ids += [ev.id for ev in ENGINE.advance(s, base + end_h * 3600)]
+    ids += [ev.id for ev in ENGINE.advance(s, base + end_h * 3600)]
+    assert len(ids) == len(set(ids))
+    restored = TicketSla.from_dict(s.to_dict())
+    assert restored == s
+
+
+def test_state_round_trips_through_its_table_form():
+    s = state_with(facts=[("ticket.responded", "2026-11-23T11:00:00+08:00")])
+    s.fired.add("1:response:met")
+    assert TicketSla.from_dict(s.to_dict()) == s
