@@ -53,6 +53,11 @@ class TriagedTicket:
     linked_ticket_id: str | None = None
     incident_id: str | None = None
     overrides: list[str] = field(default_factory=list)
+    """People's changes, as readable notes (audit trail)."""
+    person_grade: Grade | None = None
+    """A grade a person set (ticket.regraded); it holds until a person changes it again."""
+    person_team: Team | None = None
+    """A team a person assigned (ticket.assigned); escalation may still move the ticket on."""
 
 
 TRIAGED: TypeAdapter[TriagedTicket] = TypeAdapter(TriagedTicket)

@@ -1,17 +1,27 @@
-"""Ticket agent: one ticket's state, keyed by ticket id, fed by `tickets.triaged` and `tickets.accepted`.
+"""Ticket agent: one ticket's state, keyed by ticket id — triage revisions, overrides, SLA clocks.
 
-It applies people's overrides to the triage: `ticket.reclassified`, `ticket.regraded` and
-`ticket.assigned` produce a new triage revision (re-graded, re-routed) on `tickets.triaged` and
-the queues. An override may arrive before the triage it applies to (triage takes an extra hop
-through the customer partition); it waits in the ticket's state and is applied, in occurrence
-order, as soon as the triage arrives. This agent reads its own revisions back from
-`tickets.triaged` and ignores any revision it already holds, which also makes re-delivery harmless.
+Inputs (all keyed by ticket id, so co-partitioned with the `tickets` table):
+- `tickets.triaged`: triage records. This agent reads its own revisions back and ignores any
+  revision it already holds, which also makes re-delivery harmless.
+- `tickets.accepted`: lifecycle events. `ticket.reclassified` / `ticket.regraded` /
+  `ticket.assigned` make a new triage revision (re-graded, re-routed); an override that arrives
+  before its triage waits in the state and is applied, in occurrence order, when the triage
+  arrives. Every event that touches a clock goes to the ticket's SLA state (`ticketstream.sla`).
+- `sla.ticks`: wake-ups. Faust tables can only be written from stream iteration, so the timer
+  that watches the deadline index does not fire thresholds itself: it sends the ticket a tick,
+  and this agent fires what is due. A tick for a ticket this worker no longer owns reaches the
+  owner, who finds it due or not: ticks are idempotent.
+
+Outputs: `sla.events` (warnings, breaches, met, escalations; deterministic ids), new triage
+revisions on `tickets.triaged` and the queues (overrides, escalations), and the full ticket on
+the compacted `tickets.state` after every change.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import time
 from typing import Any
 
 import faust
@@ -20,10 +30,14 @@ from schemas.deadletter import Reason, ReasonCode
 from schemas.events import AssignedData, Event, EventType, ReclassifiedData, RegradedData
 from schemas.tickets import TRIAGED, TriagedTicket
 from streams.deadletters import DeadLetters, source_of
+from streams.emit import Emitter
 from streams.intake import raw_topic
 from streams.triage import TriageOutputs
+from ticketstream.deadlines import DeadlineIndex
 from ticketstream.settings import Settings
-from ticketstream.topology import ACCEPTED, TABLE_TICKETS, TRIAGED as TRIAGED_TOPIC
+from ticketstream.sla import SLA_EVENT, SlaEngine, SlaEvent, TicketSla, epoch
+from ticketstream.ticketview import ticket_view
+from ticketstream.topology import ACCEPTED, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS, TRIAGED as TRIAGED_TOPIC
 from ticketstream.triage import TriageEngine
 from workers import metrics
 
@@ -45,54 +59,172 @@ def apply_override(engine: TriageEngine, record: TriagedTicket, event: Event) ->
     raise ValueError(f"{event.type} is not an override")
 
 
-def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: TriageOutputs,
-             dead_letters: DeadLetters) -> None:
-    source = raw_topic(app, settings.topic(TRIAGED_TOPIC), settings.topic(ACCEPTED))
-    tickets = app.Table(TABLE_TICKETS, default=dict, partitions=settings.partitions, key_type=str,
-                        help="per ticket: latest triage revision and overrides waiting for it")
-    triaged_topic = settings.topic(TRIAGED_TOPIC)
+class TicketAgent:
+    """The per-ticket logic of the agent, kept apart from Faust wiring for readability."""
 
-    async def settle(ticket_id: str, state: dict[str, Any], record: TriagedTicket) -> None:
-        """Apply waiting overrides (oldest first) to `record`, publish each revision, store the last."""
-        pending = sorted(state.get("pending", []), key=lambda p: (p["occurred_at"], p["event_id"]))
-        applied = set(state.get("applied", []))
+    def __init__(self, app: faust.App, settings: Settings, engine: TriageEngine, sla: SlaEngine,
+                 outputs: TriageOutputs, table: Any) -> None:
+        self.engine = engine
+        self.sla = sla
+        self.outputs = outputs
+        self.table = table
+        self.index = DeadlineIndex()
+        self.sla_events = Emitter(app, settings.topic(SLA_EVENTS))
+        self.state_topic = Emitter(app, settings.topic(STATE))
+
+    # -- state ----------------------------------------------------------------------------------
+    def load(self, ticket_id: str) -> tuple[dict[str, Any], TicketSla, TriagedTicket | None]:
+        value = dict(self.table[ticket_id])
+        sla = TicketSla.from_dict(value["sla"]) if "sla" in value else TicketSla(ticket_id)
+        record = TRIAGED.validate_python(value["triage"]) if value.get("triage") else None
+        return value, sla, record
+
+    async def save(self, ticket_id: str, value: dict[str, Any], sla: TicketSla, record: TriagedTicket | None,
+                   publish: bool = True) -> None:
+        value["sla"] = sla.to_dict()
+        if record is not None:
+            value["triage"] = json.loads(TRIAGED.dump_json(record))
+        value["next"] = self.sla.next_due(sla)
+        self.table[ticket_id] = value
+        self.index.schedule(ticket_id, value["next"])
+        if publish:
+            view = ticket_view(value.get("triage"), sla, self.sla)
+            await self.state_topic.send(ticket_id.encode(), json.dumps(view, ensure_ascii=False).encode())
+
+    # -- SLA output -------------------------------------------------------------------------------
+    async def emit(self, events: list[SlaEvent], record: TriagedTicket | None) -> TriagedTicket | None:
+        now = time.time()
+        team = record.team.value if record else "unrouted"
+        for event in events:
+            await self.sla_events.send(event.ticket_id.encode(), SLA_EVENT.dump_json(event))
+            metrics.SLA_EVENTS.labels(stage=event.stage, kind=event.kind, grade=event.grade.value, team=team).inc()
+            if not event.retroactive and event.kind != "met":
+                metrics.SLA_FIRE_DELAY.observe(max(0.0, now - event.fired_at.timestamp()))
+            if event.kind == "escalated" and record is not None and event.to_tier is not None \
+                    and event.to_tier > record.escalation_tier:
+                previous = record.team
+                record = self.engine.retriage(record, escalation_tier=event.to_tier,
+                                              note=f"escalated to tier {event.to_tier}: {event.stage} {event.percent}%")
+                await self.outputs.publish(record, previous_team=previous)
+        return record
+
+    # -- inputs -----------------------------------------------------------------------------------
+    async def on_triage(self, record: TriagedTicket) -> None:
+        value, sla, held = self.load(record.ticket_id)
+        if held is not None and held.revision >= record.revision:
+            return  # our own revision read back, or a re-delivery
+        record = await self.settle(value, record)
+        await self.save(record.ticket_id, value, sla, await self.clock(sla, record))
+
+    async def settle(self, value: dict[str, Any], record: TriagedTicket) -> TriagedTicket:
+        """Apply waiting overrides (oldest first) to `record`, publishing each revision."""
+        pending = sorted(value.get("pending", []), key=lambda p: (p["occurred_at"], p["event_id"]))
+        applied = set(value.get("applied", []))
         for raw in pending:
             if raw["event_id"] in applied:
                 continue
             previous = record.team
-            record = apply_override(engine, record, Event.model_validate(raw))
+            record = apply_override(self.engine, record, Event.model_validate(raw))
             applied.add(raw["event_id"])
             metrics.TRIAGE_OVERRIDES.labels(type=raw["type"]).inc()
-            await outputs.publish(record, previous_team=previous)
-        tickets[ticket_id] = {"triage": json.loads(TRIAGED.dump_json(record)), "pending": [],
-                              "applied": sorted(applied)}
+            await self.outputs.publish(record, previous_team=previous)
+        value["pending"], value["applied"] = [], sorted(applied)
+        return record
+
+    async def clock(self, sla: TicketSla, record: TriagedTicket) -> TriagedTicket:
+        """Bring the SLA state in line with the triage (received, or a new grade)."""
+        now = time.time()
+        if sla.received_at is None:
+            events = self.sla.received(sla, epoch(record.received_at), record.grade, now)
+        elif sla.grade != record.grade:
+            events = self.sla.regrade(sla, record.grade, now)
+        else:
+            return record
+        return await self.emit(events, record) or record
+
+    async def on_lifecycle(self, event: Event, raw: bytes) -> None:
+        value, sla, record = self.load(event.ticket_id)
+        if event.type in OVERRIDES:
+            if event.event_id in value.get("applied", []):
+                return
+            value["pending"] = [*value.get("pending", []), json.loads(raw)]
+            if record is not None:
+                record = await self.settle(value, record)
+                record = await self.clock(sla, record)
+        elif event.type is EventType.ESCALATED and record is not None:
+            if event.event_id not in value.get("applied", []):
+                value["applied"] = sorted({*value.get("applied", []), event.event_id})
+                previous = record.team
+                record = self.engine.retriage(record, escalation_tier=min(3, record.escalation_tier + 1),
+                                              note=f"escalated to tier {min(3, record.escalation_tier + 1)} by a person")
+                await self.outputs.publish(record, previous_team=previous)
+        if event.type is not EventType.COMPLAINT_RECEIVED:
+            record = await self.emit(self.sla.fact(sla, event.type.value, epoch(event.occurred_at), event.event_id,
+                                                   time.time()), record)
+        await self.save(event.ticket_id, value, sla, record)
+
+    async def on_tick(self, ticket_id: str) -> None:
+        value, sla, record = self.load(ticket_id)
+        if "sla" not in value:
+            return
+        events = self.sla.advance(sla, time.time())
+        record = await self.emit(events, record)
+        await self.save(ticket_id, value, sla, record, publish=bool(events))
+
+    def rebuild_index(self) -> int:
+        """The deadline index from the table (after a rebalance): next instants are stored."""
+        self.index.clear()
+        for ticket_id, value in self.table.items():
+            self.index.schedule(ticket_id, value.get("next"))
+        return len(self.index)
+
+
+def register(app: faust.App, settings: Settings, engine: TriageEngine, sla: SlaEngine, outputs: TriageOutputs,
+             dead_letters: DeadLetters) -> TicketAgent:
+    source = raw_topic(app, settings.topic(TRIAGED_TOPIC), settings.topic(ACCEPTED), settings.topic(SLA_TICKS))
+    tickets = app.Table(TABLE_TICKETS, default=dict, partitions=settings.partitions, key_type=str,
+                        help="per ticket: triage revision, waiting overrides, SLA facts and what has fired")
+    agent = TicketAgent(app, settings, engine, sla, outputs, tickets)
+    ticks = Emitter(app, settings.topic(SLA_TICKS))
+    triaged_topic, ticks_topic = settings.topic(TRIAGED_TOPIC), settings.topic(SLA_TICKS)
 
     @app.agent(source, concurrency=1, name="tickets")
     async def ticket_state(stream: Any) -> None:
         async for event in stream.events():
             raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
             try:
-                if event.message.topic == triaged_topic:
-                    record = TRIAGED.validate_json(raw)
-                    state = dict(tickets[record.ticket_id])
-                    held = state.get("triage")
-                    if held is not None and held["revision"] >= record.revision:
-                        continue  # our own revision read back, or a re-delivery
-                    await settle(record.ticket_id, state, record)
-                    continue
-                lifecycle = Event.model_validate_json(raw)
-                if lifecycle.type not in OVERRIDES:
-                    continue
-                state = dict(tickets[lifecycle.ticket_id])
-                if lifecycle.event_id in state.get("applied", []):
-                    continue
-                state["pending"] = [*state.get("pending", []), json.loads(raw)]
-                if state.get("triage") is None:
-                    tickets[lifecycle.ticket_id] = state  # wait for the triage
-                    continue
-                await settle(lifecycle.ticket_id, state, TRIAGED.validate_python(state["triage"]))
+                topic = event.message.topic
+                if topic == ticks_topic:
+                    await agent.on_tick(event.key.decode())
+                elif topic == triaged_topic:
+                    await agent.on_triage(TRIAGED.validate_json(raw))
+                else:
+                    await agent.on_lifecycle(Event.model_validate_json(raw), raw)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
                 log.exception("ticket state failed on %s", source_of(event).model_dump())
                 await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
                                                     message=f"unexpected {type(exc).__name__} in ticket state"),
                                         source_of(event), "tickets")
+
+    @app.timer(interval=settings.sla_tick_seconds)
+    async def wake_due_tickets() -> None:
+        """Per worker: tickets of its partitions with a threshold due now get a tick."""
+        for ticket_id in agent.index.pop_due(time.time()):
+            await ticks.send(ticket_id.encode(), b"")
+
+    @app.on_rebalance_complete.connect
+    async def rebuild(sender: Any = None, **kwargs: Any) -> None:
+        count = agent.rebuild_index()
+        metrics.DEADLINE_INDEX.set(count)
+        log.info("deadline index rebuilt: %d ticket(s) with pending thresholds", count)
+
+    @app.page("/tickets/{ticket_id}")
+    @app.table_route(table=tickets, match_info="ticket_id")
+    async def get_ticket(web: Any, request: Any, ticket_id: str) -> Any:
+        value = tickets.get(ticket_id)
+        if not value or "sla" not in value:
+            return web.json({"error": f"no ticket {ticket_id} on this cluster"}, status=404)
+        view = ticket_view(value.get("triage"), TicketSla.from_dict(value["sla"]), sla, now=time.time())
+        return web.json(view)
+
+    return agent

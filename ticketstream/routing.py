@@ -44,10 +44,18 @@ class Notify(BaseModel):
     categories: dict[Category, list[Team]] = {}
 
 
+class Escalation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    tier_teams: dict[int, Team] = {2: Team.COMPLAINT_DESK, 3: Team.MANAGEMENT}
+    """Tiers that hand the ticket to another team; other tiers keep the team (its lead takes over)."""
+
+
 class RoutingTable(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     default_team: Team = Team.FRONTLINE
+    escalation: Escalation = Escalation()
     regional_teams: list[Team] = [Team.FRONTLINE, Team.NETWORK_OPS, Team.TECH_SUPPORT]
     rules: list[RoutingRule] = Field(min_length=1)
     notify: Notify = Notify()
@@ -85,7 +93,16 @@ class Router:
         return team, reason, team in table.regional_teams, tuple(t for t in dict.fromkeys(notify) if t != team)
 
     def route(self, category: Category, grade: Grade, channel: Channel, province: str, city: str,
-              team_override: Team | None = None) -> Route:
+              team_override: Team | None = None, escalation_tier: int = 0) -> Route:
+        """The team and queue; an escalation tier above 0 takes the ladder's team for that tier
+        (or the routed team's lead: queue suffix `#lead`)."""
+        tier_team = max((t for t in self.table.escalation.tier_teams if t <= escalation_tier), default=None)
+        if tier_team is not None and escalation_tier > 0:
+            team_override = self.table.escalation.tier_teams[tier_team]
         team, reason, regional, notify = self._decide(category, grade, channel, team_override)
         queue = f"{team.value}/{province}/{city}" if regional else team.value
-        return Route(team, queue, 0, notify, reason)
+        if escalation_tier > 0:
+            reason = f"escalated to tier {escalation_tier}" + ("" if tier_team else f"; {reason}")
+            if tier_team is None:
+                queue += "#lead"
+        return Route(team, queue, escalation_tier, notify, reason)

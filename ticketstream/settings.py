@@ -59,6 +59,9 @@ class Settings(BaseModel):
     classifier_rules: Path | None = Field(default=None, description="Classifier rule file (default: shipped).")
     grading_rules: Path | None = Field(default=None, description="Grading rule file (default: shipped).")
     routing_rules: Path | None = Field(default=None, description="Routing table file (default: shipped).")
+    sla_policy: Path | None = Field(default=None, description="SLA policy file (default: shipped).")
+    calendar: Path | None = Field(default=None, description="Working-calendar overrides file (default: shipped).")
+    sla_tick_seconds: float = Field(default=0.25, gt=0, le=60, description="How often a worker looks for due thresholds.")
     kafka_dir: Path = Field(default=Path(".ticketstream/kafka"), description="Embedded broker state and logs.")
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 

@@ -19,6 +19,7 @@ DLQ = "tickets.dlq"
 TRIAGED = "tickets.triaged"
 BY_CUSTOMER = "tickets.by_customer"
 SLA_EVENTS = "sla.events"
+SLA_TICKS = "sla.ticks"
 INCIDENTS = "incidents"
 STATE = "tickets.state"
 ALERTS = "alerts"
@@ -65,6 +66,8 @@ def system_topics() -> list[TopicSpec]:
             for team in Team
         ],
         TopicSpec(SLA_EVENTS, "ticket_id", "SLA warnings, breaches, met and escalation events", retention_ms=30 * DAY_MS),
+        TopicSpec(SLA_TICKS, "ticket_id", "internal: wake-ups from the deadline index to the ticket's owner",
+                  retention_ms=1 * DAY_MS),
         TopicSpec(INCIDENTS, "incident_id", "mass-incident open/update/close records", retention_ms=90 * DAY_MS),
         TopicSpec(STATE, "ticket_id", "latest full ticket record, read by archive consumers", cleanup_policy="compact",
                   retention_ms=None, extra={"min.compaction.lag.ms": "60000"}),

@@ -110,7 +110,8 @@ class TriageEngine:
         return record, updated
 
     def retriage(self, record: TriagedTicket, category: Category | None = None, grade: Grade | None = None,
-                 team: Team | None = None, incident_id: str | None = None, note: str | None = None) -> TriagedTicket:
+                 team: Team | None = None, incident_id: str | None = None, note: str | None = None,
+                 escalation_tier: int | None = None) -> TriagedTicket:
         """A new revision after a person's override (reclassify, regrade, assign) or an incident link.
 
         A reclassification re-grades and re-routes with the new category; a person's grade
@@ -128,13 +129,15 @@ class TriageEngine:
         overrides = [*record.overrides, *([note] if note else [])]
         return self._record(record.ticket_id, record.source_event_id, record.received_at, data, evidence,
                             record.repeat_count, record.linked_ticket_id, incident_id or record.incident_id,
-                            revision=record.revision + 1, overrides=overrides, grade_override=grade,
-                            team_override=team)
+                            revision=record.revision + 1, overrides=overrides,
+                            grade_override=grade or record.person_grade,
+                            team_override=team or record.person_team,
+                            escalation_tier=record.escalation_tier if escalation_tier is None else escalation_tier)
 
     def _record(self, ticket_id: str, source_event_id: str, received_at: datetime, data: ComplaintReceivedData,
                 evidence: Evidence, earlier: int, linked: str | None, incident_id: str | None, revision: int,
-                overrides: list[str], grade_override: Grade | None = None, team_override: Team | None = None
-                ) -> TriagedTicket:
+                overrides: list[str], grade_override: Grade | None = None, team_override: Team | None = None,
+                escalation_tier: int = 0) -> TriagedTicket:
         classification = evidence.classification
         decision = self.grader.grade(evidence.normalized, evidence.signals, GradeInputs(
             category=classification.category, channel=data.channel, tier=data.customer.tier,
@@ -146,7 +149,7 @@ class TriageEngine:
             reasons.append(f"override:regraded {grade.value}->{grade_override.value} by a person")
             grade = grade_override
         route = self.router.route(classification.category, grade, data.channel, data.region.province,
-                                  data.region.city, team_override)
+                                  data.region.city, team_override, escalation_tier)
         return TriagedTicket(
             triage_id=f"{ticket_id}:triage:{revision}", ticket_id=ticket_id, revision=revision,
             source_event_id=source_event_id, received_at=received_at, channel=data.channel, customer=data.customer,
@@ -157,5 +160,6 @@ class TriageEngine:
             team=route.team, queue=route.queue, escalation_tier=route.escalation_tier, notify=list(route.notify),
             routing_reason=route.reason, owner=data.first_contact_agent, repeat_count=earlier,
             linked_ticket_id=linked, incident_id=incident_id, overrides=overrides,
+            person_grade=grade_override, person_team=team_override,
         )
 

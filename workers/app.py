@@ -16,6 +16,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from streams import intake, tickets, triage
 from streams.deadletters import DeadLetters
 from streams.triage import TriageOutputs
+from workers import metrics
+from ticketstream.calendar import WorkCalendar, load_overrides
 from ticketstream.classify import Classifier
 from ticketstream.classify import load_rules as load_classifier_rules
 from ticketstream.grading import Grader
@@ -23,6 +25,8 @@ from ticketstream.grading import load_rules as load_grading_rules
 from ticketstream.routing import Router
 from ticketstream.routing import load_table as load_routing_table
 from ticketstream.settings import Settings
+from ticketstream.sla import SlaEngine
+from ticketstream.sla_policy import load_policy
 from ticketstream.triage import TriageEngine
 
 
@@ -55,6 +59,14 @@ def triage_engine(settings: Settings) -> TriageEngine:
     )
 
 
+def sla_engine(settings: Settings) -> SlaEngine:
+    """The SLA engine with the operator's policy and calendar; a year without calendar data
+    counts in ticketstream_calendar_fallbacks_total."""
+    calendar = WorkCalendar(load_overrides(settings.calendar),
+                            on_fallback=lambda year: metrics.CALENDAR_FALLBACKS.labels(year=str(year)).inc())
+    return SlaEngine(load_policy(settings.sla_policy), calendar)
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the worker's Faust app with every agent registered."""
     if not settings.bootstrap_servers:
@@ -83,7 +95,7 @@ def create_app(settings: Settings) -> faust.App:
     outputs = TriageOutputs(app, settings)
     intake.register(app, settings, dead_letters)
     triage.register(app, settings, engine, outputs, dead_letters)
-    tickets.register(app, settings, engine, outputs, dead_letters)
+    tickets.register(app, settings, engine, sla_engine(settings), outputs, dead_letters)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram, Info
+from prometheus_client import Counter, Gauge, Histogram, Info
 
 from ticketstream import __version__
 
@@ -34,3 +34,13 @@ TRIAGE_LATENCY = Histogram(
     "From a complaint's occurred_at to its triage record (includes producer and queueing delay).",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
+SLA_EVENTS = Counter("ticketstream_sla_events", "SLA events emitted, by stage, kind, grade and team.",
+                     ["stage", "kind", "grade", "team"])
+SLA_FIRE_DELAY = Histogram(
+    "ticketstream_sla_fire_delay_seconds",
+    "How long after its threshold instant a warning, breach or escalation was emitted (not retroactive ones).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60),
+)
+DEADLINE_INDEX = Gauge("ticketstream_deadline_index_tickets", "Tickets with a pending threshold in this worker's index.")
+CALENDAR_FALLBACKS = Counter("ticketstream_calendar_fallbacks", "Dates looked up in a year without calendar data.",
+                             ["year"])
