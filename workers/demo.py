@@ -23,12 +23,15 @@ from typing import IO
 from kafka import KafkaConsumer, TopicPartition
 
 from ticketstream.settings import Settings
-from ticketstream.topology import ACCEPTED, DLQ, TRIAGED
+from ticketstream.topology import ACCEPTED, DLQ, SLA_EVENTS, TRIAGED
 from workers import embedded_kafka
 from workers.simulator import SimulationReport, run_simulation
 from workers.embedded_kafka import free_ports
 from workers.topics import create_topics
 from workers.worker import port_free
+
+
+DEMO_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "sla_policy.toml"
 
 
 def _settings_env(settings: Settings) -> dict[str, str]:
@@ -78,7 +81,7 @@ class OutputWatcher:
             enable_auto_commit=False, client_id="ticketstream-demo-watch", **settings.kafka_client_options(),
         )
         self.names = {settings.topic(ACCEPTED): "accepted", settings.topic(DLQ): "dlq",
-                      settings.topic(TRIAGED): "triaged"}
+                      settings.topic(TRIAGED): "triaged", settings.topic(SLA_EVENTS): "sla"}
         parts = [TopicPartition(t, p) for t in self.names for p in range(settings.partitions)]
         self.consumer.assign(parts)
         self.consumer.seek_to_end(*parts)
@@ -89,6 +92,8 @@ class OutputWatcher:
         self.reasons: Counter[str] = Counter()
         self.teams: Counter[str] = Counter()
         self.grades: Counter[str] = Counter()
+        self.sla: Counter[str] = Counter()
+        self.last_breach = ""
 
     def poll(self) -> None:
         for tp, records in self.consumer.poll(timeout_ms=200, max_records=5000).items():
@@ -101,6 +106,10 @@ class OutputWatcher:
                     continue
                 if kind == "accepted":
                     self.by_type[body.get("type", "?")] += 1
+                elif kind == "sla":
+                    self.sla[body.get("kind", "?")] += 1
+                    if body.get("kind") == "breach":
+                        self.last_breach = f"{body['ticket_id']} {body['stage']} (grade {body['grade']})"
                 elif kind == "triaged":
                     if body.get("revision") == 1:
                         self.grades[body["grade"]] += 1
@@ -130,6 +139,10 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
         settings = settings.model_copy(update={"web_port": port})
     created = create_topics(settings)
     print(f"Topics ready: {len(created)} ({sum(r.created for r in created)} created now)", file=out, flush=True)
+    if settings.sla_policy is None:
+        # Ticket life runs 500x faster in the demo; so must the SLA targets.
+        settings = settings.model_copy(update={"sla_policy": DEMO_POLICY})
+        print(f"SLA policy: {DEMO_POLICY} (accelerated for the demo)", file=out, flush=True)
     log_path = Path(settings.data_dir).parent / "demo-worker.log"
     worker = start_worker_process(settings, log_path)
     print(f"Worker started (pid {worker.pid}); metrics at http://{settings.web_host}:{settings.web_port}/metrics; "
@@ -170,6 +183,9 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
                       file=out, flush=True)
                 print("         by team: " + "  ".join(f"{t} {n}" for t, n in watcher.teams.most_common()), file=out,
                       flush=True)
+                print(f"         SLA: warnings {watcher.sla['warning']}  breaches {watcher.sla['breach']}  "
+                      f"met {watcher.sla['met']}  escalations {watcher.sla['escalated']}"
+                      + (f"  (latest breach: {watcher.last_breach})" if watcher.last_breach else ""), file=out, flush=True)
             if stop.is_set() or not sim_thread.is_alive():
                 # Let the worker finish what was sent, then stop.
                 settle = time.monotonic() + 5
@@ -199,5 +215,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
     print(f"triaged complaints:     {sum(watcher.grades.values())} by grade "
           f"({', '.join(f'{g} {watcher.grades[g]}' for g in ('L1', 'L2', 'L3', 'L4'))})", file=out)
     print(f"routed to team queues:  {', '.join(f'{t} {n}' for t, n in watcher.teams.most_common())}", file=out)
+    print(f"SLA events:             warnings {watcher.sla['warning']}, breaches {watcher.sla['breach']}, "
+          f"met {watcher.sla['met']}, escalations {watcher.sla['escalated']}", file=out)
     print("stopped early on Ctrl-C" if interrupted else "completed", file=out, flush=True)
     return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1
