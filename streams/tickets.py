@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from typing import Any
 
 import faust
@@ -34,10 +35,12 @@ from streams.emit import Emitter
 from streams.intake import raw_topic
 from streams.triage import TriageOutputs
 from ticketstream.deadlines import DeadlineIndex
+from ticketstream.overload import counted_as, table_key
 from ticketstream.settings import Settings
 from ticketstream.sla import SLA_EVENT, SlaEngine, SlaEvent, TicketSla, epoch
 from ticketstream.ticketview import ticket_view
-from ticketstream.topology import ACCEPTED, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS, TRIAGED as TRIAGED_TOPIC
+from ticketstream.topology import (ACCEPTED, SLA_BY_TEAM, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS,
+                                  TRIAGED as TRIAGED_TOPIC)
 from ticketstream.triage import TriageEngine
 from workers import metrics
 
@@ -71,6 +74,7 @@ class TicketAgent:
         self.index = DeadlineIndex()
         self.sla_events = Emitter(app, settings.topic(SLA_EVENTS))
         self.state_topic = Emitter(app, settings.topic(STATE))
+        self.by_team = Emitter(app, settings.topic(SLA_BY_TEAM))
 
     # -- state ----------------------------------------------------------------------------------
     def load(self, ticket_id: str) -> tuple[dict[str, Any], TicketSla, TriagedTicket | None]:
@@ -96,8 +100,12 @@ class TicketAgent:
         now = time.time()
         team = record.team.value if record else "unrouted"
         for event in events:
+            event = replace(event, team=team)
             await self.sla_events.send(event.ticket_id.encode(), SLA_EVENT.dump_json(event))
             metrics.SLA_EVENTS.labels(stage=event.stage, kind=event.kind, grade=event.grade.value, team=team).inc()
+            counted = counted_as(event.kind, event.percent)
+            if counted is not None:
+                await self.by_team.send(table_key(team, event.grade.value, event.stage, counted).encode(), b"1")
             if not event.retroactive and event.kind != "met":
                 metrics.SLA_FIRE_DELAY.observe(max(0.0, now - event.fired_at.timestamp()))
             if event.kind == "escalated" and record is not None and event.to_tier is not None \

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from ticketstream.topology import INBOUND, SLA_EVENTS, STATE
+from ticketstream.topology import ALERTS, INBOUND, SLA_EVENTS, STATE
 from tests.factories import encode, lifecycle, received
 from tests.harness import TopicReader, isolated_settings, wait_until, worker_process
 from workers.topics import create_topics
@@ -116,3 +116,29 @@ def test_warnings_breaches_met_and_escalations_on_time_and_once(bootstrap, tmp_p
     assert final["triage"]["escalation_tier"] == 3 and final["triage"]["team"] == "management"
     state.close()
     watch.reader.close()
+
+
+def test_a_team_with_many_breaches_in_a_window_raises_one_overload_alert(bootstrap, tmp_path: Path):
+    settings = isolated_settings(bootstrap, tmp_path, sla_policy=POLICY, sla_tick_seconds=0.1, overload_breaches_5m=5)
+    create_topics(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=0)
+    if time.time() % 300 > 270:  # keep the 8 breaches (due ~4 s from now) inside one 5-minute window
+        time.sleep(300 - time.time() % 300 + 1)
+    at = now_iso()
+    for i in range(8):  # network complaints nobody responds to: 8 response breaches for network_ops
+        event = received(f"N{i}", occurred_at=at, content="手机信号差，网速很慢")
+        producer.send(settings.topic(INBOUND), key=event["ticket_id"].encode(), value=encode(event))
+    producer.flush()
+    alerts = TopicReader(settings, settings.topic(ALERTS))
+    with worker_process(settings, tmp_path / "w.log"):
+        wait_until(lambda: any(json.loads(r.value)["labels"].get("stage") == "response" for r in alerts.records)
+                   if alerts.poll() else False, 60, "a team-overload alert")
+        watch = Watch(settings)
+        wait_until(lambda: sum(1 for i in watch.ids() if i.endswith(":response:breach:100")) == 8, 30, "all breaches")
+        alerts.poll()
+    response_alerts = [json.loads(r.value) for r in alerts.records if json.loads(r.value)["labels"]["stage"] == "response"]
+    assert len(response_alerts) == 1  # 8 breaches pass the 5-minute threshold (5) once; the hour's (50) not
+    alert = response_alerts[0]
+    assert alert["labels"] == {"alertname": "TeamOverload", "team": "network_ops", "grade": "L3", "stage": "response",
+                               "window": "5m", "severity": "warning"}
+    alerts.close()

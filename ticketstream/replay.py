@@ -10,7 +10,7 @@ triaged with the workers' own triage engine to get their grade; people's regrade
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from pydantic import ValidationError
@@ -31,6 +31,11 @@ class Replay:
     clock: float = float("-inf")
     seen: set[str] = field(default_factory=set)
     rejected: list[tuple[int, str]] = field(default_factory=list)
+    teams: dict[str, str] = field(default_factory=dict)
+
+    def _label(self, events: list[SlaEvent]) -> list[SlaEvent]:
+        """SLA events with the team that owned their ticket (from triage, as in the stream)."""
+        return [replace(e, team=self.teams.get(e.ticket_id)) for e in events]
 
     def _state(self, ticket_id: str) -> TicketSla:
         state = self.tickets.get(ticket_id)
@@ -47,7 +52,7 @@ class Replay:
             out.extend(self.sla.advance(state, now, strict))
             self.index.schedule(ticket_id, self.sla.next_due(state))
         out.sort(key=lambda e: (e.fired_at, e.id))
-        return out
+        return self._label(out)
 
     def apply(self, event: Event) -> list[SlaEvent]:
         at = epoch(event.occurred_at)
@@ -60,11 +65,12 @@ class Replay:
         if event.type is EventType.COMPLAINT_RECEIVED:
             customer = event.complaint.customer.id
             record, self.histories[customer] = self.triage.triage(event, self.histories.get(customer, []))
-            out += self.sla.received(state, at, record.grade, self.clock)
+            self.teams[event.ticket_id] = record.team.value
+            out += self._label(self.sla.received(state, at, record.grade, self.clock))
         elif event.type is EventType.REGRADED and isinstance(event.data, RegradedData):
-            out += self.sla.regrade(state, event.data.grade, self.clock)
+            out += self._label(self.sla.regrade(state, event.data.grade, self.clock))
         else:
-            out += self.sla.fact(state, event.type.value, at, event.event_id, self.clock)
+            out += self._label(self.sla.fact(state, event.type.value, at, event.event_id, self.clock))
         self.index.schedule(event.ticket_id, self.sla.next_due(state))
         return out
 

@@ -58,6 +58,8 @@ class SlaEvent:
     grade: Grade
     from_tier: int | None = None
     to_tier: int | None = None
+    team: str | None = None
+    """The team that owned the ticket when it fired (set by the stream; replay sets it too)."""
 
 
 @dataclass

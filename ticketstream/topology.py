@@ -20,6 +20,7 @@ TRIAGED = "tickets.triaged"
 BY_CUSTOMER = "tickets.by_customer"
 SLA_EVENTS = "sla.events"
 SLA_TICKS = "sla.ticks"
+SLA_BY_TEAM = "sla.by_team"
 INCIDENTS = "incidents"
 STATE = "tickets.state"
 ALERTS = "alerts"
@@ -28,7 +29,11 @@ ALERTS = "alerts"
 TABLE_INTAKE_SEEN = "intake_seen"
 TABLE_CUSTOMER_HISTORY = "customer_history"
 TABLE_TICKETS = "tickets"
-TABLES: dict[str, str] = {TABLE_INTAKE_SEEN: "compact", TABLE_CUSTOMER_HISTORY: "compact", TABLE_TICKETS: "compact"}
+TABLE_BREACHES_5M = "breaches_5m"
+TABLE_BREACHES_1H = "breaches_1h"
+TABLES: dict[str, str] = {TABLE_INTAKE_SEEN: "compact", TABLE_CUSTOMER_HISTORY: "compact", TABLE_TICKETS: "compact",
+                          TABLE_BREACHES_5M: "compact,delete", TABLE_BREACHES_1H: "compact,delete"}
+WINDOWED_RETENTION_MS = {TABLE_BREACHES_5M: 3 * 3600 * 1000, TABLE_BREACHES_1H: 3 * DAY_MS}
 
 
 def queue_topic(team: Team | str) -> str:
@@ -68,6 +73,8 @@ def system_topics() -> list[TopicSpec]:
         TopicSpec(SLA_EVENTS, "ticket_id", "SLA warnings, breaches, met and escalation events", retention_ms=30 * DAY_MS),
         TopicSpec(SLA_TICKS, "ticket_id", "internal: wake-ups from the deadline index to the ticket's owner",
                   retention_ms=1 * DAY_MS),
+        TopicSpec(SLA_BY_TEAM, "team|grade|stage|kind", "breaches and at-risk warnings re-keyed for the windowed counts",
+                  retention_ms=1 * DAY_MS),
         TopicSpec(INCIDENTS, "incident_id", "mass-incident open/update/close records", retention_ms=90 * DAY_MS),
         TopicSpec(STATE, "ticket_id", "latest full ticket record, read by archive consumers", cleanup_policy="compact",
                   retention_ms=None, extra={"min.compaction.lag.ms": "60000"}),
@@ -80,6 +87,6 @@ def changelog_topics(settings: Settings) -> list[TopicSpec]:
     """The changelog topics of the worker's Faust tables (named by Faust after the app id)."""
     return [
         TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", f"changelog of table {table}",
-                  cleanup_policy=policy, retention_ms=None if policy == "compact" else 7 * DAY_MS)
+                  cleanup_policy=policy, retention_ms=WINDOWED_RETENTION_MS.get(table))
         for table, policy in TABLES.items()
     ]

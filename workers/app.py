@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import intake, tickets, triage
+from streams import breaches, intake, tickets, triage
 from streams.deadletters import DeadLetters
 from streams.triage import TriageOutputs
 from workers import metrics
@@ -96,6 +96,7 @@ def create_app(settings: Settings) -> faust.App:
     intake.register(app, settings, dead_letters)
     triage.register(app, settings, engine, outputs, dead_letters)
     tickets.register(app, settings, engine, sla_engine(settings), outputs, dead_letters)
+    breaches.register(app, settings)
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

@@ -44,3 +44,4 @@ SLA_FIRE_DELAY = Histogram(
 DEADLINE_INDEX = Gauge("ticketstream_deadline_index_tickets", "Tickets with a pending threshold in this worker's index.")
 CALENDAR_FALLBACKS = Counter("ticketstream_calendar_fallbacks", "Dates looked up in a year without calendar data.",
                              ["year"])
+ALERTS = Counter("ticketstream_alerts", "Alerts published to the alerts topic, by alert name.", ["alertname"])

@@ -1,0 +1,57 @@
+"""Windowed breach tables: `sla.by_team` -> tumbling 5-minute and 1-hour counts -> `alerts`.
+
+The ticket agent re-keys every breach and at-risk warning by (team, grade, stage) onto
+`sla.by_team`, so each count lives on one partition. Windowed tables hold aggregates only, never
+per-ticket timers (ARCHITECTURE pitfall 3); their changelogs are `compact,delete` with a
+retention a little past the window's expiry, so they do not grow forever (pitfall 7).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+from typing import Any
+
+import faust
+
+from streams.emit import Emitter
+from streams.intake import raw_topic
+from ticketstream import overload
+from ticketstream.settings import Settings
+from ticketstream.topology import ALERTS, SLA_BY_TEAM, TABLE_BREACHES_1H, TABLE_BREACHES_5M
+from workers import metrics
+
+log = logging.getLogger(__name__)
+
+
+def register(app: faust.App, settings: Settings) -> None:
+    source = raw_topic(app, settings.topic(SLA_BY_TEAM))
+    alerts = Emitter(app, settings.topic(ALERTS))
+    tables = {
+        "5m": app.Table(TABLE_BREACHES_5M, default=int, partitions=settings.partitions, key_type=str,
+                        help="SLA breaches and at-risk warnings per team|grade|stage|kind, 5-minute windows"
+                        ).tumbling(overload.WINDOWS["5m"], expires=timedelta(hours=2)),
+        "1h": app.Table(TABLE_BREACHES_1H, default=int, partitions=settings.partitions, key_type=str,
+                        help="the same in 1-hour windows").tumbling(overload.WINDOWS["1h"], expires=timedelta(days=2)),
+    }
+    thresholds = {"5m": settings.overload_breaches_5m, "1h": settings.overload_breaches_1h}
+
+    @app.agent(source, concurrency=1, name="breaches")
+    async def count_breaches(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                key = event.key.decode()
+                team, grade, stage, counted = overload.parse_key(key)
+                for window, table in tables.items():
+                    table[key] += 1
+                    if counted != "breach":
+                        continue
+                    count = table[key].current()
+                    window_start = table.get_timestamp(event) // overload.WINDOWS[window] * overload.WINDOWS[window]
+                    alert = overload.overload(team, grade, stage, window, window_start, count, thresholds[window])
+                    if alert is not None:
+                        metrics.ALERTS.labels(alertname="TeamOverload").inc()
+                        await alerts.send(alert.id.encode(), json.dumps(alert.as_alert(), ensure_ascii=False).encode())
+            except Exception:  # noqa: BLE001 - an aggregate must never stop the stream
+                log.exception("breach counting failed for key %r", event.key)

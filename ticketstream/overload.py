@@ -1,0 +1,67 @@
+"""Team overload (班組過載): breach and at-risk counts per (team, grade, stage) in tumbling windows.
+
+The counting lives in Faust windowed tables (`streams.breaches`); this module holds the pure
+decisions: which SLA events count as what, the table key, and the alert when a team's breaches
+in one window reach the threshold (exactly once per window: the alert id names the window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+WINDOWS = {"5m": 300, "1h": 3600}
+
+
+def counted_as(kind: str, percent: int | None) -> str | None:
+    """'breach' for a breach, 'at_risk' for the last warning before it (>= 75 %), else None."""
+    if kind == "breach":
+        return "breach"
+    if kind == "warning" and percent is not None and percent >= 75:
+        return "at_risk"
+    return None
+
+
+def table_key(team: str, grade: str, stage: str, counted: str) -> str:
+    return f"{team}|{grade}|{stage}|{counted}"
+
+
+def parse_key(key: str) -> tuple[str, str, str, str]:
+    team, grade, stage, counted = key.split("|")
+    return team, grade, stage, counted
+
+
+@dataclass(frozen=True, slots=True)
+class OverloadAlert:
+    id: str
+    team: str
+    grade: str
+    stage: str
+    window: str
+    window_start: datetime
+    breaches: int
+    threshold: int
+
+    def as_alert(self) -> dict[str, object]:
+        """The shape every alert on the `alerts` topic has (Alertmanager-compatible labels)."""
+        return {
+            "id": self.id,
+            "status": "firing",
+            "labels": {"alertname": "TeamOverload", "team": self.team, "grade": self.grade, "stage": self.stage,
+                       "window": self.window, "severity": "critical" if self.grade in ("L1", "L2") else "warning"},
+            "annotations": {
+                "summary": f"{self.team}: {self.breaches} {self.stage} breaches of {self.grade} tickets in "
+                           f"{self.window} (threshold {self.threshold})",
+            },
+            "starts_at": self.window_start.isoformat(),
+        }
+
+
+def overload(team: str, grade: str, stage: str, window: str, window_start: float, count: int,
+             threshold: int) -> OverloadAlert | None:
+    """An alert when this window's breach count has just reached the threshold, else None."""
+    if count != threshold:
+        return None
+    start = datetime.fromtimestamp(window_start, UTC)
+    return OverloadAlert(f"team_overload:{team}:{grade}:{stage}:{window}:{int(window_start)}", team, grade, stage,
+                         window, start, count, threshold)
