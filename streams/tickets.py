@@ -204,10 +204,13 @@ def register(app: faust.App, settings: Settings, engine: TriageEngine, sla: SlaE
                 topic = event.message.topic
                 if topic == ticks_topic:
                     await agent.on_tick(event.key.decode())
+                    metrics.TICKET_MESSAGES.labels(source="tick").inc()
                 elif topic == triaged_topic:
                     await agent.on_triage(TRIAGED.validate_json(raw))
+                    metrics.TICKET_MESSAGES.labels(source="triage").inc()
                 else:
                     await agent.on_lifecycle(Event.model_validate_json(raw), raw)
+                    metrics.TICKET_MESSAGES.labels(source="lifecycle").inc()
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
                 log.exception("ticket state failed on %s", source_of(event).model_dump())
                 await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,

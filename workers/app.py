@@ -89,6 +89,10 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         autodiscover=False,
         table_standby_replicas=1,
+        # A worker that dies leaves the group after this long; its partitions (and their
+        # deadlines) move to the survivors. Faust's default of 60 s is too slow for SLA clocks.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=3.0,
     )
     engine = triage_engine(settings)
     dead_letters = DeadLetters(app, settings)

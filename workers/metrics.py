@@ -45,3 +45,4 @@ DEADLINE_INDEX = Gauge("ticketstream_deadline_index_tickets", "Tickets with a pe
 CALENDAR_FALLBACKS = Counter("ticketstream_calendar_fallbacks", "Dates looked up in a year without calendar data.",
                              ["year"])
 ALERTS = Counter("ticketstream_alerts", "Alerts published to the alerts topic, by alert name.", ["alertname"])
+TICKET_MESSAGES = Counter("ticketstream_ticket_messages", "Messages the ticket agent applied, by source.", ["source"])
