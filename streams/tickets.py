@@ -39,7 +39,7 @@ from ticketstream.overload import counted_as, table_key
 from ticketstream.settings import Settings
 from ticketstream.sla import SLA_EVENT, SlaEngine, SlaEvent, TicketSla, epoch
 from ticketstream.ticketview import ticket_view
-from ticketstream.topology import (ACCEPTED, SLA_BY_TEAM, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS,
+from ticketstream.topology import (ACCEPTED, INCIDENT_LINKS, SLA_BY_TEAM, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS,
                                   TRIAGED as TRIAGED_TOPIC)
 from ticketstream.triage import TriageEngine
 from workers import metrics
@@ -137,7 +137,24 @@ class TicketAgent:
             metrics.TRIAGE_OVERRIDES.labels(type=raw["type"]).inc()
             await self.outputs.publish(record, previous_team=previous)
         value["pending"], value["applied"] = [], sorted(applied)
+        incident_id = value.get("incident_id")
+        if incident_id and record.incident_id != incident_id:
+            previous = record.team
+            record = self.engine.retriage(record, incident_id=incident_id, note=f"linked to incident {incident_id}")
+            metrics.INCIDENT_LINKS.inc()
+            await self.outputs.publish(record, previous_team=previous)
         return record
+
+    async def on_link(self, ticket_id: str, incident_id: str) -> None:
+        """Link the ticket to a mass incident (at least L2); waits for the triage if needed."""
+        value, sla, record = self.load(ticket_id)
+        if value.get("incident_id") == incident_id:
+            return
+        value["incident_id"] = incident_id
+        if record is not None:
+            record = await self.settle(value, record)
+            record = await self.clock(sla, record)
+        await self.save(ticket_id, value, sla, record)
 
     async def clock(self, sla: TicketSla, record: TriagedTicket) -> TriagedTicket:
         """Bring the SLA state in line with the triage (received, or a new grade)."""
@@ -189,12 +206,14 @@ class TicketAgent:
 
 def register(app: faust.App, settings: Settings, engine: TriageEngine, sla: SlaEngine, outputs: TriageOutputs,
              dead_letters: DeadLetters) -> TicketAgent:
-    source = raw_topic(app, settings.topic(TRIAGED_TOPIC), settings.topic(ACCEPTED), settings.topic(SLA_TICKS))
+    source = raw_topic(app, settings.topic(TRIAGED_TOPIC), settings.topic(ACCEPTED), settings.topic(SLA_TICKS),
+                       settings.topic(INCIDENT_LINKS))
     tickets = app.Table(TABLE_TICKETS, default=dict, partitions=settings.partitions, key_type=str,
                         help="per ticket: triage revision, waiting overrides, SLA facts and what has fired")
     agent = TicketAgent(app, settings, engine, sla, outputs, tickets)
     ticks = Emitter(app, settings.topic(SLA_TICKS))
     triaged_topic, ticks_topic = settings.topic(TRIAGED_TOPIC), settings.topic(SLA_TICKS)
+    links_topic = settings.topic(INCIDENT_LINKS)
 
     @app.agent(source, concurrency=1, name="tickets")
     async def ticket_state(stream: Any) -> None:
@@ -205,6 +224,9 @@ def register(app: faust.App, settings: Settings, engine: TriageEngine, sla: SlaE
                 if topic == ticks_topic:
                     await agent.on_tick(event.key.decode())
                     metrics.TICKET_MESSAGES.labels(source="tick").inc()
+                elif topic == links_topic:
+                    await agent.on_link(event.key.decode(), json.loads(raw)["incident_id"])
+                    metrics.TICKET_MESSAGES.labels(source="incident").inc()
                 elif topic == triaged_topic:
                     await agent.on_triage(TRIAGED.validate_json(raw))
                     metrics.TICKET_MESSAGES.labels(source="triage").inc()

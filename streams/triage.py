@@ -8,8 +8,8 @@ on one partition.
 
 from __future__ import annotations
 
+import json
 import logging
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,8 +21,10 @@ from schemas.tickets import TRIAGED, TriagedTicket
 from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
 from streams.intake import raw_topic
+from ticketstream.incidents import key_of
 from ticketstream.settings import Settings
-from ticketstream.topology import BY_CUSTOMER, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC, queue_topic
+from ticketstream.topology import (BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC,
+                                  queue_topic)
 from ticketstream.triage import TriageEngine
 from workers import metrics
 
@@ -35,6 +37,7 @@ class TriageOutputs:
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.triaged = Emitter(app, settings.topic(TRIAGED_TOPIC))
+        self.by_key = Emitter(app, settings.topic(INCIDENTS_BY_KEY))
         self.queues = {team: Emitter(app, settings.topic(queue_topic(team))) for team in Team}
 
     async def publish(self, record: TriagedTicket, previous_team: Team | None = None) -> None:
@@ -64,6 +67,9 @@ def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: 
                 record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
                 history[customer_id] = [list(h) for h in updated]
                 await outputs.publish(record)
+                await outputs.by_key.send(
+                    key_of(record.region.city, record.category.top_level).encode(),
+                    json.dumps({"ticket_id": record.ticket_id, "at": complaint.occurred_at.timestamp()}).encode())
                 if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
                     metrics.REPEAT_COMPLAINTS.inc()
                 if record.manual_triage:

@@ -1,6 +1,5 @@
 """The embedded broker launcher: clear errors, status/stop, and a three-node cluster that survives a failure."""
 
-import os
 import time
 from pathlib import Path
 

@@ -66,7 +66,7 @@ def test_incident_burst_is_in_one_city():
     sim.inject_incident("廣州", at=5, duration=20, count=200)
     cities = Counter()
     for m in sim.schedule(30):
-        if m.kind == "valid":
+        if m.kind in ("valid", "incident"):
             cities[json.loads(m.value)["data"]["region"]["city"]] += 1
     assert cities["廣州"] >= 200
     assert sum(cities.values()) < 200 + 5 * 30 * 2

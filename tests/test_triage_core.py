@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from schemas.events import Category, Channel, Event, Grade, Team, Tier
 from ticketstream.classify import Classifier, load_rules as load_classifier_rules
-from ticketstream.grading import SEVERITY, GradeInputs, Grader, amounts_in, raise_by
+from ticketstream.grading import SEVERITY, GradeInputs, amounts_in, raise_by
 from ticketstream.matching import PhraseMatcher
 from ticketstream.policyfile import PolicyError
 from ticketstream.routing import Router

@@ -62,6 +62,7 @@ class Settings(BaseModel):
     sla_policy: Path | None = Field(default=None, description="SLA policy file (default: shipped).")
     calendar: Path | None = Field(default=None, description="Working-calendar overrides file (default: shipped).")
     sla_tick_seconds: float = Field(default=0.25, gt=0, le=60, description="How often a worker looks for due thresholds.")
+    incident_policy: Path | None = Field(default=None, description="Mass-incident detection policy (default: shipped).")
     overload_breaches_5m: int = Field(default=10, ge=1, description="Team-overload alert: breaches of one team/grade/stage in 5 minutes.")
     overload_breaches_1h: int = Field(default=50, ge=1, description="Team-overload alert: the same in 1 hour.")
     kafka_dir: Path = Field(default=Path(".ticketstream/kafka"), description="Embedded broker state and logs.")

@@ -351,7 +351,7 @@ class Simulator:
                 received = self.complaint(t, Category.TECHNICAL_NETWORK_QUALITY, (province, city))
             else:
                 received = self.complaint(t)
-            yield self._message(t, received)
+            yield self._message(t, received, "incident" if in_burst else "valid")
             if not self.lifecycle:
                 continue
             previous_at = t

@@ -22,6 +22,8 @@ SLA_EVENTS = "sla.events"
 SLA_TICKS = "sla.ticks"
 SLA_BY_TEAM = "sla.by_team"
 INCIDENTS = "incidents"
+INCIDENTS_BY_KEY = "incidents.by_key"
+INCIDENT_LINKS = "incidents.links"
 STATE = "tickets.state"
 ALERTS = "alerts"
 
@@ -29,9 +31,11 @@ ALERTS = "alerts"
 TABLE_INTAKE_SEEN = "intake_seen"
 TABLE_CUSTOMER_HISTORY = "customer_history"
 TABLE_TICKETS = "tickets"
+TABLE_INCIDENT_KEYS = "incident_keys"
 TABLE_BREACHES_5M = "breaches_5m"
 TABLE_BREACHES_1H = "breaches_1h"
 TABLES: dict[str, str] = {TABLE_INTAKE_SEEN: "compact", TABLE_CUSTOMER_HISTORY: "compact", TABLE_TICKETS: "compact",
+                          TABLE_INCIDENT_KEYS: "compact",
                           TABLE_BREACHES_5M: "compact,delete", TABLE_BREACHES_1H: "compact,delete"}
 WINDOWED_RETENTION_MS = {TABLE_BREACHES_5M: 3 * 3600 * 1000, TABLE_BREACHES_1H: 3 * DAY_MS}
 
@@ -75,7 +79,10 @@ def system_topics() -> list[TopicSpec]:
                   retention_ms=1 * DAY_MS),
         TopicSpec(SLA_BY_TEAM, "team|grade|stage|kind", "breaches and at-risk warnings re-keyed for the windowed counts",
                   retention_ms=1 * DAY_MS),
+        TopicSpec(INCIDENTS_BY_KEY, "city|category", "new complaints re-keyed for incident detection",
+                  retention_ms=1 * DAY_MS),
         TopicSpec(INCIDENTS, "incident_id", "mass-incident open/update/close records", retention_ms=90 * DAY_MS),
+        TopicSpec(INCIDENT_LINKS, "ticket_id", "internal: tickets to link to an incident", retention_ms=7 * DAY_MS),
         TopicSpec(STATE, "ticket_id", "latest full ticket record, read by archive consumers", cleanup_policy="compact",
                   retention_ms=None, extra={"min.compaction.lag.ms": "60000"}),
         TopicSpec(ALERTS, "alert fingerprint", "alerts for on-call (Alertmanager bridge)", retention_ms=7 * DAY_MS),

@@ -13,7 +13,7 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import breaches, intake, tickets, triage
+from streams import breaches, incidents, intake, tickets, triage
 from streams.deadletters import DeadLetters
 from streams.triage import TriageOutputs
 from workers import metrics
@@ -21,6 +21,8 @@ from ticketstream.calendar import WorkCalendar, load_overrides
 from ticketstream.classify import Classifier
 from ticketstream.classify import load_rules as load_classifier_rules
 from ticketstream.grading import Grader
+from ticketstream.incidents import Detector
+from ticketstream.incidents import load_policy as load_incident_policy
 from ticketstream.grading import load_rules as load_grading_rules
 from ticketstream.routing import Router
 from ticketstream.routing import load_table as load_routing_table
@@ -101,6 +103,7 @@ def create_app(settings: Settings) -> faust.App:
     triage.register(app, settings, engine, outputs, dead_letters)
     tickets.register(app, settings, engine, sla_engine(settings), outputs, dead_letters)
     breaches.register(app, settings)
+    incidents.register(app, settings, Detector(load_incident_policy(settings.incident_policy)))
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:

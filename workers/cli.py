@@ -196,6 +196,44 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_incidents(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from kafka import KafkaConsumer, TopicPartition
+
+    from ticketstream.topology import INCIDENTS
+
+    settings = _connected(_settings(args))
+    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
+                             consumer_timeout_ms=1500, **settings.kafka_client_options())
+    topic = settings.topic(INCIDENTS)
+    parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
+    if not parts:
+        raise SettingsError(f"topic {topic} does not exist: run `ticketstream topics create`")
+    consumer.assign(parts)
+    consumer.seek_to_beginning(*parts)
+    latest: dict[str, dict[str, Any]] = {}
+    for record in consumer:
+        body = json.loads(record.value)
+        latest[body["id"]] = body
+    consumer.close()
+
+    def when(epoch: float | None) -> str:
+        return datetime.fromtimestamp(epoch).astimezone().isoformat(timespec="seconds") if epoch else "-"
+
+    rows = sorted(latest.values(), key=lambda r: r["opened_at"], reverse=True)
+    open_rows = [r for r in rows if r["action"] != "close"]
+    print(f"open incidents: {len(open_rows)}")
+    for r in open_rows:
+        print(f"  {r['id']}  {r['city']} {r['category']}  {r['count']} complaints since {when(r['first_at'])}, "
+              f"latest {when(r['latest_at'])}")
+    closed = [r for r in rows if r["action"] == "close"][: args.recent]
+    print(f"recently closed: {len(closed)}")
+    for r in closed:
+        print(f"  {r['id']}  {r['city']} {r['category']}  {r['count']} complaints, closed {when(r['closed_at'])}")
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -269,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calendar", metavar="FILE", help="working-calendar overrides (TOML)")
     p.add_argument("--until", metavar="TIME", help="advance the clock to this ISO 8601 time at the end "
                                                       "(default: the last event time)")
+
+    p = add("incidents", "list open and recently closed mass incidents", cmd_incidents)
+    p.add_argument("action", choices=["list"])
+    p.add_argument("--recent", type=int, default=10, help="how many closed incidents to show (default 10)")
 
     p = add("schema", "export the JSON Schema of every event type for channel systems", cmd_schema)
     p.add_argument("action", choices=["export"])

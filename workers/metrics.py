@@ -46,3 +46,6 @@ CALENDAR_FALLBACKS = Counter("ticketstream_calendar_fallbacks", "Dates looked up
                              ["year"])
 ALERTS = Counter("ticketstream_alerts", "Alerts published to the alerts topic, by alert name.", ["alertname"])
 TICKET_MESSAGES = Counter("ticketstream_ticket_messages", "Messages the ticket agent applied, by source.", ["source"])
+INCIDENT_RECORDS = Counter("ticketstream_incident_records", "Incident records published, by action.", ["action"])
+OPEN_INCIDENTS = Gauge("ticketstream_open_incidents", "Mass incidents open on this worker's partitions.")
+INCIDENT_LINKS = Counter("ticketstream_incident_links", "Tickets linked to a mass incident.")

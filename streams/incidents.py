@@ -1,0 +1,96 @@
+"""Incident agent: `incidents.by_key` -> `incidents` + `alerts` + `incidents.links`.
+
+The triage agent re-keys every new complaint by (city, top-level category); here each key's
+detection state lives in the `incident_keys` table and `ticketstream.incidents.Detector` decides.
+Counting is by the complaints' own time in minute buckets held in that state, not in a Faust
+windowed table: those expire on wall-clock time and judge a late event by its arrival
+(ARCHITECTURE pitfall 3), while an outage is about when customers complained.
+
+A timer sends each open incident's key a tick, so the quiet-period close happens inside stream
+iteration like every table write. Links go to the ticket agent (`incidents.links`, keyed by
+ticket), which records the incident on the ticket and raises it to at least L2.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from typing import Any
+
+import faust
+
+from streams.emit import Emitter
+from streams.intake import raw_topic
+from ticketstream.incidents import Detector, IncidentRecord, KeyState
+from ticketstream.settings import Settings
+from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
+from workers import metrics
+
+log = logging.getLogger(__name__)
+
+
+def incident_alert(record: IncidentRecord) -> dict[str, Any]:
+    """One alert per incident (firing on open and update, resolved on close), grouped by incident."""
+    return {
+        "id": f"mass_incident:{record.id}",
+        "status": "resolved" if record.action == "close" else "firing",
+        "labels": {"alertname": "MassIncident", "incident": record.id, "city": record.city,
+                   "category": record.category, "severity": "critical"},
+        "annotations": {"summary": f"{record.count} {record.category} complaints in {record.city} "
+                                   f"(baseline {record.baseline:.1f} per window)"},
+        "starts_at": record.opened_at,
+        "ends_at": record.closed_at,
+    }
+
+
+def register(app: faust.App, settings: Settings, detector: Detector) -> None:
+    source = raw_topic(app, settings.topic(INCIDENTS_BY_KEY))
+    keys = app.Table(TABLE_INCIDENT_KEYS, default=dict, partitions=settings.partitions, key_type=str,
+                     help="per city|category: minute buckets, baseline, open incident")
+    incidents = Emitter(app, settings.topic(INCIDENTS))
+    alerts = Emitter(app, settings.topic(ALERTS))
+    links = Emitter(app, settings.topic(INCIDENT_LINKS))
+    by_key = Emitter(app, settings.topic(INCIDENTS_BY_KEY))
+    open_keys: set[str] = set()
+
+    async def publish(record: IncidentRecord) -> None:
+        await incidents.send(record.id.encode(), json.dumps(record.as_dict(), ensure_ascii=False).encode())
+        if record.action in ("open", "close"):
+            alert = incident_alert(record)
+            await alerts.send(alert["id"].encode(), json.dumps(alert, ensure_ascii=False).encode())
+            metrics.ALERTS.labels(alertname="MassIncident").inc()
+        metrics.INCIDENT_RECORDS.labels(action=record.action).inc()
+        metrics.OPEN_INCIDENTS.set(len(open_keys))
+
+    @app.agent(source, concurrency=1, name="incidents")
+    async def detect(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                key = event.key.decode()
+                body = json.loads(event.value)
+                state = KeyState.from_dict(keys[key]) if keys[key] else KeyState(key)
+                if "tick" in body:
+                    outcome = detector.tick(state, float(body["tick"]))
+                else:
+                    outcome = detector.complaint(state, body["ticket_id"], float(body["at"]))
+                (open_keys.add if state.incident else open_keys.discard)(key)
+                keys[key] = state.to_dict()
+                for record in outcome.records:
+                    await publish(record)
+                for ticket_id, incident_id in outcome.links:
+                    await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
+            except Exception:  # noqa: BLE001 - detection must never stop the stream
+                log.exception("incident detection failed for key %r", event.key)
+
+    @app.timer(interval=min(30.0, detector.policy.step_seconds))
+    async def quiet_ticks() -> None:
+        now = time.time()
+        for key in list(open_keys):
+            await by_key.send(key.encode(), json.dumps({"tick": now}).encode())
+
+    @app.on_rebalance_complete.connect
+    async def rebuild(sender: Any = None, **kwargs: Any) -> None:
+        open_keys.clear()
+        open_keys.update(k for k, v in keys.items() if v and v.get("i"))
+        metrics.OPEN_INCIDENTS.set(len(open_keys))

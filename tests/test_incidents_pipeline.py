@@ -1,0 +1,85 @@
+"""Mass incidents on the real broker: a burst opens one incident, its tickets are linked and at
+least L2, one alert, a close after the quiet period; normal traffic elsewhere opens none."""
+
+import json
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from kafka import KafkaProducer
+
+from ticketstream.simulation import Shares, Simulator
+from ticketstream.topology import ALERTS, INBOUND, INCIDENTS, TRIAGED
+from tests.harness import REPO, TopicReader, isolated_settings, settings_env, wait_until, worker_process
+from workers.topics import create_topics
+
+pytestmark = pytest.mark.integration
+POLICY = Path(__file__).parent / "data" / "fast_incident_policy.toml"
+
+
+def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tmp_path: Path):
+    settings = isolated_settings(bootstrap, tmp_path, incident_policy=POLICY)
+    create_topics(settings)
+    sim = Simulator(datetime.now(UTC), rate=2, seed=3, id_prefix="INC", lifecycle=False,
+                    shares=Shares(malformed=0, duplicate=0, late=0, out_of_order=0))
+    sim.inject_incident("廣州", at=5, duration=20, count=200)
+    messages = list(sim.schedule(30))
+    burst = {m.key.decode() for m in messages if m.kind == "incident"}
+    assert len(burst) == 200
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=5)
+    incidents = TopicReader(settings, settings.topic(INCIDENTS))
+    alerts = TopicReader(settings, settings.topic(ALERTS))
+    triaged = TopicReader(settings, settings.topic(TRIAGED))
+    with worker_process(settings, tmp_path / "worker.log"):
+        t0 = time.time()
+        for m in messages:  # in real time, as the simulator schedules them
+            delay = t0 + m.at - time.time()
+            if delay > 0:
+                time.sleep(delay)
+            producer.send(settings.topic(INBOUND), key=m.key, value=m.value)
+        producer.flush()
+        wait_until(lambda: incidents.poll() and any(json.loads(r.value)["action"] == "close" for r in incidents.records),
+                   60, "the incident to close after the quiet period")
+        listed = subprocess.run([sys.executable, "-m", "workers.cli", "incidents", "list"], cwd=REPO,
+                                env=settings_env(settings), capture_output=True, timeout=60)
+
+        def linked() -> dict[str, dict]:
+            triaged.poll()
+            latest: dict[str, dict] = {}
+            for r in triaged.records:
+                body = json.loads(r.value)
+                if body["revision"] >= latest.get(body["ticket_id"], {}).get("revision", 0):
+                    latest[body["ticket_id"]] = body
+            return latest
+
+        wait_until(lambda: all(linked().get(t, {}).get("incident_id") for t in burst), 60, "every burst ticket linked")
+    records = [json.loads(r.value) for r in incidents.records]
+    opens = [r for r in records if r["action"] == "open"]
+    assert len(opens) == 1, records
+    incident = opens[0]
+    assert incident["city"] == "廣州" and incident["category"] == "technical"
+    burst_times = sorted(json.loads(m.value)["occurred_at"] for m in messages if m.key.decode() in burst)
+    # Within one window step (5 s) of the burst crossing the floor (its 20th complaint).
+    crossing = datetime.fromisoformat(burst_times[19]).timestamp()
+    assert incident["opened_at"] - crossing <= 5
+    assert [r["action"] for r in records][-1] == "close"
+    latest = linked()
+    for ticket in burst:
+        assert latest[ticket]["incident_id"] == incident["id"]
+        assert latest[ticket]["grade"] in ("L1", "L2")
+        assert any("mass_incident" in reason for reason in latest[ticket]["grade_reasons"])
+    # Normal traffic elsewhere is not linked (a regular technical complaint in 廣州 during the
+    # outage is, rightly).
+    elsewhere = [t for t, body in latest.items() if body["region"]["city"] != "廣州"]
+    assert elsewhere and not any(latest[t]["incident_id"] for t in elsewhere)
+    alerts.poll()
+    incident_alerts = [json.loads(r.value) for r in alerts.records if json.loads(r.value)["labels"]["alertname"] == "MassIncident"]
+    assert {a["id"] for a in incident_alerts} == {f"mass_incident:{incident['id']}"}
+    assert [a["status"] for a in incident_alerts] == ["firing", "resolved"]
+    assert incident_alerts[0]["labels"]["incident"] == incident["id"]
+    assert listed.returncode == 0 and incident["id"].encode() in listed.stdout
+    for reader in (incidents, alerts, triaged):
+        reader.close()
