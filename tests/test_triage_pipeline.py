@@ -76,7 +76,8 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
 
     with worker_process(settings, tmp_path / "worker.log"):
         wait_until(lambda: triaged_at_least(5001), 240, "5,001 complaints triaged")
-        wait_until(lambda: {2} <= revisions().get(target, set()) and {2} <= revisions().get(regraded, set()), 60,
+        wait_until(lambda: latest_by_ticket(triaged.records).get(target, {}).get("category") == "business.tariff_billing"
+                   and latest_by_ticket(triaged.records).get(regraded, {}).get("grade") == "L1", 60,
                    "both early overrides applied")
         # A repeat complainant: three network complaints in ten days, each sent after the last was triaged.
         for i, day in enumerate((0, 4, 9)):
@@ -90,7 +91,8 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
         moved = complaints[9]["ticket_id"]
         sender.send(lifecycle("ticket.assigned", moved, occurred_at=datetime.now(UTC).isoformat(), team="product"))
         sender.flush()
-        wait_until(lambda: 2 in revisions().get(moved, set()), 60, "the assignment applied")
+        wait_until(lambda: revisions() and latest_by_ticket(triaged.records).get(moved, {}).get("team") == "product", 60,
+                   "the assignment applied")
     latest = latest_by_ticket(triaged.records)
     # Nothing lost, nothing duplicated: one revision-1 record per complaint.
     firsts = [json.loads(r.value) for r in triaged.records if json.loads(r.value)["revision"] == 1]
@@ -110,7 +112,8 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
     assert latest["REP-2"]["repeat_count"] == 2
     # Overrides took effect, as new revisions.
     assert latest[target]["category"] == Category.BUSINESS_TARIFF_BILLING.value
-    assert latest[target]["team"] == Team.BILLING.value and latest[target]["revision"] == 2
+    # (Later revisions may follow: at 100 complaints a second every city is a mass incident.)
+    assert latest[target]["team"] == Team.BILLING.value and latest[target]["revision"] >= 2
     assert latest[regraded]["grade"] == Grade.L1.value and latest[regraded]["team"] == Team.COMPLAINT_DESK.value
     assert latest[moved]["team"] == Team.PRODUCT.value
     # Every team queue holds exactly the tickets routed to it.
