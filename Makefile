@@ -11,7 +11,7 @@ demo: bootstrap
 	$(VENV)/bin/ticketstream demo
 
 test:
-	@bash deploy/bootstrap.sh
+	@bash deploy/bootstrap.sh --with-monitoring
 	$(PY) -m pytest -q
 
 bench: bootstrap

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what ticketstream needs on a fresh Debian machine, reusing what is already there:
-# system packages (Java 17+ and Maven for the embedded Kafka broker),
+# system packages (Java 17+ and Maven for the embedded Kafka broker; with --with-monitoring also
+# Prometheus and Alertmanager, whose promtool and amtool the tests use),
 # a Python 3.11+ virtualenv in .venv with the project and its test extras.
 # Safe to run again: every step checks before it installs.
 set -euo pipefail
@@ -12,6 +13,11 @@ java_ok || need_apt+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || need_apt+=(maven)
 python3 -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || need_apt+=(python3 python3-venv)
 python3 -m venv --help >/dev/null 2>&1 || need_apt+=(python3-venv)
+if [[ "${1:-}" == "--with-monitoring" ]]; then
+  # The test suite checks the monitoring files with promtool and amtool and runs a real Prometheus.
+  command -v promtool >/dev/null || need_apt+=(prometheus)
+  command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+fi
 if ((${#need_apt[@]})); then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"
   if [[ $(id -u) -ne 0 ]]; then SUDO=sudo; else SUDO=; fi

@@ -28,7 +28,7 @@ from typing import Any
 import faust
 
 from schemas.deadletter import Reason, ReasonCode
-from schemas.events import AssignedData, Event, EventType, ReclassifiedData, RegradedData
+from schemas.events import AssignedData, Event, EventType, ReclassifiedData, RegradedData, SurveyCompletedData
 from schemas.tickets import TRIAGED, TriagedTicket
 from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
@@ -89,6 +89,10 @@ class TicketAgent:
         if record is not None:
             value["triage"] = json.loads(TRIAGED.dump_json(record))
         value["next"] = self.sla.next_due(sla)
+        bucket = open_bucket(value.get("triage"), sla)
+        if bucket != value.get("open"):
+            move_open(value.get("open"), bucket)
+            value["open"] = bucket
         self.table[ticket_id] = value
         self.index.schedule(ticket_id, value["next"])
         if publish:
@@ -108,6 +112,10 @@ class TicketAgent:
                 await self.by_team.send(table_key(team, event.grade.value, event.stage, counted).encode(), b"1")
             if not event.retroactive and event.kind != "met":
                 metrics.SLA_FIRE_DELAY.observe(max(0.0, now - event.fired_at.timestamp()))
+            if event.kind == "met":
+                on_time = event.due_at is None or event.fired_at <= event.due_at
+                metrics.SLA_COMPLETIONS.labels(stage=event.stage, grade=event.grade.value, team=team,
+                                               on_time=str(on_time).lower()).inc()
             if event.kind == "escalated" and record is not None and event.to_tier is not None \
                     and event.to_tier > record.escalation_tier:
                 previous = record.team
@@ -183,6 +191,11 @@ class TicketAgent:
                 record = self.engine.retriage(record, escalation_tier=min(3, record.escalation_tier + 1),
                                               note=f"escalated to tier {min(3, record.escalation_tier + 1)} by a person")
                 await self.outputs.publish(record, previous_team=previous)
+        if event.type is EventType.SURVEY_COMPLETED and isinstance(event.data, SurveyCompletedData) \
+                and not any(f[2] == event.event_id for f in sla.facts):
+            metrics.SATISFACTION.observe(event.data.score)
+        if event.type is EventType.CLOSED and not any(f[2] == event.event_id for f in sla.facts):
+            metrics.TICKETS_CLOSED.labels(team=record.team.value if record else "unrouted").inc()
         if event.type is not EventType.COMPLAINT_RECEIVED:
             record = await self.emit(self.sla.fact(sla, event.type.value, epoch(event.occurred_at), event.event_id,
                                                    time.time()), record)
@@ -197,11 +210,31 @@ class TicketAgent:
         await self.save(ticket_id, value, sla, record, publish=bool(events))
 
     def rebuild_index(self) -> int:
-        """The deadline index from the table (after a rebalance): next instants are stored."""
+        """The deadline index and the open-ticket gauge from the table (after a rebalance)."""
         self.index.clear()
+        metrics.OPEN_TICKETS.clear()
         for ticket_id, value in self.table.items():
             self.index.schedule(ticket_id, value.get("next"))
+            move_open(None, value.get("open"))
         return len(self.index)
+
+
+def open_bucket(triage: dict[str, Any] | None, sla: TicketSla) -> list[str] | None:
+    """[team, grade] of an open ticket (received, not closed after its last reopen), else None."""
+    if sla.received_at is None or triage is None:
+        return None
+    last_close = max((at for at, kind, _ in sla.facts if kind == EventType.CLOSED), default=None)
+    last_reopen = max((at for at, kind, _ in sla.facts if kind == EventType.REOPENED), default=None)
+    if last_close is not None and (last_reopen is None or last_reopen < last_close):
+        return None
+    return [triage["team"], triage["grade"]]
+
+
+def move_open(old: list[str] | None, new: list[str] | None) -> None:
+    if old:
+        metrics.OPEN_TICKETS.labels(team=old[0], grade=old[1]).dec()
+    if new:
+        metrics.OPEN_TICKETS.labels(team=new[0], grade=new[1]).inc()
 
 
 def register(app: faust.App, settings: Settings, engine: TriageEngine, sla: SlaEngine, outputs: TriageOutputs,

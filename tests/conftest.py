@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -10,6 +11,10 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from workers import embedded_kafka
+
+# monitoring/ is not a Python package; expose its dashboard generator to the tests by name.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring" / "grafana"))
+sys.modules.setdefault("monitoring_dashboards", __import__("dashboards"))
 
 settings.register_profile("ci", max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 settings.register_profile("dev", max_examples=100, deadline=None)

@@ -138,20 +138,22 @@ class Detector:
         if state.last_step is None or step > state.last_step:
             self._roll(state, step)
         state.buckets[step] = state.buckets.get(step, 0) + 1
-        if all(t != ticket_id for t, _ in state.recent):
-            state.recent.append((ticket_id, at))
-        horizon = at - policy.window_seconds
-        state.recent = [r for r in state.recent if r[1] >= horizon][-RECENT_LIMIT:]
         inc = state.incident
+        if inc is None:
+            # Remembered only while no incident is open: they are linked when one opens.
+            if all(t != ticket_id for t, _ in state.recent):
+                state.recent.append((ticket_id, at))
+            horizon = at - policy.window_seconds
+            if state.recent[0][1] < horizon or len(state.recent) > RECENT_LIMIT:
+                state.recent = [r for r in state.recent if r[1] >= horizon][-RECENT_LIMIT:]
         if inc is not None:
-            if ticket_id not in inc.setdefault("linked", []):
-                inc["linked"].append(ticket_id)
-                inc["count"] += 1
-                out.links.append((ticket_id, inc["id"]))
-                if inc["count"] % policy.update_every == 0:
-                    inc["latest_at"] = max(inc["latest_at"], at)
-                    out.records.append(self._record(state, "update"))
+            # Linking is idempotent downstream (a ticket keeps one incident id), so no list of
+            # linked tickets is kept here: the state stays small however large the outage.
+            inc["count"] += 1
             inc["latest_at"] = max(inc["latest_at"], at)
+            out.links.append((ticket_id, inc["id"]))
+            if inc["count"] % policy.update_every == 0:
+                out.records.append(self._record(state, "update"))
             return out
         count = self.window_count(state, max(step, state.last_step or step))
         threshold = max(policy.floor, policy.multiple * max(state.baseline, policy.min_baseline))
@@ -162,10 +164,10 @@ class Detector:
                 incident_id = f"{incident_id}:{step}"
             linked = [t for t, _ in state.recent]
             state.incident = {"id": incident_id, "count": len(linked), "baseline": state.baseline,
-                              "first_at": min(a for _, a in state.recent), "latest_at": at, "opened_at": at,
-                              "linked": linked}
+                              "first_at": min(a for _, a in state.recent), "latest_at": at, "opened_at": at}
             out.records.append(self._record(state, "open"))
             out.links.extend((t, incident_id) for t in linked)
+            state.recent = []
         return out
 
     def tick(self, state: KeyState, now: float) -> Outcome:

@@ -105,6 +105,19 @@ def create_app(settings: Settings) -> faust.App:
     breaches.register(app, settings)
     incidents.register(app, settings, Detector(load_incident_policy(settings.incident_policy)))
 
+    @app.timer(interval=10.0)
+    async def consumer_lag() -> None:
+        """Lag per assigned input partition: the highwater minus this worker's position."""
+        consumer = app.consumer
+        for tp in consumer.assignment():
+            try:
+                position = await consumer.position(tp)
+                highwater = consumer.highwater(tp)
+            except Exception:  # noqa: BLE001 - a partition moving away mid-loop is normal
+                continue
+            if position is not None and highwater is not None:
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
+
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
         # aiohttp refuses a charset inside content_type, so the exposition type goes in a header.

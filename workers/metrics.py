@@ -49,3 +49,15 @@ TICKET_MESSAGES = Counter("ticketstream_ticket_messages", "Messages the ticket a
 INCIDENT_RECORDS = Counter("ticketstream_incident_records", "Incident records published, by action.", ["action"])
 OPEN_INCIDENTS = Gauge("ticketstream_open_incidents", "Mass incidents open on this worker's partitions.")
 INCIDENT_LINKS = Counter("ticketstream_incident_links", "Tickets linked to a mass incident.")
+SLA_COMPLETIONS = Counter(
+    "ticketstream_sla_completions",
+    "Stages met, by stage, grade, team and whether on time (及時率 = on_time=\"true\" / all).",
+    ["stage", "grade", "team", "on_time"],
+)
+SATISFACTION = Histogram("ticketstream_satisfaction_score", "Survey scores (1-5) of closed-loop visits (回訪).",
+                         buckets=(1, 2, 3, 4, 5))
+TICKETS_CLOSED = Counter("ticketstream_tickets_closed", "Tickets closed (閉環), by team.", ["team"])
+OPEN_TICKETS = Gauge("ticketstream_open_tickets", "Open tickets on this worker's partitions, by team and grade.",
+                     ["team", "grade"])
+CONSUMER_LAG = Gauge("ticketstream_consumer_lag_messages", "Messages not yet consumed, per input topic and partition.",
+                     ["topic", "partition"])
