@@ -34,12 +34,13 @@ from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
 from streams.intake import raw_topic
 from streams.triage import TriageOutputs
+from ticketstream.alerts import ticket_breach
 from ticketstream.deadlines import DeadlineIndex
 from ticketstream.overload import counted_as, table_key
 from ticketstream.settings import Settings
 from ticketstream.sla import SLA_EVENT, SlaEngine, SlaEvent, TicketSla, epoch
 from ticketstream.ticketview import ticket_view
-from ticketstream.topology import (ACCEPTED, INCIDENT_LINKS, SLA_BY_TEAM, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS,
+from ticketstream.topology import (ACCEPTED, ALERTS, INCIDENT_LINKS, SLA_BY_TEAM, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS,
                                   TRIAGED as TRIAGED_TOPIC)
 from ticketstream.triage import TriageEngine
 from workers import metrics
@@ -75,6 +76,7 @@ class TicketAgent:
         self.sla_events = Emitter(app, settings.topic(SLA_EVENTS))
         self.state_topic = Emitter(app, settings.topic(STATE))
         self.by_team = Emitter(app, settings.topic(SLA_BY_TEAM))
+        self.alerts = Emitter(app, settings.topic(ALERTS))
 
     # -- state ----------------------------------------------------------------------------------
     def load(self, ticket_id: str) -> tuple[dict[str, Any], TicketSla, TriagedTicket | None]:
@@ -100,7 +102,10 @@ class TicketAgent:
             await self.state_topic.send(ticket_id.encode(), json.dumps(view, ensure_ascii=False).encode())
 
     # -- SLA output -------------------------------------------------------------------------------
-    async def emit(self, events: list[SlaEvent], record: TriagedTicket | None) -> TriagedTicket | None:
+    async def emit(self, events: list[SlaEvent], record: TriagedTicket | None,
+                   fired: set[str] | frozenset[str] = frozenset()) -> TriagedTicket | None:
+        """Publish SLA events (and their alerts, counts, escalations); `fired` is the ticket's
+        set of emitted keys, to know whether a met stage had breached (its alert then resolves)."""
         now = time.time()
         team = record.team.value if record else "unrouted"
         for event in events:
@@ -110,6 +115,13 @@ class TicketAgent:
             counted = counted_as(event.kind, event.percent)
             if counted is not None:
                 await self.by_team.send(table_key(team, event.grade.value, event.stage, counted).encode(), b"1")
+            if record is not None and (event.kind == "breach" or (
+                    event.kind == "met" and f"{event.cycle}:{event.stage}:breach:100" in fired)):
+                alert = ticket_breach(event.ticket_id, event.cycle, event.stage, event.grade.value, team,
+                                      record.region.city, record.incident_id,
+                                      event.due_at or event.fired_at, event.fired_at if event.kind == "met" else None)
+                await self.alerts.send(alert["id"].encode(), json.dumps(alert, ensure_ascii=False).encode())
+                metrics.ALERTS.labels(alertname="TicketSlaBreach").inc()
             if not event.retroactive and event.kind != "met":
                 metrics.SLA_FIRE_DELAY.observe(max(0.0, now - event.fired_at.timestamp()))
             if event.kind == "met":
@@ -173,7 +185,7 @@ class TicketAgent:
             events = self.sla.regrade(sla, record.grade, now)
         else:
             return record
-        return await self.emit(events, record) or record
+        return await self.emit(events, record, sla.fired) or record
 
     async def on_lifecycle(self, event: Event, raw: bytes) -> None:
         value, sla, record = self.load(event.ticket_id)
@@ -198,7 +210,7 @@ class TicketAgent:
             metrics.TICKETS_CLOSED.labels(team=record.team.value if record else "unrouted").inc()
         if event.type is not EventType.COMPLAINT_RECEIVED:
             record = await self.emit(self.sla.fact(sla, event.type.value, epoch(event.occurred_at), event.event_id,
-                                                   time.time()), record)
+                                                   time.time()), record, sla.fired)
         await self.save(event.ticket_id, value, sla, record)
 
     async def on_tick(self, ticket_id: str) -> None:
@@ -206,7 +218,7 @@ class TicketAgent:
         if "sla" not in value:
             return
         events = self.sla.advance(sla, time.time())
-        record = await self.emit(events, record)
+        record = await self.emit(events, record, sla.fired)
         await self.save(ticket_id, value, sla, record, publish=bool(events))
 
     def rebuild_index(self) -> int:

@@ -42,7 +42,8 @@ def latest_by_ticket(records) -> dict[str, dict]:
 
 
 def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, tmp_path: Path):
-    settings = isolated_settings(bootstrap, tmp_path)
+    # 100 complaints a second would make every city a mass incident; this test is about triage.
+    settings = isolated_settings(bootstrap, tmp_path, incident_policy=Path(__file__).parent / "data" / "no_incident_policy.toml")
     create_topics(settings)
     sim = Simulator(datetime.now(UTC) - timedelta(hours=1), rate=100, seed=21, id_prefix="TRI", lifecycle=False,
                     shares=Shares(malformed=0, duplicate=0, repeat_customer=0))
@@ -77,7 +78,7 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
     with worker_process(settings, tmp_path / "worker.log"):
         wait_until(lambda: triaged_at_least(5001), 240, "5,001 complaints triaged")
         wait_until(lambda: latest_by_ticket(triaged.records).get(target, {}).get("category") == "business.tariff_billing"
-                   and latest_by_ticket(triaged.records).get(regraded, {}).get("grade") == "L1", 60,
+                   and latest_by_ticket(triaged.records).get(regraded, {}).get("grade") == "L1", 240,
                    "both early overrides applied")
         # A repeat complainant: three network complaints in ten days, each sent after the last was triaged.
         for i, day in enumerate((0, 4, 9)):
@@ -91,7 +92,7 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
         moved = complaints[9]["ticket_id"]
         sender.send(lifecycle("ticket.assigned", moved, occurred_at=datetime.now(UTC).isoformat(), team="product"))
         sender.flush()
-        wait_until(lambda: revisions() and latest_by_ticket(triaged.records).get(moved, {}).get("team") == "product", 60,
+        wait_until(lambda: revisions() and latest_by_ticket(triaged.records).get(moved, {}).get("team") == "product", 120,
                    "the assignment applied")
     latest = latest_by_ticket(triaged.records)
     # Nothing lost, nothing duplicated: one revision-1 record per complaint.
@@ -112,7 +113,6 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
     assert latest["REP-2"]["repeat_count"] == 2
     # Overrides took effect, as new revisions.
     assert latest[target]["category"] == Category.BUSINESS_TARIFF_BILLING.value
-    # (Later revisions may follow: at 100 complaints a second every city is a mass incident.)
     assert latest[target]["team"] == Team.BILLING.value and latest[target]["revision"] >= 2
     assert latest[regraded]["grade"] == Grade.L1.value and latest[regraded]["team"] == Team.COMPLAINT_DESK.value
     assert latest[moved]["team"] == Team.PRODUCT.value

@@ -101,7 +101,9 @@ def create_app(settings: Settings) -> faust.App:
     outputs = TriageOutputs(app, settings)
     intake.register(app, settings, dead_letters)
     triage.register(app, settings, engine, outputs, dead_letters)
-    tickets.register(app, settings, engine, sla_engine(settings), outputs, dead_letters)
+    sla = sla_engine(settings)
+    metrics.initialise(list(sla.policy.stages))
+    tickets.register(app, settings, engine, sla, outputs, dead_letters)
     breaches.register(app, settings)
     incidents.register(app, settings, Detector(load_incident_policy(settings.incident_policy)))
 

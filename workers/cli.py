@@ -234,6 +234,19 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_alert_bridge(args: argparse.Namespace) -> int:
+    import logging
+
+    from workers.alert_bridge import run_bridge
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    settings = _connected(_settings(args))
+    print(f"alert-bridge: {settings.topic('alerts')} -> {args.alertmanager} (re-send every {args.resend_seconds:g} s); "
+          f"metrics on :{args.metrics_port}", file=sys.stderr)
+    run_bridge(settings, args.alertmanager, args.resend_seconds, args.metrics_port)
+    return 0
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -307,6 +320,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calendar", metavar="FILE", help="working-calendar overrides (TOML)")
     p.add_argument("--until", metavar="TIME", help="advance the clock to this ISO 8601 time at the end "
                                                       "(default: the last event time)")
+
+    p = add("alert-bridge", "forward the alerts topic to Alertmanager's API, with de-duplication and re-sends",
+            cmd_alert_bridge)
+    p.add_argument("--alertmanager", default="http://127.0.0.1:9093", help="Alertmanager base URL")
+    p.add_argument("--resend-seconds", type=float, default=60.0,
+                   help="re-send firing alerts this often; keep it well below Alertmanager's resolve_timeout")
+    p.add_argument("--metrics-port", type=int, default=6067, help="port of the bridge's own /metrics (0: none)")
 
     p = add("incidents", "list open and recently closed mass incidents", cmd_incidents)
     p.add_argument("action", choices=["list"])

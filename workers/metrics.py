@@ -61,3 +61,31 @@ OPEN_TICKETS = Gauge("ticketstream_open_tickets", "Open tickets on this worker's
                      ["team", "grade"])
 CONSUMER_LAG = Gauge("ticketstream_consumer_lag_messages", "Messages not yet consumed, per input topic and partition.",
                      ["topic", "partition"])
+
+
+def initialise(stages: list[str]) -> None:
+    """Create every bounded label combination at zero, so that rate() and increase() see a
+    series from 0 instead of first meeting it at its first value (which they cannot count)."""
+    from schemas.deadletter import ReasonCode
+    from schemas.events import Category, Channel, EventType, Grade, Team
+
+    teams = [t.value for t in Team] + ["unrouted"]
+    for event_type in EventType:
+        INTAKE_ACCEPTED.labels(type=event_type.value)
+    for channel in Channel:
+        COMPLAINTS.labels(channel=channel.value)
+    for stage in ("intake", "triage", "tickets"):
+        for reason in ReasonCode:
+            DEADLETTERS.labels(stage=stage, reason=reason.value)
+    for grade in Grade:
+        for category in Category:
+            TRIAGED.labels(category=category.value, grade=grade.value)
+        for team in teams:
+            for stage in stages:
+                for kind in ("warning", "breach", "met", "escalated"):
+                    SLA_EVENTS.labels(stage=stage, kind=kind, grade=grade.value, team=team)
+                for on_time in ("true", "false"):
+                    SLA_COMPLETIONS.labels(stage=stage, grade=grade.value, team=team, on_time=on_time)
+    for team in teams:
+        ROUTED.labels(team=team)
+        TICKETS_CLOSED.labels(team=team)
