@@ -95,6 +95,10 @@ class TicketAgent:
         if bucket != value.get("open"):
             move_open(value.get("open"), bucket)
             value["open"] = bucket
+        risky = sla.at_risk_stages() if bucket else []
+        if risky != value.get("risk", []) or bucket != value.get("risk_bucket"):
+            move_risk(value.get("risk_bucket"), value.get("risk", []), bucket, risky)
+            value["risk"], value["risk_bucket"] = risky, bucket
         self.table[ticket_id] = value
         self.index.schedule(ticket_id, value["next"])
         if publish:
@@ -209,6 +213,7 @@ class TicketAgent:
         if event.type is EventType.CLOSED and not any(f[2] == event.event_id for f in sla.facts):
             metrics.TICKETS_CLOSED.labels(team=record.team.value if record else "unrouted").inc()
         if event.type is not EventType.COMPLAINT_RECEIVED:
+            metrics.SLA_APPLY_LATENCY.observe(max(0.0, time.time() - event.occurred_at.timestamp()))
             record = await self.emit(self.sla.fact(sla, event.type.value, epoch(event.occurred_at), event.event_id,
                                                    time.time()), record, sla.fired)
         await self.save(event.ticket_id, value, sla, record)
@@ -225,9 +230,11 @@ class TicketAgent:
         """The deadline index and the open-ticket gauge from the table (after a rebalance)."""
         self.index.clear()
         metrics.OPEN_TICKETS.clear()
+        metrics.AT_RISK.clear()
         for ticket_id, value in self.table.items():
             self.index.schedule(ticket_id, value.get("next"))
             move_open(None, value.get("open"))
+            move_risk(None, [], value.get("risk_bucket"), value.get("risk", []))
         return len(self.index)
 
 
@@ -240,6 +247,13 @@ def open_bucket(triage: dict[str, Any] | None, sla: TicketSla) -> list[str] | No
     if last_close is not None and (last_reopen is None or last_reopen < last_close):
         return None
     return [triage["team"], triage["grade"]]
+
+
+def move_risk(old_bucket: list[str] | None, old: list[str], new_bucket: list[str] | None, new: list[str]) -> None:
+    for stage in old if old_bucket else []:
+        metrics.AT_RISK.labels(team=old_bucket[0], grade=old_bucket[1], stage=stage).dec()  # type: ignore[index]
+    for stage in new if new_bucket else []:
+        metrics.AT_RISK.labels(team=new_bucket[0], grade=new_bucket[1], stage=stage).inc()  # type: ignore[index]
 
 
 def move_open(old: list[str] | None, new: list[str] | None) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -18,6 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 
 from ticketstream.settings import Settings
 from workers.embedded_kafka import free_ports
+from workers.metrics import scrape
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,15 +36,6 @@ def isolated_settings(bootstrap: str, tmp: Path, partitions: int = 4, **extra: o
     )
 
 
-def settings_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.pop("TICKETSTREAM_CONFIG", None)
-    for name, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            env[f"TICKETSTREAM_{name.upper()}"] = str(value)
-    return env
-
-
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interval: float = 0.2) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -60,7 +51,7 @@ def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[b
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO,
-                                env=settings_env(settings), stdout=out, stderr=subprocess.STDOUT)
+                                env=settings.as_env(), stdout=out, stderr=subprocess.STDOUT)
     try:
         wait_until(lambda: proc.poll() is not None or worker_ready(settings), 60, "the worker's web port")
         if proc.poll() is not None:
@@ -86,19 +77,9 @@ def worker_ready(settings: Settings) -> bool:
 
 def metric_value(settings: Settings, name: str, labels: dict[str, str] | None = None) -> float:
     """Sum of a metric's samples on the worker's /metrics that carry all of `labels`."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=2) as resp:
-        text = resp.read().decode()
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith("#") or not line.startswith(name):
-            continue
-        head, _, value = line.rpartition(" ")
-        if head.split("{")[0] != name:
-            continue
-        if labels and not all(f'{k}="{v}"' in head for k, v in labels.items()):
-            continue
-        total += float(value)
-    return total
+    value = scrape(settings.web_port, name, labels)
+    assert value is not None, f"the worker on port {settings.web_port} does not serve /metrics"
+    return value
 
 
 class TopicReader:

@@ -9,11 +9,11 @@ import pytest
 
 from ticketstream.topology import INBOUND, STATE
 from tests.factories import encode, lifecycle, received
-from tests.harness import REPO, TopicReader, isolated_settings, settings_env
+from tests.harness import REPO, TopicReader, isolated_settings
 
 
 def run(args, settings=None, stdin: bytes | None = None, timeout=120):
-    env = settings_env(settings) if settings else None
+    env = settings.as_env() if settings else None
     return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=REPO, env=env, input=stdin,
                           capture_output=True, timeout=timeout)
 

@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ALERTS, INBOUND, INCIDENTS, TRIAGED
-from tests.harness import REPO, TopicReader, isolated_settings, settings_env, wait_until, worker_process
+from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -44,7 +44,7 @@ def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tm
         wait_until(lambda: incidents.poll() and any(json.loads(r.value)["action"] == "close" for r in incidents.records),
                    60, "the incident to close after the quiet period")
         listed = subprocess.run([sys.executable, "-m", "workers.cli", "incidents", "list"], cwd=REPO,
-                                env=settings_env(settings), capture_output=True, timeout=60)
+                                env=settings.as_env(), capture_output=True, timeout=60)
 
         def linked() -> dict[str, dict]:
             triaged.poll()

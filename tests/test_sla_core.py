@@ -316,3 +316,12 @@ def test_state_round_trips_through_its_table_form():
     s = state_with(facts=[("ticket.responded", "2026-11-23T11:00:00+08:00")])
     s.fired.add("1:response:met")
     assert TicketSla.from_dict(s.to_dict()) == s
+
+
+def test_at_risk_stages_are_past_75_percent_and_neither_met_nor_breached():
+    s = TicketSla("T")
+    ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
+    ENGINE.advance(s, e("2026-11-23T11:40:00+08:00"))  # response 2 h: 50 % and 75 % passed
+    assert s.at_risk_stages() == ["response"]
+    ENGINE.advance(s, e("2026-11-23T12:00:00+08:00"))  # breached: no longer "at risk"
+    assert "response" not in s.at_risk_stages()

@@ -93,6 +93,17 @@ class Settings(BaseModel):
             raise ValueError("app_id must be non-empty letters, digits, '.', '_' or '-'")
         return value
 
+    def as_env(self, base: Mapping[str, str] | None = None) -> dict[str, str]:
+        """These settings as TICKETSTREAM_* variables (over `base`), to hand to a child process."""
+        env = dict(os.environ if base is None else base)
+        env.pop(ENV_PREFIX + "CONFIG", None)
+        for name, value in self.model_dump(mode="json").items():
+            if value is not None:
+                env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
+        if self.sasl_password:
+            env[ENV_PREFIX + "SASL_PASSWORD"] = self.sasl_password.get_secret_value()
+        return env
+
     def topic(self, name: str) -> str:
         """The full Kafka topic name of a logical topic (prefix applied)."""
         return f"{self.topic_prefix}{name}"

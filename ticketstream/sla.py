@@ -80,6 +80,16 @@ class TicketSla:
         insort(self.facts, (at, event_type, event_id))
         return True
 
+    def at_risk_stages(self) -> list[str]:
+        """Stages (of any cycle) past a >= 75 % warning with neither a breach nor a met yet."""
+        risky = set()
+        for key in self.fired:
+            cycle, stage, kind, *rest = key.split(":")
+            if kind == "warning" and rest and int(rest[0]) >= 75 and \
+                    f"{cycle}:{stage}:breach:100" not in self.fired and f"{cycle}:{stage}:met" not in self.fired:
+                risky.add(stage)
+        return sorted(risky)
+
     def to_dict(self) -> dict[str, Any]:
         return {"t": self.ticket_id, "r": self.received_at, "g": self.grade.value if self.grade else None,
                 "f": [list(f) for f in self.facts], "x": sorted(self.fired), "s": sorted(self.suppressed)}

@@ -9,13 +9,11 @@ or after --duration seconds).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import IO
@@ -27,21 +25,12 @@ from ticketstream.topology import ACCEPTED, DLQ, SLA_EVENTS, TRIAGED
 from workers import embedded_kafka
 from workers.simulator import SimulationReport, run_simulation
 from workers.embedded_kafka import free_ports
+from workers.metrics import scrape
 from workers.topics import create_topics
 from workers.worker import port_free
 
 
 DEMO_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "sla_policy.toml"
-
-
-def _settings_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    for name, value in settings.model_dump(mode="json").items():
-        if value is not None:
-            env[f"TICKETSTREAM_{name.upper()}"] = str(value)
-    if settings.sasl_password:
-        env["TICKETSTREAM_SASL_PASSWORD"] = settings.sasl_password.get_secret_value()
-    return env
 
 
 def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -50,25 +39,8 @@ def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "worker", "--no-create-topics"],
-            env=_settings_env(settings), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=settings.as_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         )
-
-
-def scrape_metric(port: int, name: str) -> dict[str, float]:
-    """Samples of one metric from a worker's /metrics, keyed by their label text ('' if none)."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as resp:
-            text = resp.read().decode()
-    except OSError:
-        return {}
-    samples: dict[str, float] = {}
-    for line in text.splitlines():
-        if line.startswith(name):
-            head, _, value = line.rpartition(" ")
-            labels = head[len(name):]
-            if labels.startswith("{") or labels == "":
-                samples[labels] = float(value)
-    return samples
 
 
 class OutputWatcher:
@@ -176,7 +148,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
                 break
             if now - last >= 3:
                 last = now
-                dups = sum(scrape_metric(settings.web_port, "ticketstream_intake_duplicates_total").values())
+                dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or 0.0
                 grades = " ".join(f"{g}:{watcher.grades[g]}" for g in ("L1", "L2", "L3", "L4"))
                 print(f"[{now:5.0f}s] accepted {watcher.counts['accepted']:>6}  dead-lettered {watcher.counts['dlq']:>4}  "
                       f"duplicates dropped {dups:>4.0f}  triaged {sum(watcher.grades.values()):>5} ({grades})",
@@ -196,7 +168,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
         stop.set()
         signal.signal(signal.SIGINT, previous)
         sim_thread.join(timeout=10)
-        dups = sum(scrape_metric(settings.web_port, "ticketstream_intake_duplicates_total").values())
+        dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or 0.0
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=30)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import urllib.request
+
 from prometheus_client import Counter, Gauge, Histogram, Info
 
 from ticketstream import __version__
@@ -59,6 +61,14 @@ SATISFACTION = Histogram("ticketstream_satisfaction_score", "Survey scores (1-5)
 TICKETS_CLOSED = Counter("ticketstream_tickets_closed", "Tickets closed (閉環), by team.", ["team"])
 OPEN_TICKETS = Gauge("ticketstream_open_tickets", "Open tickets on this worker's partitions, by team and grade.",
                      ["team", "grade"])
+AT_RISK = Gauge("ticketstream_at_risk_stages",
+                "Open stages past their 75 % warning and not yet met or breached, by team, grade and stage.",
+                ["team", "grade", "stage"])
+SLA_APPLY_LATENCY = Histogram(
+    "ticketstream_sla_apply_latency_seconds",
+    "From a lifecycle event's occurred_at to its application to the ticket's SLA clocks.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
+)
 CONSUMER_LAG = Gauge("ticketstream_consumer_lag_messages", "Messages not yet consumed, per input topic and partition.",
                      ["topic", "partition"])
 
@@ -89,3 +99,24 @@ def initialise(stages: list[str]) -> None:
     for team in teams:
         ROUTED.labels(team=team)
         TICKETS_CLOSED.labels(team=team)
+
+
+def scrape(port: int, name: str, labels: dict[str, str] | None = None, host: str = "127.0.0.1") -> float | None:
+    """Sum of one metric's samples on a worker's /metrics that carry all of `labels` (None if the
+    worker does not answer): for the demo's progress line and for tests."""
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/metrics", timeout=2) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith("#"):
+            continue
+        head, _, value = line.rpartition(" ")
+        if head.split("{")[0] != name:
+            continue
+        if labels and not all(f'{k}="{v}"' in head for k, v in labels.items()):
+            continue
+        total += float(value)
+    return total

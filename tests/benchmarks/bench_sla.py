@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from kafka import KafkaProducer  # noqa: E402
 
 from tests.factories import encode, received  # noqa: E402
-from tests.harness import TopicReader, isolated_settings, metric_value, settings_env, wait_until, worker_ready  # noqa: E402
+from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_ready  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS  # noqa: E402
 from workers import embedded_kafka  # noqa: E402
 from workers.topics import create_topics  # noqa: E402
@@ -48,7 +48,7 @@ def rss_kb(pid: int) -> int:
 
 def start_worker(settings, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO, env=settings_env(settings),
+        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO, env=settings.as_env(),
                                 stdout=out, stderr=subprocess.STDOUT)
     wait_until(lambda: worker_ready(settings), 120, "the worker")
     return proc
