@@ -14,8 +14,13 @@ test:
 	@bash deploy/bootstrap.sh --with-monitoring
 	$(PY) -m pytest -q
 
+# Every benchmark, each against its baseline in the same run (a few minutes on 2 cores).
 bench: bootstrap
-	$(PY) tests/benchmarks/bench_intake.py
+	$(PY) tests/benchmarks/bench_triage.py
+	$(PY) tests/benchmarks/bench_incidents.py
+	$(PY) tests/benchmarks/eval_triage.py
+	$(PY) tests/benchmarks/bench_intake.py --events 20000 --repeat 2
+	$(PY) tests/benchmarks/bench_sla.py --tickets 5000 --probes 100
 
 clean:
 	-$(VENV)/bin/ticketstream kafka stop
