@@ -258,7 +258,8 @@ def cmd_schema(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from workers.demo import run_demo
 
-    return run_demo(_settings(args), duration=args.duration, rate=args.rate)
+    until_interrupted = 10 * 365 * 86_400.0
+    return run_demo(_settings(args), duration=args.duration if args.duration > 0 else until_interrupted, rate=args.rate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -273,7 +274,8 @@ def build_parser() -> argparse.ArgumentParser:
         return p
 
     p = add("demo", "run the whole pipeline on an embedded Kafka with simulated traffic, showing live progress", cmd_demo)
-    p.add_argument("--duration", type=float, default=60.0, help="seconds of simulated traffic (default 60)")
+    p.add_argument("--duration", type=float, default=60.0,
+                   help="seconds of simulated traffic (default 60; 0 runs until Ctrl-C)")
     p.add_argument("--rate", type=float, default=20.0, help="complaints per second (default 20)")
 
     p = add("kafka", "start, stop or inspect the embedded Apache Kafka broker (KRaft) used by the demo and tests", cmd_kafka)
