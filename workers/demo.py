@@ -40,6 +40,7 @@ def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen
         return subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "worker", "--no-create-topics"],
             env=settings.as_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C reaches the demo, which then stops the worker in order
         )
 
 
@@ -139,6 +140,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
     sim_thread.start()
     print(f"Simulating {rate:g} complaints/s for {duration:g}s (Ctrl-C to stop early) ...", file=out, flush=True)
     last = 0.0
+    dups = 0.0
     try:
         while True:
             watcher.poll()
@@ -148,7 +150,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
                 break
             if now - last >= 3:
                 last = now
-                dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or 0.0
+                dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or dups
                 grades = " ".join(f"{g}:{watcher.grades[g]}" for g in ("L1", "L2", "L3", "L4"))
                 print(f"[{now:5.0f}s] accepted {watcher.counts['accepted']:>6}  dead-lettered {watcher.counts['dlq']:>4}  "
                       f"duplicates dropped {dups:>4.0f}  triaged {sum(watcher.grades.values()):>5} ({grades})",
@@ -168,7 +170,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
         stop.set()
         signal.signal(signal.SIGINT, previous)
         sim_thread.join(timeout=10)
-        dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or 0.0
+        dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or dups
         worker.send_signal(signal.SIGTERM)
         try:
             worker.wait(timeout=30)
