@@ -16,6 +16,7 @@ from typing import Any
 import faust
 
 from streams.emit import Emitter
+from streams.tables import table
 from streams.intake import raw_topic
 from ticketstream import overload
 from ticketstream.settings import Settings
@@ -29,11 +30,11 @@ def register(app: faust.App, settings: Settings) -> None:
     source = raw_topic(app, settings.topic(SLA_BY_TEAM))
     alerts = Emitter(app, settings.topic(ALERTS))
     tables = {
-        "5m": app.Table(TABLE_BREACHES_5M, default=int, partitions=settings.partitions, key_type=str,
-                        help="SLA breaches and at-risk warnings per team|grade|stage|kind, 5-minute windows"
-                        ).tumbling(overload.WINDOWS["5m"], expires=timedelta(hours=2)),
-        "1h": app.Table(TABLE_BREACHES_1H, default=int, partitions=settings.partitions, key_type=str,
-                        help="the same in 1-hour windows").tumbling(overload.WINDOWS["1h"], expires=timedelta(days=2)),
+        "5m": table(app, settings, TABLE_BREACHES_5M, int,
+                    "SLA breaches and at-risk warnings per team|grade|stage|kind, 5-minute windows"
+                    ).tumbling(overload.WINDOWS["5m"], expires=timedelta(hours=2)),
+        "1h": table(app, settings, TABLE_BREACHES_1H, int, "the same in 1-hour windows"
+                    ).tumbling(overload.WINDOWS["1h"], expires=timedelta(days=2)),
     }
     thresholds = {"5m": settings.overload_breaches_5m, "1h": settings.overload_breaches_1h}
 

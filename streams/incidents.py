@@ -21,6 +21,7 @@ from typing import Any
 import faust
 
 from streams.emit import Emitter
+from streams.tables import table
 from streams.intake import raw_topic
 from ticketstream.incidents import Detector, IncidentRecord, KeyState
 from ticketstream.settings import Settings
@@ -46,8 +47,7 @@ def incident_alert(record: IncidentRecord) -> dict[str, Any]:
 
 def register(app: faust.App, settings: Settings, detector: Detector) -> None:
     source = raw_topic(app, settings.topic(INCIDENTS_BY_KEY))
-    keys = app.Table(TABLE_INCIDENT_KEYS, default=dict, partitions=settings.partitions, key_type=str,
-                     help="per city|category: minute buckets, baseline, open incident")
+    keys = table(app, settings, TABLE_INCIDENT_KEYS, dict, "per city|category: minute buckets, baseline, open incident")
     incidents = Emitter(app, settings.topic(INCIDENTS))
     alerts = Emitter(app, settings.topic(ALERTS))
     links = Emitter(app, settings.topic(INCIDENT_LINKS))

@@ -22,6 +22,7 @@ from schemas.deadletter import Reason, ReasonCode
 from schemas.events import EventType
 from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
+from streams.tables import table
 from ticketstream import intake as core
 from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, TABLE_INTAKE_SEEN
@@ -42,9 +43,7 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
     inbound = raw_topic(app, settings.topic(INBOUND))
     accepted = Emitter(app, settings.topic(ACCEPTED))
     by_customer = Emitter(app, settings.topic(BY_CUSTOMER))
-    # No value_type: plain JSON values (a value_type that is not a faust.Record breaks recovery).
-    seen = app.Table(TABLE_INTAKE_SEEN, default=dict, partitions=settings.partitions,
-                     key_type=str, help="event fingerprints per ticket, for de-duplication")
+    seen = table(app, settings, TABLE_INTAKE_SEEN, dict, "event fingerprints per ticket, for de-duplication")
 
     @app.agent(inbound, concurrency=1, name="intake")
     async def intake(stream: Any) -> None:

@@ -32,6 +32,7 @@ from schemas.events import AssignedData, Event, EventType, ReclassifiedData, Reg
 from schemas.tickets import TRIAGED, TriagedTicket
 from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
+from streams.tables import table
 from streams.intake import raw_topic
 from streams.triage import TriageOutputs
 from ticketstream.alerts import ticket_breach
@@ -267,8 +268,8 @@ def register(app: faust.App, settings: Settings, engine: TriageEngine, sla: SlaE
              dead_letters: DeadLetters) -> TicketAgent:
     source = raw_topic(app, settings.topic(TRIAGED_TOPIC), settings.topic(ACCEPTED), settings.topic(SLA_TICKS),
                        settings.topic(INCIDENT_LINKS))
-    tickets = app.Table(TABLE_TICKETS, default=dict, partitions=settings.partitions, key_type=str,
-                        help="per ticket: triage revision, waiting overrides, SLA facts and what has fired")
+    tickets = table(app, settings, TABLE_TICKETS, dict,
+                    "per ticket: triage revision, waiting overrides, SLA facts and what has fired")
     agent = TicketAgent(app, settings, engine, sla, outputs, tickets)
     ticks = Emitter(app, settings.topic(SLA_TICKS))
     triaged_topic, ticks_topic = settings.topic(TRIAGED_TOPIC), settings.topic(SLA_TICKS)

@@ -20,6 +20,7 @@ from schemas.events import Event, Team
 from schemas.tickets import TRIAGED, TriagedTicket
 from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
+from streams.tables import table
 from streams.intake import raw_topic
 from ticketstream.incidents import key_of
 from ticketstream.settings import Settings
@@ -54,8 +55,8 @@ class TriageOutputs:
 def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: TriageOutputs,
              dead_letters: DeadLetters) -> None:
     by_customer = raw_topic(app, settings.topic(BY_CUSTOMER))
-    history = app.Table(TABLE_CUSTOMER_HISTORY, default=list, partitions=settings.partitions, key_type=str,
-                        help="recent complaints per customer: [ticket_id, category, epoch seconds]")
+    history = table(app, settings, TABLE_CUSTOMER_HISTORY, list,
+                    "recent complaints per customer: [ticket_id, category, epoch seconds]")
 
     @app.agent(by_customer, concurrency=1, name="triage")
     async def triage(stream: Any) -> None:
