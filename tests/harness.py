@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -16,6 +15,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from ticketstream.settings import Settings
+from workers.demo import stop_process
 from workers.embedded_kafka import free_ports
 from workers.metrics import scrape
 
@@ -58,13 +58,7 @@ def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[b
             raise AssertionError(f"worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_process(proc)
 
 
 def worker_ready(settings: Settings) -> bool:

@@ -33,6 +33,18 @@ from workers.worker import port_free
 DEMO_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "sla_policy.toml"
 
 
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM (a worker commits and leaves its group cleanly), SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     """Run `ticketstream worker` as a child process with the same settings, logging to a file."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -171,11 +183,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
         signal.signal(signal.SIGINT, previous)
         sim_thread.join(timeout=10)
         dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or dups
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
+        stop_process(worker)
         watcher.close()
         if started_kafka:
             embedded_kafka.stop(settings.kafka_dir)
