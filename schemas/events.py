@@ -43,8 +43,6 @@ class Channel(StrEnum):
     OTHER = "other"
 
 
-REGULATOR_CHANNELS = frozenset({Channel.MIIT, Channel.GOV_12345, Channel.CONSUMER_12315})
-
 
 class Tier(StrEnum):
     ORDINARY = "ordinary"

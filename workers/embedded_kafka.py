@@ -373,13 +373,3 @@ def stop(directory: Path) -> bool:
     for node in cluster.nodes:
         stop_node(node)
     return was_running
-
-
-def restart_node(cluster: Cluster, node_id: int, heap_mb: int = 512) -> None:
-    """Start a stopped node of `cluster` again (failover tests)."""
-    java = find_java()
-    libs = kafka_libs(cluster.version)
-    node = next(n for n in cluster.nodes if n.node_id == node_id)
-    _launch(java, libs, node, heap_mb)
-    cluster.save()
-
