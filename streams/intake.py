@@ -53,7 +53,8 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
             started = time.perf_counter()
             try:
                 parsed_event = core.parse_event(raw, key)
-                fp = core.fingerprint(parsed_event)
+                body = core.canonical(parsed_event)
+                fp = core.fingerprint(parsed_event, body)
                 ticket_seen = seen[parsed_event.ticket_id]
                 verdict = core.classify_repeat(ticket_seen, fp)
                 if verdict == "duplicate":
@@ -71,7 +72,6 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
                     if len(updated) > MAX_SEEN_PER_TICKET:
                         updated.pop(next(iter(updated)))
                     seen[parsed_event.ticket_id] = updated
-                    body = parsed_event.model_dump_json(exclude_none=True).encode()
                     await accepted.send(key, body)
                     if parsed_event.type is EventType.COMPLAINT_RECEIVED:
                         complaint = parsed_event.complaint

@@ -90,20 +90,21 @@ class TicketAgent:
                    publish: bool = True) -> None:
         value["sla"] = sla.to_dict()
         if record is not None:
-            value["triage"] = json.loads(TRIAGED.dump_json(record))
-        value["next"] = self.sla.next_due(sla)
+            value["triage"] = TRIAGED.dump_python(record, mode="json")
+        timings = self.sla.timings(sla)
+        value["next"] = self.sla.next_due(sla, timings)
+        old_open, old_risk = value.get("open"), value.get("risk", [])
         bucket = open_bucket(value.get("triage"), sla)
-        if bucket != value.get("open"):
-            move_open(value.get("open"), bucket)
-            value["open"] = bucket
         risky = sla.at_risk_stages() if bucket else []
-        if risky != value.get("risk", []) or bucket != value.get("risk_bucket"):
-            move_risk(value.get("risk_bucket"), value.get("risk", []), bucket, risky)
-            value["risk"], value["risk_bucket"] = risky, bucket
+        if bucket != old_open:
+            move_open(old_open, bucket)
+        if (bucket, risky) != (old_open, old_risk):
+            move_risk(old_open, old_risk, bucket, risky)
+        value["open"], value["risk"] = bucket, risky
         self.table[ticket_id] = value
         self.index.schedule(ticket_id, value["next"])
         if publish:
-            view = ticket_view(value.get("triage"), sla, self.sla)
+            view = ticket_view(value.get("triage"), sla, self.sla, timings=timings)
             await self.state_topic.send(ticket_id.encode(), json.dumps(view, ensure_ascii=False).encode())
 
     # -- SLA output -------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ class TicketAgent:
         for ticket_id, value in self.table.items():
             self.index.schedule(ticket_id, value.get("next"))
             move_open(None, value.get("open"))
-            move_risk(None, [], value.get("risk_bucket"), value.get("risk", []))
+            move_risk(None, [], value.get("open"), value.get("risk", []))
         return len(self.index)
 
 

@@ -15,7 +15,7 @@ from pathlib import Path
 from kafka import KafkaConsumer, TopicPartition
 
 from ticketstream.settings import Settings
-from workers.demo import stop_process
+from workers.worker import stop_process
 from workers.embedded_kafka import free_ports
 from workers.metrics import scrape
 

@@ -159,10 +159,16 @@ class Fingerprint:
     content: str
 
 
-def fingerprint(event: Event) -> Fingerprint:
-    """Digests of the event id and of its canonical content (key order and spacing ignored)."""
+def canonical(event: Event) -> bytes:
+    """The event's canonical JSON: what intake forwards, and what duplicate detection compares."""
+    return event.model_dump_json(exclude_none=True).encode("utf-8")
+
+
+def fingerprint(event: Event, body: bytes | None = None) -> Fingerprint:
+    """Digests of the event id and of its canonical content (key order and spacing ignored);
+    pass `body` when the canonical form is at hand already, to serialise once."""
     eid = hashlib.blake2b(event.event_id.encode("utf-8"), digest_size=8).hexdigest()
-    content = hashlib.blake2b(event.model_dump_json(exclude_none=True).encode("utf-8"), digest_size=8).hexdigest()
+    content = hashlib.blake2b(canonical(event) if body is None else body, digest_size=8).hexdigest()
     return Fingerprint(eid, content)
 
 

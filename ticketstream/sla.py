@@ -248,20 +248,26 @@ class SlaEngine:
         due.sort(key=lambda item: (item[1].at, item[1].percent))
         return due
 
-    def advance(self, state: TicketSla, now: float, strict: bool = False) -> list[SlaEvent]:
-        """Fire every threshold due at or before `now` (before it, when `strict`), in time order."""
+    def _fire(self, state: TicketSla, due: list[tuple[StageTiming, Threshold]]) -> list[SlaEvent]:
         out = []
-        for st, th in self._due(state, self.timings(state), now, strict):
+        for st, th in due:
             state.fired.add(st.key(th.kind, th.percent))
             out.append(self._event(state, st, th.kind, th.percent, th.at, False, th.tier))  # type: ignore[arg-type]
         return out
 
-    def next_due(self, state: TicketSla) -> float | None:
+    def advance(self, state: TicketSla, now: float, strict: bool = False,
+                timings: list[StageTiming] | None = None) -> list[SlaEvent]:
+        """Fire every threshold due at or before `now` (before it, when `strict`), in time order.
+        Pass `timings` when the caller already derived them (firing does not change them)."""
+        return self._fire(state, self._due(state, self.timings(state) if timings is None else timings, now, strict))
+
+    def next_due(self, state: TicketSla, timings: list[StageTiming] | None = None) -> float | None:
         """The earliest instant at which something of this ticket will fire (None: nothing pending)."""
         best: float | None = None
-        for st in self.timings(state):
+        done = state.fired | state.suppressed
+        for st in self.timings(state) if timings is None else timings:
             for th in st.thresholds:
-                if th.at is None or st.key(th.kind, th.percent) in state.fired | state.suppressed:
+                if th.at is None or st.key(th.kind, th.percent) in done:
                     continue
                 if st.stops_before(th.at):
                     continue
@@ -272,17 +278,16 @@ class SlaEngine:
         # What was due before `now` fires first. What falls due exactly at `now` is judged after
         # the change (a stage met at the very instant of its threshold is met, not breached),
         # and fires normally if it was due anyway; what the change alone made due is retroactive.
-        out = self.advance(state, now, strict=True)
-        due_anyway = {st.key(th.kind, th.percent) for st, th in self._due(state, self.timings(state), now)}
+        before = self.timings(state)
+        out = self.advance(state, now, strict=True, timings=before)
+        due_anyway = {st.key(th.kind, th.percent) for st, th in self._due(state, before, now)}
         change()
         timings = self.timings(state)
         newly = []
+        anyway = []
         for st, th in self._due(state, timings, now):
-            if st.key(th.kind, th.percent) in due_anyway:
-                state.fired.add(st.key(th.kind, th.percent))
-                out.append(self._event(state, st, th.kind, th.percent, th.at, False, th.tier))  # type: ignore[arg-type]
-            else:
-                newly.append((st, th))
+            (anyway if st.key(th.kind, th.percent) in due_anyway else newly).append((st, th))
+        out += self._fire(state, anyway)
         most_severe: dict[tuple[int, str, str], tuple[StageTiming, Threshold]] = {}
         for st, th in newly:
             series = (st.cycle, st.stage, "escalated" if th.kind == "escalated" else "sla")

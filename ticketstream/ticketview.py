@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ticketstream.sla import SlaEngine, TicketSla
+from ticketstream.sla import SlaEngine, StageTiming, TicketSla
 
 # The lifecycle state (DOMAIN §4) that the latest event of each type puts a ticket in.
 STATUS_AFTER = {
@@ -23,14 +23,15 @@ def status_of(sla: TicketSla, triaged: bool) -> str:
     return "classified" if triaged else "received"
 
 
-def ticket_view(triage: dict[str, Any] | None, sla: TicketSla, engine: SlaEngine, now: float | None = None
-                ) -> dict[str, Any]:
-    """The ticket as archive consumers and the live lookup see it; `now` adds remaining times."""
+def ticket_view(triage: dict[str, Any] | None, sla: TicketSla, engine: SlaEngine, now: float | None = None,
+                timings: list[StageTiming] | None = None) -> dict[str, Any]:
+    """The ticket as archive consumers and the live lookup see it; `now` adds remaining times.
+    Pass `timings` when the caller already derived them."""
     def iso(epoch: float | None) -> str | None:
         return datetime.fromtimestamp(epoch, engine.calendar.tz).isoformat() if epoch is not None else None
 
     stages = []
-    for st in engine.timings(sla):
+    for st in engine.timings(sla) if timings is None else timings:
         stage: dict[str, Any] = {
             "stage": st.stage, "cycle": st.cycle, "started_at": iso(st.start), "due_at": iso(st.due_at),
             "met_at": iso(st.met_at), "cancelled_at": iso(st.cancelled_at), "paused": st.paused and st.due_at is None,

@@ -27,22 +27,10 @@ from workers.simulator import SimulationReport, run_simulation
 from workers.embedded_kafka import free_ports
 from workers.metrics import scrape
 from workers.topics import create_topics
-from workers.worker import port_free
+from workers.worker import port_free, stop_process
 
 
 DEMO_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "sla_policy.toml"
-
-
-def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    """SIGTERM (a worker commits and leaves its group cleanly), SIGKILL if it hangs."""
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
 
 
 def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:

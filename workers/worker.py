@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import signal
 import socket
+import subprocess
 
 import faust
 
@@ -19,6 +21,18 @@ def port_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """SIGTERM (a worker commits and leaves its group cleanly), SIGKILL if it hangs."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = True) -> None:

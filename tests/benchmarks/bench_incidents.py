@@ -15,15 +15,14 @@ import argparse
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from schemas.events import Event  # noqa: E402
+from tests.benchmarks.common import simulated_complaints, triage_rate  # noqa: E402
 from ticketstream.incidents import Detector, KeyState, key_of  # noqa: E402
-from ticketstream.simulation import Simulator  # noqa: E402
 from ticketstream.triage import HistoryEntry, TriageEngine  # noqa: E402
 
 
@@ -32,21 +31,15 @@ def main() -> None:
     parser.add_argument("--complaints", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    sim = Simulator(datetime(2026, 11, 23, tzinfo=UTC), rate=50, seed=8, lifecycle=False)
-    sim.inject_incident("廣州", at=60, duration=120, count=500)
-    events = [Event.model_validate_json(m.value) for m in sim.schedule(args.complaints / 50 * 1.2)
-              if m.kind in ("valid", "incident")][: args.complaints]
+    events = [Event.model_validate_json(raw) for raw in
+              simulated_complaints(args.complaints, seed=8, rate=50, incident=("廣州", 60, 120, 500))]
     engine, detector = TriageEngine(), Detector()
     base, full = [], []
     opened = 0
     for _ in range(args.repeat):
+        base.append(triage_rate(engine, events))
         histories: dict[str, list[HistoryEntry]] = {}
-        t = time.perf_counter()
-        for event in events:
-            cid = event.complaint.customer.id
-            _, histories[cid] = engine.triage(event, histories.get(cid, []))
-        base.append(len(events) / (time.perf_counter() - t))
-        histories, states = {}, {}
+        states: dict[str, dict] = {}
         opened = 0
         t = time.perf_counter()
         for event in events:

@@ -14,15 +14,14 @@ import platform
 import statistics
 import sys
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from schemas.events import Event  # noqa: E402
-from ticketstream.simulation import Simulator  # noqa: E402
-from ticketstream.triage import HistoryEntry, TriageEngine  # noqa: E402
+from tests.benchmarks.common import simulated_complaints, triage_rate  # noqa: E402
+from ticketstream.triage import TriageEngine  # noqa: E402
 
 
 def main() -> None:
@@ -30,8 +29,7 @@ def main() -> None:
     parser.add_argument("--complaints", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    sim = Simulator(datetime(2026, 11, 23, tzinfo=UTC), rate=100, seed=5, lifecycle=False)
-    raws = [m.value for m in sim.schedule(args.complaints / 100 * 1.2) if m.kind == "valid"][: args.complaints]
+    raws = simulated_complaints(args.complaints, seed=5)
     events = [Event.model_validate_json(r) for r in raws]
     engine = TriageEngine()
     base, core = [], []
@@ -40,12 +38,7 @@ def main() -> None:
         for raw in raws:
             Event.model_validate_json(raw)
         base.append(len(raws) / (time.perf_counter() - t))
-        histories: dict[str, list[HistoryEntry]] = {}
-        t = time.perf_counter()
-        for event in events:
-            cid = event.complaint.customer.id
-            _, histories[cid] = engine.triage(event, histories.get(cid, []))
-        core.append(len(events) / (time.perf_counter() - t))
+        core.append(triage_rate(engine, events))
     print(f"complaints: {len(events)}, repeats: {args.repeat}, Python {platform.python_version()}, one core")
     print(f"baseline (pydantic validation of the event): median {statistics.median(base):9.0f}/s")
     print(f"triage core (classify+grade+route+record):   median {statistics.median(core):9.0f}/s, "
