@@ -51,6 +51,13 @@ class Settings(BaseModel):
     web_port: int = Field(default=6066, ge=1, le=65_535)
     data_dir: Path = Field(default=Path(".ticketstream/worker"))
     store: Literal["memory", "rocksdb"] = "memory"
+    rocksdb_write_buffer_mb: int = Field(
+        default=16, ge=1, le=1024,
+        description="RocksDB store: memtable size per table partition (two are kept). Bounds the "
+        "memory of recent writes; Faust's default of 3 x 64 MB per partition is sized for big hosts.")
+    rocksdb_block_cache_mb: int = Field(
+        default=16, ge=1, le=65_536,
+        description="RocksDB store: read cache per table partition (Faust's default: 2 GB each).")
     dlq_original: Literal["masked", "raw"] = Field(
         default="masked",
         description="How dead-letter records carry the original bytes: 'masked' hides personal "
