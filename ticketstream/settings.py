@@ -72,6 +72,10 @@ class Settings(BaseModel):
     incident_policy: Path | None = Field(default=None, description="Mass-incident detection policy (default: shipped).")
     overload_breaches_5m: int = Field(default=10, ge=1, description="Team-overload alert: breaches of one team/grade/stage in 5 minutes.")
     overload_breaches_1h: int = Field(default=50, ge=1, description="Team-overload alert: the same in 1 hour.")
+    stop_timeout_seconds: float = Field(
+        default=30, gt=0, le=3600,
+        description="After SIGTERM/SIGINT a worker commits and leaves its group; if that takes longer "
+        "(brokers gone), it exits anyway.")
     kafka_dir: Path = Field(default=Path(".ticketstream/kafka"), description="Embedded broker state and logs.")
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 

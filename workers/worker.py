@@ -2,15 +2,44 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import signal
 import socket
 import subprocess
+import threading
+import time
 
 import faust
 
 from ticketstream.settings import Settings, SettingsError
 from workers.app import create_app
 from workers.topics import create_topics
+
+log = logging.getLogger(__name__)
+
+
+class Worker(faust.Worker):
+    """Faust's worker with a deadline on stopping. A clean stop commits offsets and leaves the
+    group; when the brokers are already gone that stop waits on metadata forever, so after
+    `stop_timeout` seconds the process exits anyway (nothing is lost: uncommitted messages are
+    processed again by whoever takes the partitions, and every effect is idempotent)."""
+
+    def __init__(self, app: faust.App, stop_timeout: float, **kwargs: object) -> None:
+        super().__init__(app, **kwargs)  # type: ignore[arg-type]
+        self.stop_timeout = stop_timeout
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:  # noqa: A002 - mode's name
+        if not self._signal_stop_time:
+            threading.Thread(target=self._exit_after_deadline, name="stop-deadline", daemon=True).start()
+        super()._schedule_shutdown(signal)
+
+    def _exit_after_deadline(self) -> None:
+        time.sleep(self.stop_timeout)
+        log.error("worker still stopping after %.0f s (brokers unreachable?): exiting without a clean "
+                  "group leave", self.stop_timeout)
+        logging.shutdown()
+        os._exit(1)
 
 
 def port_free(host: str, port: int) -> bool:
@@ -45,8 +74,9 @@ def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = Tru
     if ensure_topics:
         create_topics(settings)
     app = create_app(settings)
-    worker = faust.Worker(
+    worker = Worker(
         app,
+        stop_timeout=settings.stop_timeout_seconds,
         loglevel=settings.log_level,
         quiet=quiet,
         redirect_stdouts=False,
