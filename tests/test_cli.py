@@ -1,6 +1,7 @@
 """The command line as an operator uses it, against the real broker."""
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -127,3 +128,29 @@ def test_an_invalid_rule_file_is_refused_with_the_problem(tmp_path: Path):
     result = run(["classify", "--routing-rules", str(rules)], stdin=b"")
     assert result.returncode == 2
     assert b"default_team" in result.stderr and str(rules).encode() in result.stderr
+
+
+def test_simulate_serves_what_it_sent_on_its_own_metrics_port(bootstrap, tmp_path: Path):
+    from tests.harness import wait_until
+    from workers.embedded_kafka import free_ports
+    from workers.metrics import scrape
+
+    settings = isolated_settings(bootstrap, tmp_path)
+    assert run(["topics", "create"], settings).returncode == 0
+    port = free_ports(1)[0]
+    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "simulate", "--rate", "20", "--duration", "20",
+                             "--drain", "0", "--metrics-port", str(port)], cwd=REPO, env=settings.as_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_until(lambda: (scrape(port, "ticketstream_client_sent_messages_total", {"kind": "valid"}) or 0) >= 20, 30,
+                   "the simulator's /metrics to count 20 complaints sent")
+        assert scrape(port, "ticketstream_client_send_failures_total") == 0
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    # A port already taken is a clear error at start, not a traceback.
+    with socket.socket() as taken:
+        taken.bind((settings.web_host, 0))
+        taken.listen()
+        busy = run(["simulate", "--duration", "1", "--metrics-port", str(taken.getsockname()[1])], settings, timeout=60)
+    assert busy.returncode != 0 and "--metrics-port" in busy.stderr.decode() and "Traceback" not in busy.stderr.decode()

@@ -115,10 +115,25 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve_client_metrics(settings: Settings, port: int) -> None:
+    """/metrics of a channel-side command (what it sent), if a port is given."""
+    if not port:
+        return
+    from prometheus_client import start_http_server
+
+    try:
+        start_http_server(port, addr=settings.web_host)
+    except OSError as exc:
+        raise SettingsError(f"--metrics-port {port}: cannot serve /metrics on {settings.web_host}:{port} ({exc}); "
+                            "choose a free port, or 0 for none") from exc
+    print(f"metrics on http://{settings.web_host}:{port}/metrics", file=sys.stderr)
+
+
 def cmd_publish(args: argparse.Namespace) -> int:
     from workers.publisher import publish_file
 
     settings = _connected(_settings(args))
+    _serve_client_metrics(settings, args.metrics_port)
     report = publish_file(args.file, settings, rate=args.rate)
     print(f"published {report.sent} event(s); rejected {len(report.rejected)} line(s); send failures {report.failed}",
           file=sys.stderr)
@@ -130,6 +145,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from workers.simulator import run_simulation
 
     settings = _connected(_settings(args))
+    _serve_client_metrics(settings, args.metrics_port)
     shares = Shares(malformed=args.malformed, duplicate=args.duplicates)
     report = run_simulation(
         settings, rate=args.rate, duration=args.duration, seed=args.seed, time_scale=args.time_scale,
@@ -293,11 +309,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("publish", "validate JSON-lines events and publish them to tickets.inbound (for channel systems)", cmd_publish)
     p.add_argument("file", metavar="FILE|-", help="JSON lines, one event per line; - reads standard input")
     p.add_argument("--rate", type=float, help="at most this many events per second (default: as fast as possible)")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve this client's /metrics (messages sent, failures, rejected lines) on this port (default 0: none)")
 
     p = add("simulate", "publish realistic simulated complaints and their lifecycle events", cmd_simulate)
     p.add_argument("--rate", type=float, default=10.0, help="new complaints per second (default 10)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of new complaints (default 60)")
     p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same traffic")
+    p.add_argument("--metrics-port", type=int, default=6068,
+                   help="port of the simulator's own /metrics (messages sent by kind, failures); 0: none (default 6068)")
     p.add_argument("--time-scale", type=float, default=0.002,
                    help="how fast ticket life passes: 1.0 real time, 0.002 (default) one hour in 7.2 s")
     p.add_argument("--drain", type=float, default=30.0, help="seconds to keep sending lifecycle events after --duration")

@@ -15,10 +15,20 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from kafka import KafkaProducer
+from prometheus_client import Counter
 
 from ticketstream import intake
 from ticketstream.settings import Settings
 from ticketstream.topology import INBOUND
+
+
+# The channel side's own metrics (served by `publish`/`simulate --metrics-port`); the workers
+# count what arrives, these count what was sent, so a gap between the two is visible.
+SENT = Counter("ticketstream_client_sent_messages_total",
+               "Messages this publisher or simulator handed to Kafka for tickets.inbound", ["kind"])
+SEND_FAILURES = Counter("ticketstream_client_send_failures_total", "Messages Kafka did not accept from this client")
+REJECTED_LINES = Counter("ticketstream_client_rejected_lines_total",
+                         "Lines `publish` refused before sending, by dead-letter reason code", ["reason"])
 
 
 def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
@@ -88,6 +98,7 @@ def publish_lines(
 
     def failed(_exc: BaseException) -> None:
         report.failed += 1
+        SEND_FAILURES.inc()
 
     try:
         for number, raw in lines:
@@ -95,12 +106,14 @@ def publish_lines(
                 event = intake.parse_event(raw, check_key=False)
             except intake.Rejected as rejected:
                 report.rejected.append((number, f"{rejected.reason.code.value}: {rejected.reason.message}"))
+                REJECTED_LINES.labels(reason=rejected.reason.code.value).inc()
                 if progress:
                     print(f"line {number}: rejected: {rejected.reason.code.value}: {rejected.reason.message}", file=progress)
                 continue
             pacer.wait()
             producer.send(topic, key=event.ticket_id.encode("utf-8"), value=raw).add_errback(failed)
             report.sent += 1
+            SENT.labels(kind="event").inc()
             if progress and report.sent % 10_000 == 0:
                 print(f"... {report.sent} sent", file=progress, flush=True)
         producer.flush()

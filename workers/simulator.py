@@ -12,7 +12,7 @@ from typing import IO
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.settings import Settings
 from ticketstream.topology import INBOUND
-from workers.publisher import make_producer
+from workers.publisher import SEND_FAILURES, SENT, make_producer
 
 
 @dataclass
@@ -57,6 +57,7 @@ def run_simulation(
 
     def failed(_exc: BaseException) -> None:
         report.failed += 1
+        SEND_FAILURES.inc()
 
     try:
         for message in sim.schedule(duration):
@@ -71,6 +72,7 @@ def run_simulation(
                     break
             producer.send(topic, key=message.key, value=message.value).add_errback(failed)
             report.sent[message.kind] += 1
+            SENT.labels(kind=message.kind).inc()
             now = time.monotonic()
             if progress and now - last_progress >= 5:
                 last_progress = now
