@@ -267,6 +267,21 @@ def test_deadline_index_pops_only_due_and_current_entries():
 
 
 # -- properties ------------------------------------------------------------------------------
+@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.none() | st.floats(min_value=0, max_value=100))),
+       st.floats(min_value=0, max_value=120))
+def test_a_loaded_index_pops_what_the_scheduled_one_pops(entries, now):
+    """The rebuild after a rebalance (load) and live scheduling agree on what is due."""
+    scheduled, loaded = DeadlineIndex(), DeadlineIndex()
+    for ticket_id, at in entries:
+        scheduled.schedule(ticket_id, at)
+    latest = dict(entries)
+    loaded.load(latest.items())
+    assert len(loaded) == len(scheduled)
+    assert loaded.peek() == scheduled.peek()
+    assert sorted(loaded.pop_due(now)) == sorted(scheduled.pop_due(now))
+    assert len(loaded) == len(scheduled)
+
+
 instants = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 12, 20)).map(
     lambda d: epoch(d.replace(tzinfo=CAL.tz)))
 units = st.sampled_from(list(Unit))

@@ -10,6 +10,7 @@ what is due. Memory: one heap entry and one dict entry per ticket with a pending
 from __future__ import annotations
 
 import heapq
+from collections.abc import Iterable
 
 
 class DeadlineIndex:
@@ -30,6 +31,12 @@ class DeadlineIndex:
         self._next[ticket_id] = at
         heapq.heappush(self._heap, (at, ticket_id))
 
+    def load(self, entries: Iterable[tuple[str, float | None]]) -> None:
+        """Replace the whole index (a rebuild): one heapify instead of a push per ticket."""
+        self._next = {ticket_id: at for ticket_id, at in entries if at is not None}
+        self._heap = [(at, ticket_id) for ticket_id, at in self._next.items()]
+        heapq.heapify(self._heap)
+
     def peek(self) -> float | None:
         """The earliest pending instant (skipping stale entries)."""
         heap = self._heap
@@ -47,7 +54,3 @@ class DeadlineIndex:
                 del self._next[ticket_id]
                 due.append(ticket_id)
         return due
-
-    def clear(self) -> None:
-        self._heap.clear()
-        self._next.clear()
