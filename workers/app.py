@@ -95,6 +95,10 @@ def create_app(settings: Settings) -> faust.App:
         # deadlines) move to the survivors. Faust's default of 60 s is too slow for SLA clocks.
         broker_session_timeout=10.0,
         broker_heartbeat_interval=3.0,
+        # No leader-only timers here, so no leader topic: Faust creates it after the first join,
+        # and its partition count changing 0 -> 1 in the metadata forced a whole-group rebalance
+        # five minutes after a cluster's first start (metadata max age).
+        topic_disable_leader=True,
     )
     engine = triage_engine(settings)
     dead_letters = DeadLetters(app, settings)
