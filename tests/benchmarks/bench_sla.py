@@ -42,9 +42,10 @@ from schemas.events import Event  # noqa: E402
 from schemas.tickets import TRIAGED  # noqa: E402
 from tests.factories import encode, received  # noqa: E402
 from ticketstream.triage import TriageEngine  # noqa: E402
-from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_ready  # noqa: E402
+from tests.harness import TopicReader, isolated_settings, wait_until, worker_ready  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS, TRIAGED as TRIAGED_TOPIC  # noqa: E402
 from workers import embedded_kafka  # noqa: E402
+from workers.metrics import scrape  # noqa: E402
 from workers.topics import create_topics  # noqa: E402
 
 
@@ -110,7 +111,8 @@ def main() -> None:
         producer.flush()
 
         def held() -> bool:
-            count = metric_value(settings, "ticketstream_ticket_messages_total", {"source": "triage"})
+            # None while the worker is busy (a rebalance's index rebuild holds its event loop).
+            count = scrape(settings.web_port, "ticketstream_ticket_messages_total", {"source": "triage"}) or 0
             if time.time() - progress[0] > 30:
                 progress[0] = time.time()
                 print(f"  ticket agent holds {count:.0f} ({time.time() - t0:.0f} s, "
@@ -166,7 +168,7 @@ def main() -> None:
         wait_until(served, 600, "the restarted worker to serve a loaded ticket")
         served_after = time.time() - t_restart
         # Serving is not enough: the worker must be firing again, i.e. its deadline index rebuilt.
-        wait_until(lambda: metric_value(settings, "ticketstream_deadline_index_tickets") >= args.tickets, 600,
+        wait_until(lambda: (scrape(settings.web_port, "ticketstream_deadline_index_tickets") or 0) >= args.tickets, 600,
                    "the restarted worker's deadline index", interval=0.5)
         recovery = time.time() - t_restart
         print(f"open tickets: {args.tickets} (loaded in {load_s:.1f} s), probes: {args.probes}, "
