@@ -10,9 +10,12 @@ memory per open ticket they give.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import faust
+import orjson
+from faust.stores.rocksdb import Store as RocksDBStore
 
 from ticketstream.settings import Settings
 
@@ -22,3 +25,15 @@ def table(app: faust.App, settings: Settings, name: str, default: Any, help: str
                "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024}
     return app.Table(name, default=default, partitions=settings.partitions, key_type=str, help=help,
                      options=options if settings.store == "rocksdb" else None)
+
+
+def entries(table: Any) -> Iterator[tuple[str, Any]]:
+    """Every (key, value) of the table's active partitions, for a full pass (an index rebuild).
+    A RocksDB store's raw bytes (JSON keys and values, as `table` makes them) are decoded here in
+    one step: Faust's per-item codec layers cost more than the JSON itself."""
+    store = table.data
+    if isinstance(store, RocksDBStore):
+        for key, value in store._iteritems():
+            yield orjson.loads(key), orjson.loads(value)
+    else:
+        yield from table.items()

@@ -34,7 +34,7 @@ from schemas.events import AssignedData, Event, EventType, ReclassifiedData, Reg
 from schemas.tickets import TRIAGED, TriagedTicket
 from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
-from streams.tables import table
+from streams.tables import entries, table
 from streams.intake import raw_topic
 from streams.triage import TriageOutputs
 from ticketstream.alerts import ticket_breach
@@ -237,8 +237,8 @@ class TicketAgent:
         open_counts: Counter[tuple[str, str]] = Counter()
         risk_counts: Counter[tuple[str, str, str]] = Counter()
 
-        def entries() -> Iterator[tuple[str, float | None]]:
-            for ticket_id, value in self.table.items():
+        def next_due() -> Iterator[tuple[str, float | None]]:
+            for ticket_id, value in entries(self.table):
                 bucket = value.get("open")
                 if bucket:
                     open_counts[bucket[0], bucket[1]] += 1
@@ -246,7 +246,7 @@ class TicketAgent:
                         risk_counts[bucket[0], bucket[1], stage] += 1
                 yield ticket_id, value.get("next")
 
-        self.index.load(entries())
+        self.index.load(next_due())
         metrics.OPEN_TICKETS.clear()
         metrics.AT_RISK.clear()
         for (team, grade), count in open_counts.items():

@@ -44,8 +44,9 @@ class Watch:
         return {body["id"] for body in self.poll()}
 
 
-def test_warnings_breaches_met_and_escalations_on_time_and_once(bootstrap, tmp_path: Path):
-    settings = isolated_settings(bootstrap, tmp_path, sla_policy=POLICY, sla_tick_seconds=0.1)
+@pytest.mark.parametrize("store", ["memory", "rocksdb"])
+def test_warnings_breaches_met_and_escalations_on_time_and_once(bootstrap, tmp_path: Path, store: str):
+    settings = isolated_settings(bootstrap, tmp_path, sla_policy=POLICY, sla_tick_seconds=0.1, store=store)
     create_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=0)
 
