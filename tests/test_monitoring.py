@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import workers.metrics  # noqa: F401 - registers every metric the workers export
+import workers.publisher  # noqa: F401 - and those of the channel-side clients (publish, simulate)
 from tests.harness import REPO, isolated_settings, worker_process
 
 MONITORING = REPO / "monitoring"

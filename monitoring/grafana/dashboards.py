@@ -30,6 +30,8 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("Breaches / h by stage and grade", "sum by (stage, grade) (increase(ticketstream_sla_events_total{kind=\"breach\"}[1h]))", "short"),
         ("Escalations / h by team", "sum by (team) (increase(ticketstream_sla_events_total{kind=\"escalated\"}[1h]))", "short"),
         ("Threshold firing delay p99", "histogram_quantile(0.99, sum by (le) (rate(ticketstream_sla_fire_delay_seconds_bucket[5m])))", "s"),
+        ("At-risk stages by stage and grade (past 75 %, not met)", "sum by (stage, grade) (ticketstream_at_risk_stages)", "short"),
+        ("Open tickets by team and grade", "sum by (team, grade) (ticketstream_open_tickets)", "short"),
         ("Tickets with pending thresholds", "sum(ticketstream_deadline_index_tickets)", "short"),
     ]),
     "customer-experience": ("ticketstream · customer experience KPIs", [
@@ -43,6 +45,7 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
     "pipeline-health": ("ticketstream · pipeline health", [
         ("Consumer lag by topic", "sum by (topic) (ticketstream_consumer_lag_messages)", "short"),
         ("Workers up", "sum(up{job=\"ticketstream-workers\"})", "short"),
+        ("Channel clients: sent / s by kind", "sum by (kind) (rate(ticketstream_client_sent_messages_total[5m]))", "ops"),
         ("Intake processing p99", "histogram_quantile(0.99, sum by (le) (rate(ticketstream_intake_processing_seconds_bucket[5m])))", "s"),
         ("Occurred-to-triaged p99", "histogram_quantile(0.99, sum by (le) (rate(ticketstream_triage_latency_seconds_bucket[5m])))", "s"),
         ("Occurred-to-SLA-applied p99", "histogram_quantile(0.99, sum by (le) (rate(ticketstream_sla_apply_latency_seconds_bucket[5m])))", "s"),
