@@ -1,6 +1,7 @@
 """The command line as an operator uses it, against the real broker."""
 
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -154,3 +155,18 @@ def test_simulate_serves_what_it_sent_on_its_own_metrics_port(bootstrap, tmp_pat
         taken.listen()
         busy = run(["simulate", "--duration", "1", "--metrics-port", str(taken.getsockname()[1])], settings, timeout=60)
     assert busy.returncode != 0 and "--metrics-port" in busy.stderr.decode() and "Traceback" not in busy.stderr.decode()
+
+
+@pytest.mark.integration
+def test_demo_runs_the_whole_pipeline_and_summarises_it(bootstrap, tmp_path: Path):
+    """The README's first command in short: traffic in, triage, queues, SLA warnings, a summary."""
+    settings = isolated_settings(bootstrap, tmp_path)
+    result = run(["demo", "--duration", "25", "--rate", "10"], settings, timeout=240)
+    out = result.stdout.decode()
+    assert result.returncode == 0, out[-3000:] + result.stderr.decode()[-3000:]
+    assert "=== ticketstream demo summary ===" in out and out.rstrip().endswith("completed")
+    summary = out[out.index("=== ticketstream demo summary ==="):]
+    triaged = int(re.search(r"triaged complaints:\s+(\d+)", summary).group(1))
+    warnings = int(re.search(r"SLA events:\s+warnings (\d+)", summary).group(1))
+    assert triaged >= 200 and warnings > 0, summary
+    assert re.search(r"dead-lettered:\s+[1-9]", summary), summary  # the simulator's malformed share
