@@ -11,7 +11,9 @@ import pytest
 
 from ticketstream.topology import INBOUND, STATE
 from tests.factories import encode, lifecycle, received
-from tests.harness import REPO, TopicReader, isolated_settings
+from tests.harness import REPO, TopicReader, isolated_settings, wait_until
+from workers.embedded_kafka import free_ports
+from workers.metrics import scrape
 
 
 def run(args, settings=None, stdin: bytes | None = None, timeout=120):
@@ -132,10 +134,6 @@ def test_an_invalid_rule_file_is_refused_with_the_problem(tmp_path: Path):
 
 
 def test_simulate_serves_what_it_sent_on_its_own_metrics_port(bootstrap, tmp_path: Path):
-    from tests.harness import wait_until
-    from workers.embedded_kafka import free_ports
-    from workers.metrics import scrape
-
     settings = isolated_settings(bootstrap, tmp_path)
     assert run(["topics", "create"], settings).returncode == 0
     port = free_ports(1)[0]

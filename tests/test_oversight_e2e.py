@@ -77,7 +77,7 @@ def test_the_bridge_delivers_stream_alerts_and_an_incident_inhibits_its_tickets(
     producer.flush()
     with alertmanager(REPO / "monitoring" / "alertmanager.yml", tmp_path) as am:
         stop = threading.Event()
-        bridge = threading.Thread(target=run_bridge, args=(settings, am, 2.0, None, stop), daemon=True)
+        bridge = threading.Thread(target=run_bridge, args=(settings, am, 2.0, stop), daemon=True)
         bridge.start()
         try:
             def alerts() -> dict[str, dict]:

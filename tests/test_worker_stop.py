@@ -1,8 +1,6 @@
 """A worker told to stop stops, even when its brokers are gone (it used to wait on metadata forever)."""
 
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.factories import encode, received
-from tests.harness import REPO, isolated_settings, metric_value, wait_until, worker_ready
+from tests.harness import isolated_settings, metric_value, wait_until, worker_process
 from ticketstream.topology import INBOUND
 from workers import embedded_kafka
 from workers.topics import create_topics
@@ -24,27 +22,21 @@ def test_worker_exits_within_its_stop_deadline_when_the_broker_is_gone(tmp_path:
     settings = isolated_settings(cluster.bootstrap_servers, tmp_path, stop_timeout_seconds=5)
     create_topics(settings)
     log = tmp_path / "worker.log"
-    with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO, env=settings.as_env(),
-                                stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: worker_ready(settings), 60, "the worker")
-        # Work in flight: offsets to commit and table writes to flush when it is told to stop.
-        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, linger_ms=5)
-        for i in range(200):
-            producer.send(settings.topic(INBOUND), key=f"S-{i}".encode(), value=encode(received(f"S-{i}")))
-        producer.flush()
-        producer.close()
-        wait_until(lambda: metric_value(settings, "ticketstream_ticket_messages_total", {"source": "triage"}) >= 50, 60,
-                   "the worker busy with the complaints")
-        embedded_kafka.stop(tmp_path / "kafka")
-        proc.send_signal(signal.SIGTERM)
-        started = time.monotonic()
-        proc.wait(timeout=5 + 20)
-        assert time.monotonic() - started < 25
-        assert "still stopping after 5 s" in log.read_text()
+        with worker_process(settings, log) as proc:
+            # Work in flight: offsets to commit and table writes to flush when it is told to stop.
+            producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, linger_ms=5)
+            for i in range(200):
+                producer.send(settings.topic(INBOUND), key=f"S-{i}".encode(), value=encode(received(f"S-{i}")))
+            producer.flush()
+            producer.close()
+            wait_until(lambda: metric_value(settings, "ticketstream_ticket_messages_total", {"source": "triage"}) >= 50,
+                       60, "the worker busy with the complaints")
+            embedded_kafka.stop(tmp_path / "kafka")
+            proc.send_signal(signal.SIGTERM)
+            started = time.monotonic()
+            proc.wait(timeout=5 + 20)
+            assert time.monotonic() - started < 25
+            assert "still stopping after 5 s" in log.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
         embedded_kafka.stop(tmp_path / "kafka")

@@ -19,7 +19,7 @@ import urllib.request
 from typing import Any
 
 from kafka import KafkaConsumer
-from prometheus_client import Counter, Gauge, start_http_server
+from prometheus_client import Counter, Gauge
 
 from ticketstream.alerts import to_alertmanager
 from ticketstream.settings import Settings
@@ -78,11 +78,9 @@ class AlertBridge:
         POSTS.labels(result="ok").inc()
 
 
-def run_bridge(settings: Settings, alertmanager_url: str, resend_seconds: float, metrics_port: int | None,
+def run_bridge(settings: Settings, alertmanager_url: str, resend_seconds: float,
                stop: threading.Event | None = None) -> None:
     stop = stop or threading.Event()
-    if metrics_port:
-        start_http_server(metrics_port, addr=settings.web_host)
     bridge = AlertBridge(alertmanager_url, resend_seconds)
     consumer = KafkaConsumer(
         settings.topic(ALERTS), bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]

@@ -115,8 +115,9 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 0
 
 
-def _serve_client_metrics(settings: Settings, port: int) -> None:
-    """/metrics of a channel-side command (what it sent), if a port is given."""
+def _serve_metrics(settings: Settings, port: int) -> None:
+    """/metrics of a long-running command other than the worker (alert bridge, publish,
+    simulate), if a port is given; a busy port is a clear error at start."""
     if not port:
         return
     from prometheus_client import start_http_server
@@ -133,7 +134,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
     from workers.publisher import publish_file
 
     settings = _connected(_settings(args))
-    _serve_client_metrics(settings, args.metrics_port)
+    _serve_metrics(settings, args.metrics_port)
     report = publish_file(args.file, settings, rate=args.rate)
     print(f"published {report.sent} event(s); rejected {len(report.rejected)} line(s); send failures {report.failed}",
           file=sys.stderr)
@@ -145,7 +146,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from workers.simulator import run_simulation
 
     settings = _connected(_settings(args))
-    _serve_client_metrics(settings, args.metrics_port)
+    _serve_metrics(settings, args.metrics_port)
     shares = Shares(malformed=args.malformed, duplicate=args.duplicates)
     report = run_simulation(
         settings, rate=args.rate, duration=args.duration, seed=args.seed, time_scale=args.time_scale,
@@ -257,9 +258,10 @@ def cmd_alert_bridge(args: argparse.Namespace) -> int:
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _connected(_settings(args))
-    print(f"alert-bridge: {settings.topic('alerts')} -> {args.alertmanager} (re-send every {args.resend_seconds:g} s); "
-          f"metrics on :{args.metrics_port}", file=sys.stderr)
-    run_bridge(settings, args.alertmanager, args.resend_seconds, args.metrics_port)
+    _serve_metrics(settings, args.metrics_port)
+    print(f"alert-bridge: {settings.topic('alerts')} -> {args.alertmanager} (re-send every {args.resend_seconds:g} s)",
+          file=sys.stderr)
+    run_bridge(settings, args.alertmanager, args.resend_seconds)
     return 0
 
 
