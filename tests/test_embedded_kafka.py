@@ -35,6 +35,16 @@ def test_missing_maven_is_named_when_kafka_is_not_cached(monkeypatch, tmp_path: 
         embedded_kafka.kafka_libs()
 
 
+def test_cluster_id_never_starts_with_a_dash():
+    # kafka-storage reads "-t -abc..." as a missing argument; one random id in 64 starts with "-".
+    draws = iter([b"\xf8" + bytes(15), b"\x01" * 16])
+    cluster_id = embedded_kafka._cluster_id(lambda: next(draws))
+    assert cluster_id == "AQEBAQEBAQEBAQEBAQEBAQ"
+    ids = {embedded_kafka._cluster_id() for _ in range(2000)}
+    assert len(ids) == 2000
+    assert all(len(i) == 22 and not i.startswith("-") for i in ids)
+
+
 @pytest.mark.integration
 def test_status_and_stop(kafka_cluster, tmp_path: Path):
     running = embedded_kafka.status(Path(kafka_cluster.dir))

@@ -327,11 +327,19 @@ def _launch(java: str, libs: Path, node: Node, heap_mb: int) -> None:
     node.pid = proc.pid
 
 
-def _cluster_id() -> str:
-    # KRaft wants 16 random bytes in URL-safe base64 without padding (22 characters).
+def _cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A KRaft cluster id: 16 random bytes in URL-safe base64 without padding (22 characters).
+
+    One id in 64 starts with "-", which `kafka-storage format -t` reads as an option and fails
+    ("argument --cluster-id/-t: expected one argument"); Kafka's own generator draws again in that
+    case, and so do we.
+    """
     import base64
 
-    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    while True:
+        candidate = base64.urlsafe_b64encode(random_bytes()).decode().rstrip("=")
+        if not candidate.startswith("-"):
+            return candidate
 
 
 def stop_node(node: Node, timeout: float = STOP_TIMEOUT_S, hard: bool = False) -> None:
