@@ -31,6 +31,7 @@ def test_env_overrides_file_and_command_line_overrides_env(tmp_path: Path):
         ({"TICKETSTREAM_TOPIC_PREFIX": "bad prefix/"}, "topic_prefix"),
         ({"TICKETSTREAM_SECURITY_PROTOCOL": "TLS"}, "security_protocol"),
         ({"TICKETSTREAM_WEB_PORT": "70000"}, "web_port"),
+        ({"TICKETSTREAM_PRODUCER_LINGER_MS": "-1"}, "producer_linger_ms"),
     ],
 )
 def test_wrong_values_fail_with_the_setting_named(env, named):
@@ -62,3 +63,12 @@ def test_sasl_options_in_client_spelling():
     opts = s.kafka_client_options()
     assert opts["sasl_plain_password"] == "s3cr3t-pw"
     assert "s3cr3t-pw" not in repr(s)  # the secret never prints
+
+
+def test_worker_producer_uses_the_linger_setting(tmp_path: Path):
+    from workers.app import create_app
+
+    settings = load_settings(environ={"TICKETSTREAM_PRODUCER_LINGER_MS": "40"},
+                             bootstrap_servers="127.0.0.1:9", data_dir=tmp_path)
+    assert create_app(settings).conf.producer_linger == pytest.approx(0.040)
+    assert load_settings(environ={}).producer_linger_ms == 25

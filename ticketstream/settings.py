@@ -72,6 +72,11 @@ class Settings(BaseModel):
     incident_policy: Path | None = Field(default=None, description="Mass-incident detection policy (default: shipped).")
     overload_breaches_5m: int = Field(default=10, ge=1, description="Team-overload alert: breaches of one team/grade/stage in 5 minutes.")
     overload_breaches_1h: int = Field(default=50, ge=1, description="Team-overload alert: the same in 1 hour.")
+    producer_linger_ms: int = Field(
+        default=25, ge=0, le=1000,
+        description="How long a worker's producer waits to fill a batch. Every complaint passes about "
+        "five hops, so this trades at most that many lingers of latency for throughput: 25 ms "
+        "took a worker from about 1,600 to 2,000 events/s against 5 ms (bench_intake.py).")
     stop_timeout_seconds: float = Field(
         default=30, gt=0, le=3600,
         description="After SIGTERM/SIGINT a worker commits and leaves its group; if that takes longer "
