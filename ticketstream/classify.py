@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Category
+from ticketstream.examples import ExampleModel, load_examples
 from ticketstream.matching import PhraseMatcher
 from ticketstream.policyfile import load_model
 from ticketstream.text import normalize
@@ -34,6 +36,13 @@ class ClassifierSettings(BaseModel):
     min_score: float = Field(2.0, gt=0)
     min_confidence: float = Field(0.34, ge=0, le=1)
     fallback: Category = Category.OTHER_GENERAL
+    use_examples: bool = Field(True, description="When the rules fall back, ask the labelled examples (examples.py).")
+    examples_file: Path | None = Field(None, description="JSON lines of {content, category}; default: shipped.")
+    examples_min_posterior: float = Field(
+        0.8, gt=0.5, le=1, description="The examples' opinion counts only this sure; otherwise manual triage.")
+    examples_when_rules_below: float = Field(
+        0.6, ge=0, le=1, description="The examples are also asked when the rules decided with less confidence "
+        "than this (a near tie between two categories); a sure opinion then decides.")
 
 
 class Weights(BaseModel):
@@ -42,6 +51,9 @@ class Weights(BaseModel):
     strong: float = Field(3.0, gt=0)
     medium: float = Field(2.0, gt=0)
     weak: float = Field(1.0, gt=0)
+    strongest_bonus: float = Field(
+        0.5, ge=0, description="Each category's strongest phrase counts this much once more, so that "
+        "one decisive phrase (骂人, 没到账) outweighs the same sum of context words (师傅, 上门).")
 
 
 class ClassifierRules(BaseModel):
@@ -65,6 +77,12 @@ def load_rules(path: str | Path | None = None) -> ClassifierRules:
     return load_model(ClassifierRules, path, "classifier.toml")
 
 
+@cache
+def shipped_examples() -> ExampleModel:
+    """The model of the shipped examples, learned once per process."""
+    return ExampleModel(load_examples())
+
+
 @dataclass(frozen=True, slots=True)
 class Classification:
     category: Category
@@ -79,6 +97,9 @@ class Classifier:
 
     def __init__(self, rules: ClassifierRules | None = None) -> None:
         self.rules = rules or load_rules()
+        settings = self.rules.settings
+        self.examples = shipped_examples() if settings.use_examples and settings.examples_file is None else (
+            ExampleModel(load_examples(settings.examples_file)) if settings.use_examples else None)
         self._matcher: PhraseMatcher[tuple[Category, float]] = PhraseMatcher(self.phrases())
         self._order = {c: i for i, c in enumerate(self.rules.categories)}
 
@@ -95,24 +116,43 @@ class Classifier:
 
     def classify(self, text: str, normalized: str | None = None) -> Classification:
         norm = normalized if normalized is not None else normalize(text)
-        return self.decide(self._matcher.find(norm))
+        return self.decide(self._matcher.find(norm), norm)
 
-    def decide(self, hits: Iterable[tuple[str, tuple[Category, float]]]) -> Classification:
-        """The classification from the phrases found (each with its category and weight)."""
-        scores: dict[Category, float] = {}
+    def decide(self, hits: Iterable[tuple[str, tuple[Category, float]]], normalized: str | None = None
+               ) -> Classification:
+        """The classification from the phrases found (each with its category and weight); when
+        they are not enough and the normalised text is given, the labelled examples' opinion."""
+        decided = self._by_rules(hits)
+        settings = self.rules.settings
+        unsure = decided.fallback or decided.confidence < settings.examples_when_rules_below
+        if not unsure or normalized is None or self.examples is None:
+            return decided
+        opinion = self.examples.opinion(normalized)
+        if opinion is None or opinion.posterior < settings.examples_min_posterior or opinion.category is decided.category:
+            return decided
+        return Classification(opinion.category, round(opinion.posterior, 3),
+                              (f"similar to labelled examples ({', '.join(opinion.pairs)})",),
+                              decided.scores, fallback=False)
+
+    def _by_rules(self, hits: Iterable[tuple[str, tuple[Category, float]]]) -> Classification:
+        sums: dict[Category, float] = {}
+        strongest: dict[Category, float] = {}
         evidence: dict[Category, list[str]] = {}
         for phrase, (category, weight) in hits:
-            scores[category] = scores.get(category, 0.0) + weight
+            sums[category] = sums.get(category, 0.0) + weight
+            strongest[category] = max(strongest.get(category, 0.0), weight)
             evidence.setdefault(category, []).append(phrase)
         settings = self.rules.settings
-        if not scores:
+        if not sums:
             return Classification(settings.fallback, 0.0, (), {}, fallback=True)
+        bonus = self.rules.weights.strongest_bonus
+        scores = {c: sums[c] + bonus * strongest[c] for c in sums}
         ranked = sorted(scores, key=lambda c: (-scores[c], self._order[c]))
         best = ranked[0]
         runner_up = scores[ranked[1]] if len(ranked) > 1 else 0.0
         # The winner's share of the two leading scores: 1.0 when nothing competes, 0.5 on a tie.
         confidence = round(scores[best] / (scores[best] + runner_up), 3)
         shown = {c.value: scores[c] for c in ranked}
-        if scores[best] < settings.min_score or confidence < settings.min_confidence:
+        if sums[best] < settings.min_score or confidence < settings.min_confidence:
             return Classification(settings.fallback, confidence, tuple(evidence[best]), shown, fallback=True)
         return Classification(best, confidence, tuple(evidence[best]), shown)

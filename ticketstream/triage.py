@@ -91,7 +91,7 @@ class TriageEngine:
                 category_hits.append((phrase, payload))
             else:
                 signals.setdefault(payload, []).append(phrase)  # type: ignore[arg-type]
-        classification = classification or self.classifier.decide(category_hits)  # type: ignore[arg-type]
+        classification = classification or self.classifier.decide(category_hits, norm)  # type: ignore[arg-type]
         return Evidence(norm, classification, signals)
 
     def triage(self, event: Event, history: Sequence[HistoryEntry], incident_id: str | None = None
