@@ -244,3 +244,23 @@ def test_labelled_set_meets_the_quality_bar():
     texts = [row["content"] for row, _ in report["results"]]
     traditional = sum(1 for t in texts if to_simplified(t) != t)
     assert traditional >= 60  # both scripts are really exercised
+
+
+def _maximal_occurrences(phrases: list[tuple[str, str]], text: str) -> list[tuple[str, str]]:
+    """The matcher's contract, spelled out slowly: every occurrence not strictly inside another
+    occurrence's span (one group here), ordered by start and longest first, each pair once."""
+    occurrences = [(i, i + len(p), k, p, payload) for k, (p, payload) in enumerate(phrases)
+                   for i in range(len(text)) if text.startswith(p, i)]
+    inside = {o for o in occurrences for other in occurrences
+              if (other[0], other[1]) != (o[0], o[1]) and other[0] <= o[0] and o[1] <= other[1]}
+    kept: list[tuple[str, str]] = []
+    for _, _, _, p, payload in sorted((o for o in occurrences if o not in inside), key=lambda o: (o[0], -o[1], o[2])):
+        if (p, payload) not in kept:
+            kept.append((p, payload))
+    return kept
+
+
+@given(st.lists(st.tuples(st.text("abc", min_size=2, max_size=4), st.sampled_from("xyz")), max_size=12, unique=True),
+       st.text("abcd", max_size=30))
+def test_matcher_finds_exactly_the_maximal_occurrences(phrases, text):
+    assert PhraseMatcher(phrases).find(text) == _maximal_occurrences(phrases, text)
