@@ -76,6 +76,10 @@ def test_rule_files_are_validated_with_the_exact_problem(tmp_path):
         load_classifier_rules(bad)
     with pytest.raises(PolicyError, match="no such file"):
         load_classifier_rules(tmp_path / "missing.toml")
+    twice = tmp_path / "twice.toml"
+    twice.write_text('[categories."service.attitude"]\nstrong = ["骂人"]\nmedium = ["骂人", "态度"]\n')
+    with pytest.raises(PolicyError, match="service.attitude: listed more than once.*骂人"):
+        load_classifier_rules(twice)
 
 
 def grade(text: str, category=Category.TECHNICAL_NETWORK_QUALITY, channel=Channel.HOTLINE, tier=Tier.ORDINARY,

@@ -70,6 +70,11 @@ class ClassifierRules(BaseModel):
         empty = [c.value for c, t in self.categories.items() if not (t.strong or t.medium or t.weak)]
         if empty:
             raise ValueError(f"categories without any phrase: {', '.join(empty)}")
+        for category, tiers in self.categories.items():
+            phrases = [*tiers.strong, *tiers.medium, *tiers.weak]
+            twice = sorted({p for p in phrases if phrases.count(p) > 1})
+            if twice:
+                raise ValueError(f"{category.value}: listed more than once (which weight is meant?): {', '.join(twice)}")
         return self
 
 
