@@ -1,6 +1,6 @@
 """Triage quality on a labelled set: per-category precision/recall, accuracy, grade confusion.
 
-    .venv/bin/python tests/benchmarks/eval_triage.py [tests/data/labelled_complaints.jsonl] [--errors]
+    .venv/bin/python tests/benchmarks/eval_triage.py [tests/data/labelled_complaints.jsonl] [--errors] [--rules-only]
 
 Each line: {"ticket_id", "occurred_at", "channel", "tier", "customer_id", "province", "city",
 "content", "category", "grade"}. Lines are triaged in file order with the same engine as the
@@ -19,6 +19,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from schemas.events import Category, Event, Grade  # noqa: E402
+from ticketstream.classify import Classifier, load_rules  # noqa: E402
 from ticketstream.triage import HistoryEntry, TriageEngine  # noqa: E402
 
 
@@ -61,8 +62,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", nargs="?", default=str(REPO / "tests" / "data" / "labelled_complaints.jsonl"))
     parser.add_argument("--errors", action="store_true", help="list every misclassified or misgraded complaint")
+    parser.add_argument("--rules-only", action="store_true",
+                        help="without the labelled-examples second opinion (what the phrase rules alone do)")
     args = parser.parse_args()
-    report = evaluate(Path(args.file))
+    engine = None
+    if args.rules_only:
+        rules = load_rules()
+        engine = TriageEngine(Classifier(rules.model_copy(
+            update={"settings": rules.settings.model_copy(update={"use_examples": False})})))
+    report = evaluate(Path(args.file), engine)
     print(f"complaints: {report['n']}")
     print(f"category accuracy: {report['category_accuracy']:.1%}   grade accuracy: {report['grade_accuracy']:.1%}\n")
     print(f"{'category':30} {'precision':>9} {'recall':>7} {'support':>7}")
