@@ -76,7 +76,8 @@ class Opinion:
 
 
 class ExampleModel:
-    """Bernoulli-style naive Bayes over present character pairs, learned from examples."""
+    """Naive Bayes over the set of character pairs a text contains (absent pairs are not counted),
+    learned from examples."""
 
     def __init__(self, examples: Iterable[Example]) -> None:
         docs: Counter[Category] = Counter()
