@@ -36,7 +36,7 @@ class ClassifierSettings(BaseModel):
     min_score: float = Field(2.0, gt=0)
     min_confidence: float = Field(0.34, ge=0, le=1)
     fallback: Category = Category.OTHER_GENERAL
-    use_examples: bool = Field(True, description="When the rules fall back, ask the labelled examples (examples.py).")
+    use_examples: bool = Field(True, description="When the rules fall back or are unsure, ask the labelled examples.")
     examples_file: Path | None = Field(None, description="JSON lines of {content, category}; default: shipped.")
     examples_min_posterior: float = Field(
         0.9, gt=0.5, le=1, description="The examples' opinion counts only this sure; otherwise manual triage.")
@@ -106,8 +106,10 @@ class Classifier:
     def __init__(self, rules: ClassifierRules | None = None) -> None:
         self.rules = rules or load_rules()
         settings = self.rules.settings
-        self.examples = shipped_examples() if settings.use_examples and settings.examples_file is None else (
-            ExampleModel(load_examples(settings.examples_file)) if settings.use_examples else None)
+        self.examples: ExampleModel | None = None
+        if settings.use_examples:
+            self.examples = (shipped_examples() if settings.examples_file is None
+                             else ExampleModel(load_examples(settings.examples_file)))
         self._matcher: PhraseMatcher[tuple[Category, float]] = PhraseMatcher(self.phrases())
         self._order = {c: i for i, c in enumerate(self.rules.categories)}
 
