@@ -44,17 +44,13 @@ def test_any_text_gets_an_opinion_or_none_never_an_error(text):
 def _rules(tmp_path: Path, examples: list[dict], **settings) -> Classifier:
     path = tmp_path / "examples.jsonl"
     path.write_text("\n".join(json.dumps(e, ensure_ascii=False) for e in examples), encoding="utf-8")
-    rules = load_rules()
-    rules = rules.model_copy(update={"settings": rules.settings.model_copy(
-        update={"examples_file": path, **settings})})
-    return Classifier(rules)
+    return Classifier(load_rules().with_settings(examples_file=path, **settings))
 
 
 def test_rules_that_fall_back_take_the_examples_opinion_and_say_so(tmp_path):
     # No phrase rule knows 晾在一边 or 聊天: the rules alone send it to manual triage.
     text = "营业厅的人把我晾在一边自己聊天"
-    assert Classifier(load_rules().model_copy(update={"settings": load_rules().settings.model_copy(
-        update={"use_examples": False})})).classify(text).fallback
+    assert Classifier(load_rules().with_settings(use_examples=False)).classify(text).fallback
     classifier = _rules(tmp_path, [e.model_dump(mode="json") for e in TOY])
     result = classifier.classify(text)
     assert result.category is Category.SERVICE_ATTITUDE and not result.fallback

@@ -8,9 +8,10 @@ manual triage with its low confidence shown, never to a guess presented as certa
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -74,11 +75,14 @@ class ClassifierRules(BaseModel):
         if empty:
             raise ValueError(f"categories without any phrase: {', '.join(empty)}")
         for category, tiers in self.categories.items():
-            phrases = [*tiers.strong, *tiers.medium, *tiers.weak]
-            twice = sorted({p for p in phrases if phrases.count(p) > 1})
+            twice = sorted(p for p, n in Counter([*tiers.strong, *tiers.medium, *tiers.weak]).items() if n > 1)
             if twice:
                 raise ValueError(f"{category.value}: listed more than once (which weight is meant?): {', '.join(twice)}")
         return self
+
+    def with_settings(self, **changes: object) -> ClassifierRules:
+        """These rules with some `[settings]` changed (e.g. `use_examples=False`)."""
+        return self.model_copy(update={"settings": self.settings.model_copy(update=changes)})
 
 
 def load_rules(path: str | Path | None = None) -> ClassifierRules:
@@ -110,8 +114,13 @@ class Classifier:
         if settings.use_examples:
             self.examples = (shipped_examples() if settings.examples_file is None
                              else ExampleModel(load_examples(settings.examples_file)))
-        self._matcher: PhraseMatcher[tuple[Category, float]] = PhraseMatcher(self.phrases())
         self._order = {c: i for i, c in enumerate(self.rules.categories)}
+
+    @cached_property
+    def _matcher(self) -> PhraseMatcher[tuple[Category, float]]:
+        # Built on first `classify`: the triage engine matches these phrases in its own combined
+        # pass and only calls `decide`, so a worker never needs this one.
+        return PhraseMatcher(self.phrases())
 
     def phrases(self) -> list[tuple[str, tuple[Category, float]]]:
         """(phrase, (category, weight)) for every rule phrase; a caller may match them together

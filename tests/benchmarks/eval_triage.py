@@ -67,9 +67,7 @@ def main() -> None:
     args = parser.parse_args()
     engine = None
     if args.rules_only:
-        rules = load_rules()
-        engine = TriageEngine(Classifier(rules.model_copy(
-            update={"settings": rules.settings.model_copy(update={"use_examples": False})})))
+        engine = TriageEngine(Classifier(load_rules().with_settings(use_examples=False)))
     report = evaluate(Path(args.file), engine)
     print(f"complaints: {report['n']}")
     print(f"category accuracy: {report['category_accuracy']:.1%}   grade accuracy: {report['grade_accuracy']:.1%}\n")
