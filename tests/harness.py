@@ -93,7 +93,10 @@ class TopicReader:
         return len(self.records)
 
     def read_until(self, count: int, timeout: float) -> list:
-        wait_until(lambda: self.poll() >= count, timeout, f"{count} records (have {len(self.records)})")
+        try:
+            wait_until(lambda: self.poll() >= count, timeout, f"{count} records")
+        except AssertionError as exc:  # say how many arrived by the deadline, not before the wait
+            raise AssertionError(f"{exc} (have {len(self.records)})") from None
         return self.records
 
     def json_values(self) -> list[dict]:
