@@ -58,6 +58,8 @@ class TriagedTicket:
     """A grade a person set (ticket.regraded); it holds until a person changes it again."""
     person_team: Team | None = None
     """A team a person assigned (ticket.assigned); escalation may still move the ticket on."""
+    model_version: str | None = None
+    """The triage model that gave the category and content grade (None: rules only)."""
 
 
 TRIAGED: TypeAdapter[TriagedTicket] = TypeAdapter(TriagedTicket)

@@ -107,7 +107,8 @@ def test_classify_offline_uses_the_stream_code(tmp_path: Path):
     assert result.returncode == 1 and b"1 line(s) could not be classified" in result.stderr
     assert len(out) == 4
     assert (out[0]["category"], out[0]["grade"], out[0]["team"]) == ("technical.network_quality", "L2", "network_ops")
-    assert (out[1]["category"], out[1]["grade"]) == ("other.general", "L4")
+    assert (out[1]["category"], out[1]["grade"]) == ("business.tariff_billing", "L4")  # an enquiry, by its topic
+    assert out[0]["model_version"].startswith("lr1-")
     assert out[2]["error"] and out[2]["line"] == 3
     assert out[3]["grade"] == "L2" and out[3]["team"] == "complaint_desk"
     assert any("regulator_channel" in r for r in out[3]["reasons"])

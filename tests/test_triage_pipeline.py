@@ -2,6 +2,8 @@
 channels at least L2, people's overrides applied, nothing lost."""
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -10,10 +12,11 @@ from kafka import KafkaProducer
 
 from schemas.events import Category, Event, Grade, Team
 from ticketstream.simulation import Shares, Simulator
-from ticketstream.topology import INBOUND, TRIAGED, queue_topic
+from ticketstream.topology import ACCEPTED, INBOUND, TRIAGED, queue_topic
 from ticketstream.triage import TriageEngine
+from ticketstream.triage_training import load_examples
 from tests.factories import encode, lifecycle, received
-from tests.harness import TopicReader, isolated_settings, wait_until, worker_process
+from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -137,3 +140,43 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
                    for r in queue.records)
         queue.close()
     triaged.close()
+
+
+def test_peoples_corrections_come_out_as_labelled_examples(bootstrap, tmp_path: Path):
+    settings = isolated_settings(bootstrap, tmp_path)
+    create_topics(settings)
+    sender = Sender(settings)
+    at = datetime.now(UTC) - timedelta(hours=2)
+    sender.send(received("COR-1", occurred_at=at.isoformat(), content="我的账单上多了一项看不懂的费用"))
+    sender.send(lifecycle("ticket.reclassified", "COR-1", occurred_at=(at + timedelta(minutes=5)).isoformat(),
+                          category="service.content", agent="A7", reason="a promotion, not a billing error"))
+    sender.send(lifecycle("ticket.reclassified", "COR-1", occurred_at=(at + timedelta(minutes=9)).isoformat(),
+                          event_id="COR-1:reclassified:2", category="business.tariff_billing", agent="A8"))
+    sender.send(lifecycle("ticket.regraded", "COR-1", occurred_at=(at + timedelta(minutes=6)).isoformat(), grade="L2"))
+    sender.send(received("COR-2", occurred_at=at.isoformat(), content="請問寬帶移機要幾天？"))
+    sender.send(lifecycle("ticket.regraded", "COR-2", occurred_at=(at + timedelta(minutes=1)).isoformat(), grade="L4",
+                          agent="A9"))
+    sender.send(received("COR-3", occurred_at=at.isoformat(), content="网速有点慢"))
+    sender.flush()
+    accepted = TopicReader(settings, settings.topic(ACCEPTED))
+    with worker_process(settings, tmp_path / "worker.log"):
+        accepted.read_until(7, 120)
+    accepted.close()
+    out = tmp_path / "corrections.jsonl"
+    result = subprocess.run([sys.executable, "-m", "workers.cli", "triage", "corrections", "--out", str(out)],
+                            cwd=REPO, env=settings.as_env(), capture_output=True, timeout=120)
+    assert result.returncode == 0, result.stderr.decode()
+    assert b"2 corrected ticket(s) written" in result.stderr
+    rows = {r["ticket_id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
+    assert set(rows) == {"COR-1", "COR-2"}
+    assert rows["COR-1"]["content"] == "我的账单上多了一项看不懂的费用"
+    assert (rows["COR-1"]["category"], rows["COR-1"]["category_by"], rows["COR-1"]["grade"]) == (
+        "business.tariff_billing", "A8", "L2")
+    assert rows["COR-2"]["grade"] == "L4" and "category" not in rows["COR-2"] and rows["COR-2"]["grade_by"] == "A9"
+    # What it writes is what `triage train` reads.
+    examples = load_examples([out])
+    assert {e.category for e in examples} == {Category.BUSINESS_TARIFF_BILLING, None}
+    later = subprocess.run([sys.executable, "-m", "workers.cli", "triage", "corrections",
+                            "--since", (datetime.now(UTC) + timedelta(hours=1)).isoformat()],
+                           cwd=REPO, env=settings.as_env(), capture_output=True, timeout=120)
+    assert later.returncode == 0 and later.stdout == b"" and b"0 corrected ticket(s)" in later.stderr

@@ -1,9 +1,11 @@
 """Classification (分類): one of the twelve categories of DOMAIN §2, with confidence and evidence.
 
 先分類後分級 (003 §2.2.3): the category is decided first, from the words of the complaint alone;
-grading comes after. Rules are data (`data/classifier.toml`): weighted phrases per category.
-A complaint whose evidence is weak, or split between categories, goes to `other.general` for
-manual triage with its low confidence shown, never to a guess presented as certain.
+grading comes after. The learned model (`triage_model.py`) decides where it is sure, and its
+calibrated probability is the confidence reported. The phrase rules (`data/classifier.toml`:
+weighted phrases per category) are the audit evidence, and the answer where the model is unsure.
+A complaint that neither can place goes to `other.general` for manual triage with its low
+confidence shown, never to a guess presented as certain.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from functools import cache, cached_property
+from functools import cached_property
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Category
-from ticketstream.examples import ExampleModel, load_examples
 from ticketstream.matching import PhraseMatcher
 from ticketstream.policyfile import load_model
 from ticketstream.text import normalize
+from ticketstream.triage_model import Prediction, TriageModel
 
 
 class PhraseTiers(BaseModel):
@@ -37,16 +39,11 @@ class ClassifierSettings(BaseModel):
     min_score: float = Field(2.0, gt=0)
     min_confidence: float = Field(0.34, ge=0, le=1)
     fallback: Category = Category.OTHER_GENERAL
-    use_examples: bool = Field(True, description="When the rules fall back or are unsure, ask the labelled examples.")
-    examples_file: Path | None = Field(None, description="JSON lines of {content, category}; default: shipped.")
-    examples_min_posterior: float = Field(
-        0.9, gt=0.5, le=1, description="The examples' opinion counts only this sure; otherwise manual triage.")
-    examples_confidence: float = Field(
-        0.8, gt=0, le=1, description="The most confidence reported for a decision by the examples: naive "
-        "Bayes posteriors run high (decisions at >= 0.9 were right 83 % of the time in cross-validation).")
-    examples_when_rules_below: float = Field(
-        0.6, ge=0, le=1, description="The examples are also asked when the rules decided with less confidence "
-        "than this (a near tie between two categories); a sure opinion then decides.")
+    use_model: bool = Field(True, description="Let the learned model decide the category (the rules stay the "
+                            "evidence, and the answer where the model is unsure).")
+    model_min_confidence: float = Field(
+        0.3, ge=0, le=1, description="The model decides when its calibrated probability is at least this; "
+        "below it the rules answer, and without rule evidence the complaint goes to manual triage.")
 
 
 class Weights(BaseModel):
@@ -81,18 +78,12 @@ class ClassifierRules(BaseModel):
         return self
 
     def with_settings(self, **changes: object) -> ClassifierRules:
-        """These rules with some `[settings]` changed (e.g. `use_examples=False`)."""
+        """These rules with some `[settings]` changed (e.g. `use_model=False`)."""
         return self.model_copy(update={"settings": self.settings.model_copy(update=changes)})
 
 
 def load_rules(path: str | Path | None = None) -> ClassifierRules:
     return load_model(ClassifierRules, path, "classifier.toml")
-
-
-@cache
-def shipped_examples() -> ExampleModel:
-    """The model of the shipped examples, learned once per process."""
-    return ExampleModel(load_examples())
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,18 +93,17 @@ class Classification:
     evidence: tuple[str, ...]
     scores: dict[str, float] = field(default_factory=dict)
     fallback: bool = False
+    by_model: bool = False
+    """The learned model decided (else the rules, or the fallback)."""
 
 
 class Classifier:
-    """Scores every category by the weighted phrases found in the normalised complaint."""
+    """The learned model decides the category where it is sure; the weighted phrases found in the
+    normalised complaint are its audit evidence, and the answer where the model is unsure."""
 
-    def __init__(self, rules: ClassifierRules | None = None) -> None:
+    def __init__(self, rules: ClassifierRules | None = None, model: TriageModel | None = None) -> None:
         self.rules = rules or load_rules()
-        settings = self.rules.settings
-        self.examples: ExampleModel | None = None
-        if settings.use_examples:
-            self.examples = (shipped_examples() if settings.examples_file is None
-                             else ExampleModel(load_examples(settings.examples_file)))
+        self.model = model
         self._order = {c: i for i, c in enumerate(self.rules.categories)}
 
     @cached_property
@@ -137,21 +127,29 @@ class Classifier:
         norm = normalized if normalized is not None else normalize(text)
         return self.decide(self._matcher.find(norm), norm)
 
-    def decide(self, hits: Iterable[tuple[str, tuple[Category, float]]], normalized: str | None = None
-               ) -> Classification:
-        """The classification from the phrases found (each with its category and weight); when
-        they are not enough and the normalised text is given, the labelled examples' opinion."""
-        decided = self._by_rules(hits)
-        settings = self.rules.settings
-        unsure = decided.fallback or decided.confidence < settings.examples_when_rules_below
-        if not unsure or normalized is None or self.examples is None:
-            return decided
-        opinion = self.examples.opinion(normalized)
-        if opinion is None or opinion.posterior < settings.examples_min_posterior or opinion.category is decided.category:
-            return decided
-        return Classification(opinion.category, round(min(opinion.posterior, settings.examples_confidence), 3),
-                              (f"similar to labelled examples ({', '.join(opinion.pairs)})",),
-                              decided.scores, fallback=False)
+    def decide(self, hits: Iterable[tuple[str, tuple[Category, float]]], normalized: str | None = None,
+               opinion: Prediction | None = None) -> Classification:
+        """The classification from the phrases found (each with its category and weight) and the
+        model's opinion (given, or asked here when the normalised text is given)."""
+        hits = list(hits)
+        by_rules = self._by_rules(hits)
+        if opinion is None and self.model is not None and normalized is not None:
+            opinion = self.model.predict("category", normalized)
+        if opinion is None or not self.rules.settings.use_model:
+            return by_rules
+        category = Category(opinion.label)
+        probability = round(opinion.probability, 3)
+        model_evidence = f"model {probability:.2f} ({', '.join(opinion.grams) or 'no known words'})"
+        if opinion.probability >= self.rules.settings.model_min_confidence:
+            phrases = tuple(p for p, (c, _) in hits if c is category)
+            return Classification(category, probability, (*phrases, model_evidence), by_rules.scores, by_model=True)
+        if by_rules.fallback:
+            return Classification(by_rules.category, probability, (model_evidence,), by_rules.scores, fallback=True)
+        # The model is unsure: the rules answer, and the confidence reported is the model's
+        # (calibrated) probability of their category, not the rules' own share of the scores.
+        agreeing = opinion.probability_of(by_rules.category.value)
+        return Classification(by_rules.category, round(agreeing, 3), (*by_rules.evidence, model_evidence),
+                              by_rules.scores)
 
     def _by_rules(self, hits: Iterable[tuple[str, tuple[Category, float]]]) -> Classification:
         sums: dict[Category, float] = {}

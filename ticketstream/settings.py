@@ -64,6 +64,8 @@ class Settings(BaseModel):
         "data (DOMAIN §8); 'raw' keeps them byte-exact for a dead-letter topic with restricted access.",
     )
     classifier_rules: Path | None = Field(default=None, description="Classifier rule file (default: shipped).")
+    triage_model: Path | None = Field(default=None, description="Learned triage model file (`ticketstream triage "
+                                      "train`; default: shipped).")
     grading_rules: Path | None = Field(default=None, description="Grading rule file (default: shipped).")
     routing_rules: Path | None = Field(default=None, description="Routing table file (default: shipped).")
     sla_policy: Path | None = Field(default=None, description="SLA policy file (default: shipped).")

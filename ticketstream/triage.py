@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Literal
 
 from schemas.events import Category, ComplaintReceivedData, Event, Grade, Team
 from schemas.tickets import TriagedTicket
@@ -21,6 +22,7 @@ from ticketstream.grading import GradeInputs, Grader
 from ticketstream.matching import PhraseMatcher
 from ticketstream.routing import Router
 from ticketstream.text import normalize
+from ticketstream.triage_model import Prediction, TriageModel, shipped_model
 
 HISTORY_LIMIT = 64
 """Complaints remembered per customer (within the repeat window); bounds a pathological customer."""
@@ -62,12 +64,16 @@ class Evidence:
     normalized: str
     classification: Classification
     signals: dict[str, list[str]]
+    grade_opinion: Prediction | None
 
 
 class TriageEngine:
+    """`model` is the learned triage model (the shipped one by default; None for rules only)."""
+
     def __init__(self, classifier: Classifier | None = None, grader: Grader | None = None,
-                 router: Router | None = None) -> None:
-        self.classifier = classifier or Classifier()
+                 router: Router | None = None, model: TriageModel | Literal["shipped"] | None = "shipped") -> None:
+        self.model = shipped_model() if model == "shipped" else model
+        self.classifier = classifier or Classifier(model=self.model)
         self.grader = grader or Grader()
         self.router = router or Router()
         # One matcher for both rule sets: payload ("c", (category, weight)) or ("s", signal name).
@@ -91,8 +97,13 @@ class TriageEngine:
                 category_hits.append((phrase, payload))
             else:
                 signals.setdefault(payload, []).append(phrase)  # type: ignore[arg-type]
-        classification = classification or self.classifier.decide(category_hits, norm)  # type: ignore[arg-type]
-        return Evidence(norm, classification, signals)
+        category_opinion = grade_opinion = None
+        if self.model is not None:
+            opinions = self.model.predict_all(norm)
+            category_opinion, grade_opinion = opinions["category"], opinions["content_grade"]
+        classification = classification or self.classifier.decide(category_hits, norm,  # type: ignore[arg-type]
+                                                                   category_opinion)
+        return Evidence(norm, classification, signals, grade_opinion)
 
     def triage(self, event: Event, history: Sequence[HistoryEntry], incident_id: str | None = None
                ) -> tuple[TriagedTicket, list[HistoryEntry]]:
@@ -142,7 +153,7 @@ class TriageEngine:
         decision = self.grader.grade(evidence.normalized, evidence.signals, GradeInputs(
             category=classification.category, channel=data.channel, tier=data.customer.tier,
             earlier_same_category=earlier, incident_id=incident_id, affected_users=data.affected_users,
-            amount_yuan=data.amount_yuan, manual_triage=classification.fallback,
+            amount_yuan=data.amount_yuan, manual_triage=classification.fallback, model_grade=evidence.grade_opinion,
         ))
         grade, reasons = decision.grade, list(decision.reasons)
         if grade_override is not None:
@@ -161,5 +172,6 @@ class TriageEngine:
             routing_reason=route.reason, owner=data.first_contact_agent, repeat_count=earlier,
             linked_ticket_id=linked, incident_id=incident_id, overrides=overrides,
             person_grade=grade_override, person_team=team_override,
+            model_version=self.model.version if self.model is not None else None,
         )
 

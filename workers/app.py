@@ -30,6 +30,7 @@ from ticketstream.settings import Settings
 from ticketstream.sla import SlaEngine
 from ticketstream.sla_policy import load_policy
 from ticketstream.triage import TriageEngine
+from ticketstream.triage_model import load_model
 
 
 def _credentials(settings: Settings) -> Any:
@@ -54,10 +55,12 @@ def _credentials(settings: Settings) -> Any:
 def triage_engine(settings: Settings) -> TriageEngine:
     """The triage engine with the operator's rule files (or the shipped ones); invalid files stop
     the start-up with the exact problem (PolicyError)."""
+    model = load_model(settings.triage_model)
     return TriageEngine(
-        Classifier(load_classifier_rules(settings.classifier_rules)),
+        Classifier(load_classifier_rules(settings.classifier_rules), model),
         Grader(load_grading_rules(settings.grading_rules)),
         Router(load_routing_table(settings.routing_rules)),
+        model,
     )
 
 

@@ -11,38 +11,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.events import Event
 from schemas.tickets import TRIAGED
 from ticketstream.triage import HistoryEntry, TriageEngine
-
-
-def _as_event(obj: Any, number: int) -> Event:
-    if not isinstance(obj, dict):
-        raise ValueError("expected a JSON object")
-    if "type" in obj:
-        event = Event.model_validate(obj)
-        if event.type != "complaint.received":
-            raise ValueError(f"only complaint.received events can be classified, not {event.type}")
-        return event
-    if "content" not in obj:
-        raise ValueError("expected a complaint.received event or an object with 'content'")
-    ticket = str(obj.get("ticket_id") or f"LINE-{number}")
-    return Event.model_validate({
-        "event_id": f"{ticket}:received", "type": "complaint.received", "ticket_id": ticket,
-        "occurred_at": obj.get("occurred_at") or datetime.now(UTC).isoformat(), "schema_version": 1,
-        "data": {
-            "channel": obj.get("channel", "other"),
-            "customer": {"id": str(obj.get("customer_id") or f"anonymous-{ticket}"), "tier": obj.get("tier", "ordinary")},
-            "region": {"province": obj.get("province", "unknown"), "city": obj.get("city", "unknown")},
-            "content": obj["content"],
-            **({"affected_users": obj["affected_users"]} if obj.get("affected_users") else {}),
-        },
-    })
+from ticketstream.triage_eval import complaint_event
 
 
 def classify_lines(lines: Iterable[str], engine: TriageEngine, full: bool = False) -> Iterator[dict[str, Any]]:
@@ -51,7 +26,7 @@ def classify_lines(lines: Iterable[str], engine: TriageEngine, full: bool = Fals
         if not line.strip():
             continue
         try:
-            event = _as_event(json.loads(line), number)
+            event = complaint_event(json.loads(line), number)
         except (ValueError, ValidationError) as exc:
             message = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else (
                 f"{exc.error_count()} schema error(s): " + "; ".join(
@@ -69,5 +44,5 @@ def classify_lines(lines: Iterable[str], engine: TriageEngine, full: bool = Fals
             "confidence": record.confidence, "manual_triage": record.manual_triage,
             "reasons": record.grade_reasons, "evidence": record.evidence, "notify": [t.value for t in record.notify],
             "repeat_count": record.repeat_count, "linked_ticket_id": record.linked_ticket_id,
-            "routing_reason": record.routing_reason,
+            "routing_reason": record.routing_reason, "model_version": record.model_version,
         }

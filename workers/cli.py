@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,7 @@ def _settings(args: argparse.Namespace) -> Settings:
         partitions=args.partitions,
         web_port=args.web_port,
         classifier_rules=getattr(args, "classifier_rules", None),
+        triage_model=getattr(args, "model", None),
         grading_rules=getattr(args, "grading_rules", None),
         routing_rules=getattr(args, "routing_rules", None),
     )
@@ -176,6 +178,63 @@ def cmd_classify(args: argparse.Namespace) -> int:
     if errors:
         print(f"{errors} line(s) could not be classified", file=sys.stderr)
     return 1 if errors else 0
+
+
+def cmd_triage(args: argparse.Namespace) -> int:
+    """`triage train|evaluate|corrections`: the learned model's life cycle."""
+    if args.action == "train":
+        from ticketstream.triage_training import TrainingParams, load_examples, train
+
+        if not args.out:
+            raise SettingsError("triage train needs --out FILE, the model file to write")
+        examples = load_examples(args.examples)
+        defaults = TrainingParams()
+        params = TrainingParams(min_df=args.min_df, c_category=args.c_category or defaults.c_category,
+                                c_grade=args.c_grade or defaults.c_grade)
+        model, reports = train(examples, params, progress=lambda m: print(m, file=sys.stderr))
+        try:
+            model.save(args.out)
+        except OSError as exc:
+            raise SettingsError(f"--out {args.out}: cannot write the model ({exc.strerror})") from None
+        for name, report in reports.items():
+            print(f"{name}: {report.examples} examples, out-of-fold accuracy {report.out_of_fold_accuracy:.1%}, "
+                  f"temperature {report.temperature:.2f}", file=sys.stderr)
+        print(f"wrote {args.out} (model_version {model.version}); use it with triage_model = \"{args.out}\"")
+        return 0
+    if args.action == "evaluate":
+        from ticketstream.triage_eval import evaluate, format_text, read_labelled
+        from workers.app import triage_engine
+
+        if not args.file:
+            raise SettingsError("triage evaluate needs a labelled JSON-lines FILE")
+        try:
+            rows = read_labelled(args.file)
+        except OSError as exc:
+            raise SettingsError(f"{args.file}: cannot read ({exc.strerror})") from None
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        report = evaluate(rows, triage_engine(_settings(args)))
+        if args.format == "json":
+            print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+        else:
+            print(format_text(report, errors=args.errors))
+        return 0
+    from workers.corrections import export_corrections
+
+    return export_corrections(_connected(_settings(args)), since=_time_option("--since", args.since),
+                              until=_time_option("--until", args.until), out=args.out)
+
+
+def _time_option(name: str, value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        when = datetime.fromisoformat(value)
+    except ValueError:
+        raise SettingsError(f"{name} {value!r} is not an ISO 8601 time") from None
+    if when.tzinfo is None:
+        raise SettingsError(f"{name} needs an explicit UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+    return when
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
@@ -336,6 +395,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--classifier-rules", metavar="FILE", help="classifier rule file (TOML) instead of the shipped one")
     p.add_argument("--grading-rules", metavar="FILE", help="grading rule file (TOML)")
     p.add_argument("--routing-rules", metavar="FILE", help="routing table file (TOML)")
+
+    p = add("triage", "the learned triage model: export people's corrections, retrain, evaluate on labelled data",
+            cmd_triage)
+    p.description = (
+        "corrections: ticket.reclassified / ticket.regraded events from tickets.accepted, paired with their "
+        "complaint, as labelled JSON lines (content, corrected category/grade, who, when).\n"
+        "train: fit the category and content-grade model on labelled JSON lines (needs scikit-learn: "
+        "pip install 'ticketstream[train]'); workers load it with the triage_model setting.\n"
+        "evaluate: accuracy, per-category precision and recall and confusion matrices of the workers' "
+        "triage (the model named by --model or triage_model) on a labelled JSON-lines file.")
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("action", choices=["corrections", "train", "evaluate"])
+    p.add_argument("file", metavar="FILE", nargs="?", help="evaluate: labelled JSON lines (content, category, grade)")
+    p.add_argument("--since", metavar="TIME", help="corrections: made at or after this ISO 8601 time")
+    p.add_argument("--until", metavar="TIME", help="corrections: made before this ISO 8601 time")
+    p.add_argument("--out", metavar="FILE", help="corrections: write here instead of stdout; train: the model file")
+    p.add_argument("--examples", metavar="FILE", nargs="+",
+                   help="train: labelled JSON lines (default: the shipped examples); add your corrections")
+    p.add_argument("--min-df", type=int, default=2, help="train: n-grams in fewer examples are ignored (default 2)")
+    p.add_argument("--c-category", type=float, help="train: inverse regularisation of the category head")
+    p.add_argument("--c-grade", type=float, help="train: inverse regularisation of the content-grade head")
+    p.add_argument("--model", metavar="FILE", help="evaluate: this model file instead of triage_model")
+    p.add_argument("--format", choices=["text", "json"], default="text", help="evaluate: output format")
+    p.add_argument("--errors", action="store_true", help="evaluate: list every wrong line")
 
     p = add("replay", "run the SLA engine offline over recorded events on a virtual clock (what would a policy have done?)",
             cmd_replay)

@@ -1,10 +1,9 @@
-"""Triage quality on a labelled set: per-category precision/recall, accuracy, grade confusion.
+"""Triage quality on labelled sets: accuracy, per-category precision/recall, confusion matrices.
 
-    .venv/bin/python tests/benchmarks/eval_triage.py [tests/data/labelled_complaints.jsonl] [--errors] [--rules-only]
+    .venv/bin/python tests/benchmarks/eval_triage.py [FILE ...] [--errors] [--rules-only] [--format json]
 
-Each line: {"ticket_id", "occurred_at", "channel", "tier", "customer_id", "province", "city",
-"content", "category", "grade"}. Lines are triaged in file order with the same engine as the
-stream (customer history accumulates, so repeat complaints are graded as they would be live).
+Default: every held-out batch in tests/data/heldout/ (never trained on), one report each and one
+for all together. The same report as `ticketstream triage evaluate FILE` (ticketstream/triage_eval.py).
 """
 
 from __future__ import annotations
@@ -12,79 +11,53 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from collections import Counter
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from schemas.events import Category, Event, Grade  # noqa: E402
 from ticketstream.classify import Classifier, load_rules  # noqa: E402
-from ticketstream.triage import HistoryEntry, TriageEngine  # noqa: E402
+from ticketstream.grading import Grader  # noqa: E402
+from ticketstream.grading import load_rules as load_grading_rules  # noqa: E402
+from ticketstream.triage import TriageEngine  # noqa: E402
+from ticketstream.triage_eval import evaluate, format_text, read_labelled  # noqa: E402
+
+HELDOUT = REPO / "tests" / "data" / "heldout"
 
 
-def labelled_event(row: dict) -> Event:
-    return Event.model_validate({
-        "event_id": f"{row['ticket_id']}:received", "type": "complaint.received", "ticket_id": row["ticket_id"],
-        "occurred_at": row["occurred_at"], "schema_version": 1,
-        "data": {"channel": row.get("channel", "hotline"),
-                 "customer": {"id": row.get("customer_id", row["ticket_id"]), "tier": row.get("tier", "ordinary")},
-                 "region": {"province": row.get("province", "广东"), "city": row.get("city", "广州")},
-                 "content": row["content"]},
-    })
-
-
-def evaluate(path: Path, engine: TriageEngine | None = None) -> dict:
-    engine = engine or TriageEngine()
-    histories: dict[str, list[HistoryEntry]] = {}
-    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    results = []
-    for row in rows:
-        event = labelled_event(row)
-        cid = event.complaint.customer.id
-        record, histories[cid] = engine.triage(event, histories.get(cid, []))
-        results.append((row, record))
-    n = len(results)
-    cat_ok = sum(r["category"] == t.category.value for r, t in results)
-    grade_ok = sum(r["grade"] == t.grade.value for r, t in results)
-    per_cat = {}
-    for cat in Category:
-        tp = sum(1 for r, t in results if r["category"] == cat.value and t.category is cat)
-        predicted = sum(1 for _, t in results if t.category is cat)
-        actual = sum(1 for r, _ in results if r["category"] == cat.value)
-        per_cat[cat.value] = (tp / predicted if predicted else 0.0, tp / actual if actual else 0.0, actual)
-    confusion = Counter((r["grade"], t.grade.value) for r, t in results)
-    return {"n": n, "category_accuracy": cat_ok / n, "grade_accuracy": grade_ok / n, "per_category": per_cat,
-            "confusion": confusion, "results": results}
+def rules_only_engine() -> TriageEngine:
+    """What the phrase rules alone do (no learned model)."""
+    grading = load_grading_rules()
+    grading = grading.model_copy(update={"model": grading.model.model_copy(update={"use": False})})
+    return TriageEngine(Classifier(load_rules()), Grader(grading), model=None)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("file", nargs="?", default=str(REPO / "tests" / "data" / "labelled_complaints.jsonl"))
+    parser.add_argument("files", nargs="*", help="labelled JSON lines (default: tests/data/heldout/*.jsonl)")
     parser.add_argument("--errors", action="store_true", help="list every misclassified or misgraded complaint")
-    parser.add_argument("--rules-only", action="store_true",
-                        help="without the labelled-examples second opinion (what the phrase rules alone do)")
+    parser.add_argument("--rules-only", action="store_true", help="the phrase rules alone, without the model")
+    parser.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args()
-    engine = None
-    if args.rules_only:
-        engine = TriageEngine(Classifier(load_rules().with_settings(use_examples=False)))
-    report = evaluate(Path(args.file), engine)
-    print(f"complaints: {report['n']}")
-    print(f"category accuracy: {report['category_accuracy']:.1%}   grade accuracy: {report['grade_accuracy']:.1%}\n")
-    print(f"{'category':30} {'precision':>9} {'recall':>7} {'support':>7}")
-    for cat, (p, r, s) in report["per_category"].items():
-        print(f"{cat:30} {p:9.1%} {r:7.1%} {s:7d}")
-    grades = [g.value for g in Grade]
-    print("\ngrade confusion (rows: labelled, columns: assigned)")
-    print("      " + " ".join(f"{g:>5}" for g in grades))
-    for g in grades:
-        print(f"{g:>5} " + " ".join(f"{report['confusion'][(g, h)]:5d}" for h in grades))
-    if args.errors:
-        print()
-        for row, t in report["results"]:
-            if row["category"] != t.category.value or row["grade"] != t.grade.value:
-                print(f"{row['ticket_id']} want {row['category']}/{row['grade']} got {t.category.value}/{t.grade.value} "
-                      f"[{t.confidence}] {row['content'][:60]} | {t.evidence[:4]} | {t.grade_reasons}")
+    files = [Path(f) for f in args.files] or sorted(HELDOUT.glob("*.jsonl"))
+    engine = rules_only_engine() if args.rules_only else TriageEngine()
+    everything = []
+    out = {}
+    for path in files:
+        rows = read_labelled(str(path))
+        everything += rows
+        report = evaluate(rows, engine)
+        if args.format == "json":
+            out[path.name] = report.as_dict()
+        else:
+            print(f"== {path.name}: category {report.category_accuracy:.1%}, grade {report.grade_accuracy:.1%} "
+                  f"({report.n} lines)")
+    report = evaluate(everything, engine)
+    if args.format == "json":
+        out["all"] = report.as_dict()
+        print(json.dumps(out, ensure_ascii=False, indent=2))
+    else:
+        print("\n== all\n" + format_text(report, errors=args.errors))
 
 
 if __name__ == "__main__":
