@@ -16,7 +16,7 @@ def _schema_for(event_type: EventType) -> dict[str, Any]:
         "Event_" + event_type.value.replace(".", "_"),
         __doc__=f"A `{event_type.value}` event, keyed by ticket_id on tickets.inbound.",
         event_id=(Identifier, ...),
-        type=(Literal[event_type.value], ...),  # type: ignore[valid-type]
+        type=(Literal[event_type.value], ...),  # type: ignore[arg-type]
         ticket_id=(Identifier, ...),
         occurred_at=(AwareDatetime, ...),
         schema_version=(Literal[1], ...),

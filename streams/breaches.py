@@ -21,7 +21,7 @@ from streams.intake import raw_topic
 from ticketstream import overload
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, SLA_BY_TEAM, TABLE_BREACHES_1H, TABLE_BREACHES_5M
-from workers import metrics
+from streams import metrics
 
 log = logging.getLogger(__name__)
 

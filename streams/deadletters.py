@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import faust
 
-from schemas.deadletter import Reason, Source
+from schemas.deadletter import Reason, ReasonCode, Source
 from streams.emit import Emitter
 from ticketstream import intake as core
 from ticketstream.settings import Settings
 from ticketstream.topology import DLQ
-from workers import metrics
+from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -57,3 +59,26 @@ def source_of(event: Any) -> Source:
     return Source(topic=message.topic, partition=message.partition, offset=message.offset,
                   timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
                   key=core.key_text(key))
+
+
+def raw_of(event: Any) -> bytes:
+    """A stream event's value as the bytes that arrived."""
+    return event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+
+
+async def guarded(events: AsyncIterator[Any], dead_letters: DeadLetters, stage: str,
+                  handle: Callable[[Any, bytes], Awaitable[None]]) -> None:
+    """Every agent's loop: decode and handle each stream event with `handle(event, raw)`; whatever
+    it raises becomes a `processing_error` dead letter of `stage` (counted, logged without the
+    exception's text, which may quote personal data) and the stream goes on with the next message."""
+    async for event in events:
+        raw = raw_of(event)
+        try:
+            await handle(event, raw)
+        except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
+            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+            log.error("%s failed on %s: %s at %s", stage, source_of(event).model_dump(), type(exc).__name__,
+                      f"{where.filename}:{where.lineno}" if where else "?")
+            await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
+                                                message=f"unexpected {type(exc).__name__} in {stage}"),
+                                    source_of(event), stage)

@@ -26,7 +26,7 @@ from streams.intake import raw_topic
 from ticketstream.incidents import Detector, IncidentRecord, KeyState
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
-from workers import metrics
+from streams import metrics
 
 log = logging.getLogger(__name__)
 

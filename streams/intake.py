@@ -26,7 +26,7 @@ from streams.tables import table
 from ticketstream import intake as core
 from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, TABLE_INTAKE_SEEN
-from workers import metrics
+from streams import metrics
 
 log = logging.getLogger(__name__)
 

@@ -15,10 +15,9 @@ from typing import Any
 
 import faust
 
-from schemas.deadletter import Reason, ReasonCode
 from schemas.events import Event, Team
 from schemas.tickets import TRIAGED, TriagedTicket
-from streams.deadletters import DeadLetters, source_of
+from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
@@ -27,7 +26,7 @@ from ticketstream.settings import Settings
 from ticketstream.topology import (BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC,
                                   queue_topic)
 from ticketstream.triage import TriageEngine
-from workers import metrics
+from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -58,26 +57,21 @@ def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: 
     history = table(app, settings, TABLE_CUSTOMER_HISTORY, list,
                     "recent complaints per customer: [ticket_id, category, epoch seconds]")
 
+    async def handle(event: Any, raw: bytes) -> None:
+        complaint = Event.model_validate_json(raw)
+        customer_id = complaint.complaint.customer.id
+        record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
+        history[customer_id] = [list(h) for h in updated]
+        await outputs.publish(record)
+        await outputs.by_key.send(
+            key_of(record.region.city, record.category.top_level).encode(),
+            json.dumps({"ticket_id": record.ticket_id, "at": complaint.occurred_at.timestamp()}).encode())
+        if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
+            metrics.REPEAT_COMPLAINTS.inc()
+        if record.manual_triage:
+            metrics.MANUAL_TRIAGE.inc()
+        metrics.TRIAGE_LATENCY.observe(max(0.0, datetime.now(UTC).timestamp() - complaint.occurred_at.timestamp()))
+
     @app.agent(by_customer, concurrency=1, name="triage")
     async def triage(stream: Any) -> None:
-        async for event in stream.events():
-            raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
-            try:
-                complaint = Event.model_validate_json(raw)
-                customer_id = complaint.complaint.customer.id
-                record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
-                history[customer_id] = [list(h) for h in updated]
-                await outputs.publish(record)
-                await outputs.by_key.send(
-                    key_of(record.region.city, record.category.top_level).encode(),
-                    json.dumps({"ticket_id": record.ticket_id, "at": complaint.occurred_at.timestamp()}).encode())
-                if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
-                    metrics.REPEAT_COMPLAINTS.inc()
-                if record.manual_triage:
-                    metrics.MANUAL_TRIAGE.inc()
-                metrics.TRIAGE_LATENCY.observe(max(0.0, datetime.now(UTC).timestamp() - complaint.occurred_at.timestamp()))
-            except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
-                log.exception("triage failed on %s", source_of(event).model_dump())
-                await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
-                                                    message=f"unexpected {type(exc).__name__} in triage"),
-                                        source_of(event), "triage")
+        await guarded(stream.events(), dead_letters, "triage", handle)

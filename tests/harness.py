@@ -17,7 +17,7 @@ from kafka import KafkaConsumer, TopicPartition
 from ticketstream.settings import Settings
 from workers.worker import stop_process
 from workers.embedded_kafka import free_ports
-from workers.metrics import scrape
+from streams.metrics import scrape
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ from ticketstream.topology import INBOUND, STATE
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until
 from workers.embedded_kafka import free_ports
-from workers.metrics import scrape
+from streams.metrics import scrape
 
 
 def run(args, settings=None, stdin: bytes | None = None, timeout=120):

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-import workers.metrics  # noqa: F401 - registers every metric the workers export
+import streams.metrics  # noqa: F401 - registers every metric the workers export
 import workers.publisher  # noqa: F401 - and those of the channel-side clients (publish, simulate)
 from tests.harness import REPO, isolated_settings, worker_process
 
@@ -33,7 +33,7 @@ def run(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess:
 def test_prometheus_config_and_rules_are_valid():
     result = run(tool("promtool"), "check", "config", "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "8 rules found" in result.stdout + result.stderr
+    assert "9 rules found" in result.stdout + result.stderr
 
 
 def test_alert_rules_unit_tests_pass():

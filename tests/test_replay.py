@@ -11,13 +11,14 @@ from ticketstream.calendar import WorkCalendar
 from ticketstream.replay import Replay, replay_lines
 from ticketstream.sla import SlaEngine
 from ticketstream.sla_policy import load_policy
+from ticketstream.ticket_process import TicketProcess
 from ticketstream.triage import TriageEngine
 
 T0 = "2026-11-23T10:00:00+08:00"
 
 
 def replay(lines, until=None, policy=None):
-    engine = Replay(SlaEngine(load_policy(policy), WorkCalendar()), TriageEngine())
+    engine = Replay(TicketProcess(TriageEngine(), SlaEngine(load_policy(policy), WorkCalendar())))
     return list(replay_lines([line.decode() if isinstance(line, bytes) else line for line in lines], engine,
                              datetime.fromisoformat(until) if until else None)), engine
 

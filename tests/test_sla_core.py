@@ -202,7 +202,10 @@ def test_retroactive_regrade_fires_only_the_most_severe_threshold():
     out = ENGINE.regrade(s, Grade.L1, now=now)  # L1 response 2 h: deadline 12:00 passed
     response = [ev for ev in out if ev.stage == "response"]
     assert [(ev.kind, ev.percent, ev.retroactive) for ev in response] == [("breach", 100, True)]
-    assert response[0].fired_at == t("2026-11-23T12:00:00+08:00")
+    # DOMAIN §5: it fires at once, when the regrade is processed, never before the event that
+    # caused it; its due time says when the deadline was.
+    assert response[0].fired_at == t("2026-11-23T13:30:00+08:00")
+    assert response[0].due_at == t("2026-11-23T12:00:00+08:00")
     inv = [ev for ev in out if ev.stage == "investigation"]
     assert inv == []  # opened by the regrade, but nothing of it is due yet
     assert "investigation" in {x.stage for x in ENGINE.timings(s)}
@@ -337,6 +340,45 @@ def test_at_risk_stages_are_past_75_percent_and_neither_met_nor_breached():
     s = TicketSla("T")
     ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
     ENGINE.advance(s, e("2026-11-23T11:40:00+08:00"))  # response 2 h: 50 % and 75 % passed
-    assert s.at_risk_stages() == ["response"]
+    assert s.at_risk_stages(75) == ["response"]
     ENGINE.advance(s, e("2026-11-23T12:00:00+08:00"))  # breached: no longer "at risk"
-    assert "response" not in s.at_risk_stages()
+    assert "response" not in s.at_risk_stages(75)
+
+
+def test_calendar_coverage_ends_where_the_data_ends():
+    from datetime import date
+
+    from ticketstream.calendar import CalendarOverrides, YearSchedule, package_years
+
+    last = max(package_years())
+    shipped = WorkCalendar()
+    assert shipped.covered_until(date(last, 6, 1)) == date(last, 12, 31)
+    assert shipped.covered_until(date(last + 1, 1, 5)) == date(last, 12, 31)  # this year has no data
+    extended = WorkCalendar(CalendarOverrides(years={last + 1: YearSchedule(holidays=[date(last + 1, 1, 1)]),
+                                                      last + 2: YearSchedule()}))
+    assert extended.covered_until(date(last, 6, 1)) == date(last + 2, 12, 31)
+    assert extended.covered_years() >= {last, last + 1, last + 2}
+
+
+def test_calendar_check_says_how_far_and_how_to_extend(tmp_path):
+    import subprocess
+    import sys
+    from datetime import date
+
+    from tests.harness import REPO
+
+    year = date.today().year
+    extended = tmp_path / "calendar.toml"
+    extended.write_text(f"[years.{year}]\nholidays = [{year}-01-01]\n[years.{year + 1}]\nholidays = [{year + 1}-01-01]\n")
+    ok = subprocess.run([sys.executable, "-m", "workers.cli", "calendar", "check", "--calendar", str(extended)],
+                        cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    assert f"covered until: {year + 1}-12-31" in ok.stdout
+    shipped = subprocess.run([sys.executable, "-m", "workers.cli", "calendar", "check"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60)
+    until = WorkCalendar().covered_until(date.today())
+    assert f"covered until: {until.isoformat()}" in shipped.stdout
+    if (until - date.today()).days < 45:
+        assert shipped.returncode == 1 and "[years." in shipped.stderr and "国务院" in shipped.stderr
+    else:
+        assert shipped.returncode == 0

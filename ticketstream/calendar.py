@@ -73,6 +73,19 @@ class CalendarError(ValueError):
     pass
 
 
+HORIZON_WARNING_DAYS = 45
+"""How long before the last day with calendar data an operator is warned (alert, `calendar check`):
+the State Council usually publishes next year's schedule in November or December."""
+
+
+def package_years() -> set[int]:
+    """The years whose schedule the installed chinese-calendar package knows."""
+    from chinese_calendar import constants
+
+    known = [*constants.holidays, *constants.workdays]
+    return set(range(min(known).year, max(known).year + 1))
+
+
 class WorkCalendar:
     def __init__(self, overrides: CalendarOverrides | None = None,
                  on_fallback: Callable[[int], None] | None = None) -> None:
@@ -87,6 +100,21 @@ class WorkCalendar:
             for year, sched in self.overrides.years.items()
         }
         self.is_working_day = lru_cache(maxsize=8192)(self._is_working_day)
+
+    def covered_years(self) -> set[int]:
+        """Years with a statutory schedule: the package's and the override file's."""
+        return package_years() | set(self.overrides.years)
+
+    def covered_until(self, today: date) -> date:
+        """The last day up to which every day from `today` on has calendar data (the day before
+        `today` when its own year has none)."""
+        years = self.covered_years()
+        year = today.year
+        if year not in years:
+            return date(year - 1, 12, 31)
+        while year + 1 in years:
+            year += 1
+        return date(year, 12, 31)
 
     def _is_working_day(self, day: date) -> bool:
         forced = self.overrides.days.get(day)

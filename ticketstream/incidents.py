@@ -63,7 +63,7 @@ class KeyState:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> KeyState:
         return cls(raw["k"], {int(s): c for s, c in raw.get("b", {}).items()}, raw.get("l"), raw.get("bl", 0.0),
-                   [tuple(r) for r in raw.get("r", [])], raw.get("i"), list(raw.get("c", [])))  # type: ignore[misc]
+                   [tuple(r) for r in raw.get("r", [])], raw.get("i"), list(raw.get("c", [])))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,14 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ticketstream.sla import SlaKind
+
 WINDOWS = {"5m": 300, "1h": 3600}
 
 
-def counted_as(kind: str, percent: int | None) -> str | None:
-    """'breach' for a breach, 'at_risk' for the last warning before it (>= 75 %), else None."""
-    if kind == "breach":
+def counted_as(kind: str, percent: int | None, at_risk_percent: int) -> str | None:
+    """'breach' for a breach, 'at_risk' for a warning of at least `at_risk_percent` (the SLA
+    policy's), else None."""
+    if kind == SlaKind.BREACH:
         return "breach"
-    if kind == "warning" and percent is not None and percent >= 75:
+    if kind == SlaKind.WARNING and percent is not None and percent >= at_risk_percent:
         return "at_risk"
     return None
 

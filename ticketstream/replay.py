@@ -1,47 +1,58 @@
-"""Replay (回放): run the SLA engine offline over recorded events on a virtual clock.
+"""Replay (回放): the live ticket process, offline, over recorded events on a virtual clock.
 
-Operators ask "what would this policy have done on last month's traffic?". Events are applied
-in file order; the clock is the latest event time seen; before each event, everything due up to
-the clock fires (across all tickets, in time order, through the same deadline index the workers
-use); at the end the clock advances to `until` (default: the last event time). Complaints are
-triaged with the workers' own triage engine to get their grade; people's regrades apply.
+Operators ask "what would this policy have done on last month's traffic?". A what-if tool that
+disagrees with the live system is worse than none, so replay runs the very `TicketProcess` the
+workers run: complaints are triaged with the workers' triage engine (customer history in file
+order), then overrides, escalation re-routing, incident links and the SLA clocks follow the same
+code. Events are applied in file order; the clock is the latest event time seen; before each
+event, everything due up to the clock fires (across all tickets, in time order, through the same
+deadline index the workers use); at the end the clock advances to `until` (default: the last
+event time).
+
+Input lines are inbound events (the envelope channel and handling systems publish) or incident
+links as the incident agent sends them on `incidents.links`: `{"ticket_id": ..., "incident_id": ...}`.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from pydantic import ValidationError
 
-from schemas.events import Event, EventType, RegradedData
+from schemas.events import Event, EventType
 from ticketstream.deadlines import DeadlineIndex
-from ticketstream.sla import SlaEngine, SlaEvent, TicketSla, epoch
-from ticketstream.triage import HistoryEntry, TriageEngine
+from ticketstream.sla import SlaEvent, epoch
+from ticketstream.ticket_process import Effects, TicketProcess
+from ticketstream.ticket_state import TicketState
+from ticketstream.triage import HistoryEntry
 
 
 @dataclass
 class Replay:
-    sla: SlaEngine
-    triage: TriageEngine
-    tickets: dict[str, TicketSla] = field(default_factory=dict)
+    process: TicketProcess
+    tickets: dict[str, TicketState] = field(default_factory=dict)
     histories: dict[str, list[HistoryEntry]] = field(default_factory=dict)
     index: DeadlineIndex = field(default_factory=DeadlineIndex)
     clock: float = float("-inf")
     seen: set[str] = field(default_factory=set)
     rejected: list[tuple[int, str]] = field(default_factory=list)
-    teams: dict[str, str] = field(default_factory=dict)
+    views: dict[str, dict[str, object]] = field(default_factory=dict)
+    """The newest `tickets.state` record of each ticket, as the workers would have published it."""
 
-    def _label(self, events: list[SlaEvent]) -> list[SlaEvent]:
-        """SLA events with the team that owned their ticket (from triage, as in the stream)."""
-        return [replace(e, team=self.teams.get(e.ticket_id)) for e in events]
-
-    def _state(self, ticket_id: str) -> TicketSla:
+    def _state(self, ticket_id: str) -> TicketState:
         state = self.tickets.get(ticket_id)
         if state is None:
-            state = self.tickets[ticket_id] = TicketSla(ticket_id)
+            state = self.tickets[ticket_id] = TicketState.new(ticket_id)
         return state
+
+    def _done(self, state: TicketState, fx: Effects) -> list[SlaEvent]:
+        self.index.schedule(state.ticket_id, state.next_due)
+        if fx.view is not None:
+            self.views[state.ticket_id] = fx.view
+        return fx.sla_events
 
     def fire_until(self, now: float, strict: bool = False) -> list[SlaEvent]:
         """Fire what is due at `now` (before `now` when `strict`: an event at `now` is applied
@@ -49,14 +60,12 @@ class Replay:
         out: list[SlaEvent] = []
         for ticket_id in self.index.pop_due(now):
             state = self.tickets[ticket_id]
-            out.extend(self.sla.advance(state, now, strict))
-            self.index.schedule(ticket_id, self.sla.next_due(state))
+            out.extend(self._done(state, self.process.on_tick(state, now, strict)))
         out.sort(key=lambda e: (e.fired_at, e.id))
-        return self._label(out)
+        return out
 
     def apply(self, event: Event) -> list[SlaEvent]:
-        at = epoch(event.occurred_at)
-        self.clock = max(self.clock, at)
+        self.clock = max(self.clock, epoch(event.occurred_at))
         out = self.fire_until(self.clock, strict=True)
         if event.event_id in self.seen:
             return out
@@ -64,15 +73,17 @@ class Replay:
         state = self._state(event.ticket_id)
         if event.type is EventType.COMPLAINT_RECEIVED:
             customer = event.complaint.customer.id
-            record, self.histories[customer] = self.triage.triage(event, self.histories.get(customer, []))
-            self.teams[event.ticket_id] = record.team.value
-            out += self._label(self.sla.received(state, at, record.grade, self.clock))
-        elif event.type is EventType.REGRADED and isinstance(event.data, RegradedData):
-            out += self._label(self.sla.regrade(state, event.data.grade, self.clock))
+            record, self.histories[customer] = self.process.triage.triage(event, self.histories.get(customer, []))
+            fx = self.process.on_triage(state, record, self.clock)
         else:
-            out += self._label(self.sla.fact(state, event.type.value, at, event.event_id, self.clock))
-        self.index.schedule(event.ticket_id, self.sla.next_due(state))
-        return out
+            fx = self.process.on_lifecycle(state, event, self.clock)
+        return out + self._done(state, fx)
+
+    def link(self, ticket_id: str, incident_id: str) -> list[SlaEvent]:
+        """Link a ticket to a mass incident at the current clock."""
+        out = self.fire_until(self.clock, strict=True)
+        state = self._state(ticket_id)
+        return out + self._done(state, self.process.on_link(state, incident_id, self.clock))
 
     def finish(self, until: datetime | None) -> list[SlaEvent]:
         if until is not None:
@@ -86,7 +97,15 @@ def replay_lines(lines: Iterable[str], replay: Replay, until: datetime | None = 
         if not line.strip():
             continue
         try:
-            event = Event.model_validate_json(line)
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            replay.rejected.append((number, f"not JSON ({exc.msg})"))
+            continue
+        if isinstance(raw, dict) and "type" not in raw and {"ticket_id", "incident_id"} <= raw.keys():
+            yield from replay.link(str(raw["ticket_id"]), str(raw["incident_id"]))
+            continue
+        try:
+            event = Event.model_validate(raw)
         except ValidationError as exc:
             replay.rejected.append((number, f"{exc.error_count()} schema error(s)"))
             continue

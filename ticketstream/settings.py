@@ -161,7 +161,8 @@ def _from_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
-    return data.get("ticketstream", data)
+    section = data.get("ticketstream", data)
+    return section if isinstance(section, dict) else data
 
 
 def load_settings(

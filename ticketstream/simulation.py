@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
+from typing import Any
 
 from schemas.events import Category, Channel
 
@@ -133,7 +134,7 @@ SEVERE_SUFFIXES = [
 
 
 @lru_cache(maxsize=1)
-def _to_traditional():  # noqa: ANN202 - the OpenCC converter
+def _to_traditional() -> Any:  # the OpenCC converter (untyped)
     import opencc
 
     return opencc.OpenCC("s2t")
@@ -203,7 +204,7 @@ class Simulator:
         self._seq += 1
         return self._seq
 
-    def _envelope(self, ticket_id: str, etype: str, at: float, data: dict, suffix: str) -> dict:
+    def _envelope(self, ticket_id: str, etype: str, at: float, data: dict[str, Any], suffix: str) -> dict[str, Any]:
         occurred = self.start + timedelta(seconds=at)
         return {
             "event_id": f"{ticket_id}:{suffix}",
@@ -225,7 +226,7 @@ class Simulator:
             text = _to_traditional().convert(text)
         return text
 
-    def _customer(self) -> dict:
+    def _customer(self) -> dict[str, Any]:
         rng = self.rng
         if rng.random() < self.shares.repeat_customer:
             cid = rng.choice(self._repeaters)
@@ -239,7 +240,7 @@ class Simulator:
             customer["id_number"] = f"{rng.randrange(11, 65)}0101{rng.randrange(1960, 2005)}0{rng.randrange(1, 9)}{rng.randrange(10, 28)}{rng.randrange(1000):03d}{rng.choice('0123456789X')}"
         return customer
 
-    def complaint(self, at: float, category: Category | None = None, city: tuple[str, str] | None = None) -> dict:
+    def complaint(self, at: float, category: Category | None = None, city: tuple[str, str] | None = None) -> dict[str, Any]:
         rng = self.rng
         self._tickets += 1
         ticket_id = f"{self.id_prefix}-{self._tickets:08d}"
@@ -255,11 +256,11 @@ class Simulator:
         }
         return self._envelope(ticket_id, "complaint.received", at, data, "received")
 
-    def _lifecycle(self, received: dict, at: float) -> list[tuple[float, dict]]:
+    def _lifecycle(self, received: dict[str, Any], at: float) -> list[tuple[float, dict[str, Any]]]:
         """The later events of one ticket, with their occurrence times (seconds from start)."""
         rng, scale, tid = self.rng, self.time_scale, received["ticket_id"]
         hour = 3600.0 * scale
-        out: list[tuple[float, dict]] = []
+        out: list[tuple[float, dict[str, Any]]] = []
         t = at + rng.uniform(0.05, 3.0) * hour
         out.append((t, self._envelope(tid, "ticket.responded", t, {"agent": received["data"]["first_contact_agent"]}, "responded")))
         t += rng.uniform(0.01, 0.5) * hour
@@ -375,6 +376,6 @@ class Simulator:
         while heap:
             yield heapq.heappop(heap)
 
-    def _message(self, at: float, event: dict, kind: str = "valid") -> Scheduled:
+    def _message(self, at: float, event: dict[str, Any], kind: str = "valid") -> Scheduled:
         return Scheduled(at, self._next_seq(), event["ticket_id"].encode(),
                          json.dumps(event, ensure_ascii=False).encode(), kind, event["event_id"])

@@ -27,6 +27,7 @@ from __future__ import annotations
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -42,6 +43,15 @@ SLA_FACTS = {t.value for t in EventType} - {EventType.COMPLAINT_RECEIVED.value, 
                                              EventType.ESCALATED.value}
 
 
+class SlaKind(StrEnum):
+    """What happened to a stage: a warning (50/75/90 %), the breach (100 %), met, an escalation."""
+
+    WARNING = "warning"
+    BREACH = "breach"
+    MET = "met"
+    ESCALATED = "escalated"
+
+
 @dataclass(frozen=True, slots=True)
 class SlaEvent:
     """A warning, breach, met or escalation of one stage of one ticket's cycle."""
@@ -50,10 +60,12 @@ class SlaEvent:
     ticket_id: str
     cycle: int
     stage: str
-    kind: str
+    kind: SlaKind
     percent: int | None
     due_at: datetime | None
     fired_at: datetime
+    """When it fired: the threshold's instant; for a retroactive one, the processing of the change
+    that made it due (never earlier than the event that caused it)."""
     retroactive: bool
     grade: Grade
     from_tier: int | None = None
@@ -80,12 +92,13 @@ class TicketSla:
         insort(self.facts, (at, event_type, event_id))
         return True
 
-    def at_risk_stages(self) -> list[str]:
-        """Stages (of any cycle) past a >= 75 % warning with neither a breach nor a met yet."""
+    def at_risk_stages(self, at_risk_percent: int) -> list[str]:
+        """Stages (of any cycle) past a warning of at least `at_risk_percent` with neither a breach
+        nor a met yet."""
         risky = set()
         for key in self.fired:
             cycle, stage, kind, *rest = key.split(":")
-            if kind == "warning" and rest and int(rest[0]) >= 75 and \
+            if kind == SlaKind.WARNING and rest and int(rest[0]) >= at_risk_percent and \
                     f"{cycle}:{stage}:breach:100" not in self.fired and f"{cycle}:{stage}:met" not in self.fired:
                 risky.add(stage)
         return sorted(risky)
@@ -97,12 +110,12 @@ class TicketSla:
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TicketSla:
         return cls(raw["t"], raw.get("r"), Grade(raw["g"]) if raw.get("g") else None,
-                   [tuple(f) for f in raw.get("f", [])], set(raw.get("x", [])), set(raw.get("s", [])))  # type: ignore[misc]
+                   [tuple(f) for f in raw.get("f", [])], set(raw.get("x", [])), set(raw.get("s", [])))
 
 
 @dataclass(slots=True)
 class Threshold:
-    kind: str
+    kind: SlaKind
     percent: int
     at: float | None
     tier: int | None = None
@@ -172,9 +185,10 @@ class SlaEngine:
 
     def _thresholds(self, sp: StagePolicy, start: float, target: float,
                     pauses: list[tuple[float, float | None]]) -> list[Threshold]:
-        marks = [Threshold("warning", p, None) for p in self.policy.warnings] + [Threshold("breach", 100, None)]
+        marks = [Threshold(SlaKind.WARNING, p, None) for p in self.policy.warnings] + [
+            Threshold(SlaKind.BREACH, 100, None)]
         if sp.escalates:
-            marks += [Threshold("escalated", 100 + i * self.policy.escalation_step, None, tier=i + 1)
+            marks += [Threshold(SlaKind.ESCALATED, 100 + i * self.policy.escalation_step, None, tier=i + 1)
                       for i in range(self.policy.escalation_max_tier)]
         cache: dict[int, float | None] = {}
         for mark in marks:
@@ -215,13 +229,13 @@ class SlaEngine:
                     cancelled_at = closed_at if cancelled_at is None else min(cancelled_at, closed_at)
                 target = sp.targets[state.grade] * UNIT_SECONDS[sp.unit]
                 thresholds = self._thresholds(sp, start, target, pauses)
-                due_at = next(t.at for t in thresholds if t.kind == "breach")
+                due_at = next(t.at for t in thresholds if t.kind is SlaKind.BREACH)
                 out.append(StageTiming(cycle, name, start, due_at, met_at, cancelled_at,
                                        any(p_end is None for _, p_end in pauses), thresholds))
         return out
 
     # -- firing -------------------------------------------------------------------------------
-    def _event(self, state: TicketSla, st: StageTiming, kind: str, percent: int | None, fired_at: float,
+    def _event(self, state: TicketSla, st: StageTiming, kind: SlaKind, percent: int | None, fired_at: float,
                retroactive: bool, tier: int | None = None) -> SlaEvent:
         assert state.grade is not None
         return SlaEvent(
@@ -283,29 +297,31 @@ class SlaEngine:
         due_anyway = {st.key(th.kind, th.percent) for st, th in self._due(state, before, now)}
         change()
         timings = self.timings(state)
-        newly = []
-        anyway = []
+        newly: list[tuple[StageTiming, Threshold]] = []
+        anyway: list[tuple[StageTiming, Threshold]] = []
         for st, th in self._due(state, timings, now):
             (anyway if st.key(th.kind, th.percent) in due_anyway else newly).append((st, th))
         out += self._fire(state, anyway)
         most_severe: dict[tuple[int, str, str], tuple[StageTiming, Threshold]] = {}
         for st, th in newly:
-            series = (st.cycle, st.stage, "escalated" if th.kind == "escalated" else "sla")
+            series = (st.cycle, st.stage, "escalated" if th.kind is SlaKind.ESCALATED else "sla")
             if series not in most_severe or th.percent > most_severe[series][1].percent:
                 most_severe[series] = (st, th)
         for st, th in newly:
             key = st.key(th.kind, th.percent)
-            series = (st.cycle, st.stage, "escalated" if th.kind == "escalated" else "sla")
+            series = (st.cycle, st.stage, "escalated" if th.kind is SlaKind.ESCALATED else "sla")
             if most_severe[series][1] is th:
                 state.fired.add(key)
-                out.append(self._event(state, st, th.kind, th.percent, th.at, True, th.tier))  # type: ignore[arg-type]
+                # DOMAIN §5: it fires "at once", i.e. when the change is processed, not back at
+                # the instant it would have had (that moment has passed unseen).
+                out.append(self._event(state, st, th.kind, th.percent, now, True, th.tier))
             else:
                 state.suppressed.add(key)
         for st in timings:
-            key = st.key("met")
+            key = st.key(SlaKind.MET)
             if st.met_at is not None and key not in state.fired:
                 state.fired.add(key)
-                out.append(self._event(state, st, "met", None, st.met_at, False))
+                out.append(self._event(state, st, SlaKind.MET, None, st.met_at, False))
         return out
 
     def received(self, state: TicketSla, at: float, grade: Grade, now: float) -> list[SlaEvent]:

@@ -51,8 +51,11 @@ class SlaPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     warnings: list[int] = [50, 75, 90]
+    at_risk_percent: int = Field(75, ge=1, le=99, description="A stage past a warning of at least this "
+                                 "percentage is at risk (gauges, team-overload counts) until met or breached.")
     escalation_step: int = Field(50, ge=1, le=1000)
     escalation_max_tier: int = Field(3, ge=0, le=3)
+    """The top tier (3: management, DOMAIN §6); automatic and people's escalations stop there."""
     stages: dict[str, StagePolicy] = Field(min_length=1)
 
     @field_validator("warnings")

@@ -21,7 +21,7 @@ import math
 import re
 import zipfile
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
 from pathlib import Path
@@ -233,7 +233,7 @@ def shipped_model() -> TriageModel:
     return load_model()
 
 
-def fingerprint(rows: list[tuple[str, ...]], params: dict[str, Any]) -> str:
+def fingerprint(rows: Sequence[tuple[str, ...]], params: dict[str, Any]) -> str:
     """A short digest of the training data and parameters: the model's version."""
     digest = hashlib.sha256(json.dumps([rows, params], ensure_ascii=False, sort_keys=True).encode())
     return digest.hexdigest()[:12]

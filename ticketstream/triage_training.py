@@ -115,7 +115,9 @@ def _require_sklearn() -> Any:
 def _matrix(texts: list[Counter[str]], index: dict[str, int], idf: np.ndarray) -> Any:
     from scipy.sparse import csr_matrix
 
-    rows, cols, values = [], [], []
+    rows: list[int] = []
+    cols: list[int] = []
+    values: list[float] = []
     for row, found in enumerate(texts):
         entries = [(index[g], n) for g, n in found.items() if g in index]
         if not entries:
@@ -206,10 +208,12 @@ def train(examples: Iterable[LabelledExample], params: TrainingParams | None = N
     X = _matrix(texts, index, idf)
     heads: dict[str, Head] = {}
     reports: dict[str, HeadReport] = {}
-    for name, label_of, c in (("category", lambda e: e.category, params.c_category),
-                              ("content_grade", lambda e: e.grade_label(), params.c_grade)):
-        rows = [i for i, e in enumerate(examples) if label_of(e) is not None]
-        labels = [label_of(examples[i]).value for i in rows]
+    label_of: dict[str, Callable[[LabelledExample], Category | Grade | None]] = {
+        "category": lambda e: e.category, "content_grade": lambda e: e.grade_label()}
+    for name, c in (("category", params.c_category), ("content_grade", params.c_grade)):
+        labelled = [(i, label) for i, e in enumerate(examples) if (label := label_of[name](e)) is not None]
+        rows = [i for i, _ in labelled]
+        labels = [label.value for _, label in labelled]
         if len(set(labels)) < 2:
             raise PolicyError(f"the {name} head needs examples of at least two labels, got {sorted(set(labels))}")
         progress(f"training the {name} head on {len(rows)} examples")

@@ -7,30 +7,25 @@ moves the table state with them. Nothing here is home-made distribution.
 
 from __future__ import annotations
 
+import logging
 import ssl
+from datetime import datetime, timedelta
 from typing import Any
 
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import breaches, incidents, intake, tickets, triage
+from streams import breaches, incidents, intake, metrics, tickets, triage
 from streams.deadletters import DeadLetters
 from streams.triage import TriageOutputs
-from workers import metrics
-from ticketstream.calendar import WorkCalendar, load_overrides
-from ticketstream.classify import Classifier
-from ticketstream.classify import load_rules as load_classifier_rules
-from ticketstream.grading import Grader
+from ticketstream.engines import sla_engine, triage_engine
 from ticketstream.incidents import Detector
 from ticketstream.incidents import load_policy as load_incident_policy
-from ticketstream.grading import load_rules as load_grading_rules
-from ticketstream.routing import Router
-from ticketstream.routing import load_table as load_routing_table
 from ticketstream.settings import Settings
 from ticketstream.sla import SlaEngine
-from ticketstream.sla_policy import load_policy
-from ticketstream.triage import TriageEngine
-from ticketstream.triage_model import load_model
+from ticketstream.ticket_process import TicketProcess
+
+log = logging.getLogger(__name__)
 
 
 def _credentials(settings: Settings) -> Any:
@@ -52,24 +47,18 @@ def _credentials(settings: Settings) -> Any:
     return None
 
 
-def triage_engine(settings: Settings) -> TriageEngine:
-    """The triage engine with the operator's rule files (or the shipped ones); invalid files stop
-    the start-up with the exact problem (PolicyError)."""
-    model = load_model(settings.triage_model)
-    return TriageEngine(
-        Classifier(load_classifier_rules(settings.classifier_rules), model),
-        Grader(load_grading_rules(settings.grading_rules)),
-        Router(load_routing_table(settings.routing_rules)),
-        model,
-    )
-
-
-def sla_engine(settings: Settings) -> SlaEngine:
-    """The SLA engine with the operator's policy and calendar; a year without calendar data
-    counts in ticketstream_calendar_fallbacks_total."""
-    calendar = WorkCalendar(load_overrides(settings.calendar),
-                            on_fallback=lambda year: metrics.CALENDAR_FALLBACKS.labels(year=str(year)).inc())
-    return SlaEngine(load_policy(settings.sla_policy), calendar)
+def _watch_calendar(sla: SlaEngine) -> None:
+    """The calendar's horizon as a gauge (an alert fires 45 days before it) and, when this year
+    itself has no data, a warning at start: working-day clocks are then Monday-Friday only."""
+    calendar = sla.calendar
+    today = datetime.now(calendar.tz).date()
+    until = calendar.covered_until(today)
+    end = datetime.combine(until + timedelta(days=1), datetime.min.time(), calendar.tz)
+    metrics.CALENDAR_COVERED_UNTIL.set(end.timestamp())
+    if until < today:
+        log.warning("no working-calendar data for %s: working-day SLA clocks fall back to Monday-Friday; "
+                    "add the State Council's schedule to the calendar file (`ticketstream calendar check`)",
+                    today.year)
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -108,9 +97,10 @@ def create_app(settings: Settings) -> faust.App:
     outputs = TriageOutputs(app, settings)
     intake.register(app, settings, dead_letters)
     triage.register(app, settings, engine, outputs, dead_letters)
-    sla = sla_engine(settings)
+    sla = sla_engine(settings, on_calendar_fallback=lambda year: metrics.CALENDAR_FALLBACKS.labels(year=str(year)).inc())
     metrics.initialise(list(sla.policy.stages))
-    tickets.register(app, settings, engine, sla, outputs, dead_letters)
+    _watch_calendar(sla)
+    tickets.register(app, settings, TicketProcess(engine, sla), outputs, dead_letters)
     breaches.register(app, settings)
     incidents.register(app, settings, Detector(load_incident_policy(settings.incident_policy)))
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from ticketstream.calendar import CalendarError
 from ticketstream.policyfile import PolicyError
@@ -161,19 +163,15 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def cmd_classify(args: argparse.Namespace) -> int:
-    from workers.app import triage_engine
+    from ticketstream.engines import triage_engine
     from workers.classify import classify_lines
 
     engine = triage_engine(_settings(args))
-    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
     errors = 0
-    try:
+    with _input(args.file) as source:
         for result in classify_lines(source, engine, full=args.full):
             errors += "error" in result
             print(json.dumps(result, ensure_ascii=False), flush=False)
-    finally:
-        if source is not sys.stdin:
-            source.close()
     sys.stdout.flush()
     if errors:
         print(f"{errors} line(s) could not be classified", file=sys.stderr)
@@ -202,8 +200,8 @@ def cmd_triage(args: argparse.Namespace) -> int:
         print(f"wrote {args.out} (model_version {model.version}); use it with triage_model = \"{args.out}\"")
         return 0
     if args.action == "evaluate":
+        from ticketstream.engines import triage_engine
         from ticketstream.triage_eval import evaluate, format_text, read_labelled
-        from workers.app import triage_engine
 
         if not args.file:
             raise SettingsError("triage evaluate needs a labelled JSON-lines FILE")
@@ -238,38 +236,79 @@ def _time_option(name: str, value: str | None) -> datetime | None:
 
 
 def cmd_replay(args: argparse.Namespace) -> int:
-    from datetime import datetime
-
-    from ticketstream.calendar import WorkCalendar, load_overrides
+    from ticketstream.engines import ticket_process
     from ticketstream.replay import Replay, replay_lines
-    from ticketstream.sla import SLA_EVENT, SlaEngine
-    from ticketstream.sla_policy import load_policy
-    from workers.app import triage_engine
+    from ticketstream.sla import SLA_EVENT
 
-    until = None
-    if args.until:
-        try:
-            until = datetime.fromisoformat(args.until)
-        except ValueError:
-            raise SettingsError(f"--until {args.until!r} is not an ISO 8601 time") from None
-        if until.tzinfo is None:
-            raise SettingsError("--until needs an explicit UTC offset, e.g. 2026-12-01T00:00:00+08:00")
-    engine = SlaEngine(load_policy(args.policy), WorkCalendar(load_overrides(args.calendar)))
-    replay = Replay(engine, triage_engine(_settings(args)))
-    source = sys.stdin if args.file == "-" else open(args.file, encoding="utf-8")  # noqa: SIM115
-    count = 0
-    try:
+    until = _time_option("--until", args.until)
+    settings = _settings(args)
+    overrides = {k: v for k, v in (("sla_policy", args.policy), ("calendar", args.calendar)) if v}
+    if overrides:
+        settings = settings.model_copy(update={k: Path(v) for k, v in overrides.items()})
+    replay = Replay(ticket_process(settings))
+    with _input(args.file) as source:
+        count = 0
         for event in replay_lines(source, replay, until):
             sys.stdout.write(SLA_EVENT.dump_json(event).decode() + "\n")
             count += 1
-    finally:
-        if source is not sys.stdin:
-            source.close()
     for number, reason in replay.rejected:
         print(f"line {number}: skipped: {reason}", file=sys.stderr)
+    if args.states:
+        try:
+            with open(args.states, "w", encoding="utf-8") as out:
+                for view in replay.views.values():
+                    out.write(json.dumps(view, ensure_ascii=False) + "\n")
+        except OSError as exc:
+            raise SettingsError(f"--states {args.states}: cannot write ({exc.strerror})") from None
     print(f"replayed {len(replay.seen)} event(s) of {len(replay.tickets)} ticket(s): {count} SLA event(s); "
           f"{len(replay.rejected)} line(s) skipped", file=sys.stderr)
     return 0
+
+
+@contextmanager
+def _input(name: str) -> Iterator[TextIO]:
+    """An input file by name, or standard input for '-'; a missing file is a clear error."""
+    if name == "-":
+        yield sys.stdin
+        return
+    try:
+        source = open(name, encoding="utf-8")  # noqa: SIM115
+    except OSError as exc:
+        raise SettingsError(f"{name}: cannot read ({exc.strerror})") from None
+    with source:
+        yield source
+
+
+def cmd_calendar(args: argparse.Namespace) -> int:
+    """`calendar check`: how far the working calendar reaches, and how to extend it."""
+    from datetime import date
+
+    from ticketstream.calendar import HORIZON_WARNING_DAYS, WorkCalendar, load_overrides, package_years
+
+    settings = _settings(args)
+    path = args.calendar or settings.calendar
+    calendar = WorkCalendar(load_overrides(path))
+    today = date.today()
+    until = calendar.covered_until(today)
+    left = (until - today).days
+    known = sorted(package_years())
+    print(f"chinese-calendar package: {known[0]}-{known[-1]}")
+    print(f"override file: {path or 'shipped calendar.toml'}: "
+          f"{', '.join(map(str, sorted(calendar.overrides.years))) or 'no years'}")
+    print(f"covered until: {until.isoformat()} ({left} day(s) from today, {today.isoformat()})")
+    if left >= HORIZON_WARNING_DAYS:
+        return 0
+    year = max(today.year, until.year + 1)
+    print(f"""
+Working-day SLA clocks after {until.isoformat()} fall back to Monday-Friday. When the State Council
+publishes the {year} holiday schedule (国务院办公厅关于{year}年部分节假日安排的通知), add it to the
+calendar file (the `calendar` setting), or upgrade the chinese-calendar package:
+
+[years.{year}]
+holidays = [{year}-01-01, ...]   # every public holiday
+workdays = [...]                # weekend days that are working days (调休)
+""", file=sys.stderr)
+    return 1
 
 
 def cmd_incidents(args: argparse.Namespace) -> int:
@@ -420,13 +459,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text", help="evaluate: output format")
     p.add_argument("--errors", action="store_true", help="evaluate: list every wrong line")
 
-    p = add("replay", "run the SLA engine offline over recorded events on a virtual clock (what would a policy have done?)",
-            cmd_replay)
-    p.add_argument("file", metavar="FILE|-", nargs="?", default="-", help="JSON lines of inbound events (default: stdin)")
-    p.add_argument("--policy", metavar="FILE", help="SLA policy (TOML) instead of the shipped one")
-    p.add_argument("--calendar", metavar="FILE", help="working-calendar overrides (TOML)")
+    p = add("replay", "run the workers' ticket process offline over recorded events on a virtual clock "
+            "(what would a policy have done?)", cmd_replay)
+    p.add_argument("file", metavar="FILE|-", nargs="?", default="-",
+                   help="JSON lines of inbound events and incident links {ticket_id, incident_id} (default: stdin)")
+    p.add_argument("--policy", metavar="FILE", help="SLA policy (TOML) instead of the settings' sla_policy")
+    p.add_argument("--calendar", metavar="FILE", help="working-calendar overrides (TOML) instead of the settings' calendar")
     p.add_argument("--until", metavar="TIME", help="advance the clock to this ISO 8601 time at the end "
                                                       "(default: the last event time)")
+    p.add_argument("--states", metavar="FILE", help="also write each ticket's final tickets.state record here")
 
     p = add("alert-bridge", "forward the alerts topic to Alertmanager's API, with de-duplication and re-sends",
             cmd_alert_bridge)
@@ -434,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resend-seconds", type=float, default=60.0,
                    help="re-send firing alerts this often; keep it well below Alertmanager's resolve_timeout")
     p.add_argument("--metrics-port", type=int, default=6067, help="port of the bridge's own /metrics (0: none)")
+
+    p = add("calendar", "check how far the working calendar (statutory holidays, 调休) reaches", cmd_calendar)
+    p.add_argument("action", choices=["check"])
+    p.add_argument("--calendar", metavar="FILE", help="calendar override file instead of the settings' calendar")
+    p.epilog = "exit status 1 when fewer than 45 days are covered from today"
 
     p = add("incidents", "list open and recently closed mass incidents", cmd_incidents)
     p.add_argument("action", choices=["list"])

@@ -25,7 +25,7 @@ from ticketstream.topology import ACCEPTED, DLQ, SLA_EVENTS, TRIAGED
 from workers import embedded_kafka
 from workers.simulator import SimulationReport, run_simulation
 from workers.embedded_kafka import free_ports
-from workers.metrics import scrape
+from streams.metrics import scrape
 from workers.topics import create_topics
 from workers.worker import port_free, stop_process
 

@@ -45,7 +45,7 @@ from ticketstream.triage import TriageEngine  # noqa: E402
 from tests.harness import TopicReader, isolated_settings, wait_until, worker_ready  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS, TRIAGED as TRIAGED_TOPIC  # noqa: E402
 from workers import embedded_kafka  # noqa: E402
-from workers.metrics import scrape  # noqa: E402
+from streams.metrics import scrape  # noqa: E402
 from workers.topics import create_topics  # noqa: E402
 
 

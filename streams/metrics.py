@@ -46,6 +46,10 @@ SLA_FIRE_DELAY = Histogram(
 DEADLINE_INDEX = Gauge("ticketstream_deadline_index_tickets", "Tickets with a pending threshold in this worker's index.")
 CALENDAR_FALLBACKS = Counter("ticketstream_calendar_fallbacks", "Dates looked up in a year without calendar data.",
                              ["year"])
+CALENDAR_COVERED_UNTIL = Gauge(
+    "ticketstream_calendar_covered_until_timestamp_seconds",
+    "End (24:00 local) of the last day with working-calendar data (package plus override file): "
+    "working-day clocks after it fall back to Monday-Friday.")
 ALERTS = Counter("ticketstream_alerts", "Alerts published to the alerts topic, by alert name.", ["alertname"])
 TICKET_MESSAGES = Counter("ticketstream_ticket_messages", "Messages the ticket agent applied, by source.", ["source"])
 INCIDENT_RECORDS = Counter("ticketstream_incident_records", "Incident records published, by action.", ["action"])

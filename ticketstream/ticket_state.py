@@ -1,0 +1,84 @@
+"""One ticket's state (工單狀態): what the ticket process remembers between two of its inputs.
+
+Kept in the worker's `tickets` table (one value per ticket, JSON) and in `replay`'s memory. The
+serialised form carries `v` (its schema version); a value without it was written by the release
+before this one (the same keys, untyped) and still loads, so a rolling upgrade needs no migration.
+The keys `next`, `open` and `risk` stay short and at the top level: the deadline-index rebuild after
+a rebalance reads only them, straight from the store (`streams.tables.entries`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from schemas.tickets import TRIAGED, TriagedTicket
+from ticketstream.sla import TicketSla
+
+STATE_VERSION = 2
+"""1: the untyped dict of the first releases (no `v` key); 2: this model."""
+
+
+class StateVersionError(ValueError):
+    """A stored value of a newer release than this one: refuse rather than misread it."""
+
+
+@dataclass
+class TicketState:
+    ticket_id: str
+    sla: TicketSla
+    triage: TriagedTicket | None = None
+    """The newest triage revision (None until the triage agent's first record arrives)."""
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    """People's overrides and escalations (event JSON) that arrived before the triage; applied in
+    occurrence order when it comes."""
+    applied: set[str] = field(default_factory=set)
+    """Ids of overrides and escalations already applied: a re-delivery changes nothing."""
+    incident_id: str | None = None
+    """The mass incident the ticket is linked to (it may arrive before the triage)."""
+    next_due: float | None = None
+    """The earliest instant something of this ticket fires (the deadline index's entry)."""
+    open_bucket: tuple[str, str] | None = None
+    """(team, grade) while the ticket is open: what the open-tickets gauge counts it as."""
+    at_risk: list[str] = field(default_factory=list)
+    """Stages past the at-risk warning and neither met nor breached (the at-risk gauge)."""
+
+    @classmethod
+    def new(cls, ticket_id: str) -> TicketState:
+        return cls(ticket_id, TicketSla(ticket_id))
+
+    @property
+    def is_new(self) -> bool:
+        """Nothing has been recorded for the ticket yet."""
+        return self.triage is None and self.sla.received_at is None and not self.sla.facts and not self.pending
+
+    def to_value(self) -> dict[str, Any]:
+        return {
+            "v": STATE_VERSION, "sla": self.sla.to_dict(),
+            "triage": TRIAGED.dump_python(self.triage, mode="json") if self.triage is not None else None,
+            "pending": self.pending, "applied": sorted(self.applied), "incident_id": self.incident_id,
+            "next": self.next_due, "open": list(self.open_bucket) if self.open_bucket else None, "risk": self.at_risk,
+        }
+
+    @classmethod
+    def from_value(cls, ticket_id: str, value: dict[str, Any] | None) -> TicketState:
+        """The state from a stored value (this release's or the previous one's); a missing value
+        is a new ticket."""
+        if not value:
+            return cls.new(ticket_id)
+        version = value.get("v", 1)
+        if version > STATE_VERSION:
+            raise StateVersionError(f"ticket {ticket_id}: state version {version} is newer than this release's "
+                                    f"({STATE_VERSION}); run the newer release")
+        bucket = value.get("open")
+        return cls(
+            ticket_id=ticket_id,
+            sla=TicketSla.from_dict(value["sla"]) if value.get("sla") else TicketSla(ticket_id),
+            triage=TRIAGED.validate_python(value["triage"]) if value.get("triage") else None,
+            pending=list(value.get("pending") or []),
+            applied=set(value.get("applied") or []),
+            incident_id=value.get("incident_id"),
+            next_due=value.get("next"),
+            open_bucket=(bucket[0], bucket[1]) if bucket else None,
+            at_risk=list(value.get("risk") or []),
+        )
