@@ -4,6 +4,9 @@ The ticket agent re-keys every breach and at-risk warning by (team, grade, stage
 `sla.by_team`, so each count lives on one partition. Windowed tables hold aggregates only, never
 per-ticket timers (ARCHITECTURE pitfall 3); their changelogs are `compact,delete` with a
 retention a little past the window's expiry, so they do not grow forever (pitfall 7).
+
+A message that cannot be decoded or counted is dead-lettered (stage `breaches`) with the reason,
+not logged and dropped (Faust would ack it anyway: pitfall 1).
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from typing import Any
 
 import faust
 
+from schemas.deadletter import Reason, ReasonCode
+from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
@@ -26,7 +31,8 @@ from workers import metrics
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings) -> None:
+def register(app: faust.App, settings: Settings, dead_letters: DeadLetters | None = None) -> None:
+    dead_letters = dead_letters or DeadLetters(app, settings)
     source = raw_topic(app, settings.topic(SLA_BY_TEAM))
     alerts = Emitter(app, settings.topic(ALERTS))
     tables = {
@@ -54,5 +60,8 @@ def register(app: faust.App, settings: Settings) -> None:
                     if alert is not None:
                         metrics.ALERTS.labels(alertname="TeamOverload").inc()
                         await alerts.send(alert.id.encode(), json.dumps(alert.as_alert(), ensure_ascii=False).encode())
-            except Exception:  # noqa: BLE001 - an aggregate must never stop the stream
-                log.exception("breach counting failed for key %r", event.key)
+            except Exception as exc:  # noqa: BLE001 - an aggregate must never stop the stream
+                raw = event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
+                await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
+                                                    message=f"{type(exc).__name__} counting breaches: {str(exc)[:200]}"),
+                                        source_of(event), "breaches")
