@@ -18,6 +18,7 @@ test:
 bench: bootstrap
 	$(PY) tests/benchmarks/bench_triage.py
 	$(PY) tests/benchmarks/bench_incidents.py
+	$(PY) tests/benchmarks/eval_incidents.py --hours 2 --trials 20
 	$(PY) tests/benchmarks/eval_triage.py
 	$(PY) tests/benchmarks/bench_intake.py --events 20000 --repeat 2
 	$(PY) tests/benchmarks/bench_sla.py --tickets 5000 --probes 100

@@ -26,6 +26,12 @@ class ReasonCode(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     CONFLICTING_DUPLICATE = "conflicting_duplicate"
     PROCESSING_ERROR = "processing_error"
+    INVALID_ALERT = "invalid_alert"
+    """An `alerts` record that is not a valid alert (schemas.alerts); dead-lettered by the bridge."""
+    ALERT_REJECTED = "alert_rejected"
+    """Alertmanager refused the alert on its own with a 4xx answer."""
+    ALERT_UNDELIVERABLE = "alert_undeliverable"
+    """Alertmanager failed on the alert alone, again and again, while it accepted others."""
 
 
 class FieldError(BaseModel):

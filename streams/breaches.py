@@ -4,6 +4,9 @@ The ticket agent re-keys every breach and at-risk warning by (team, grade, stage
 `sla.by_team`, so each count lives on one partition. Windowed tables hold aggregates only, never
 per-ticket timers (ARCHITECTURE pitfall 3); their changelogs are `compact,delete` with a
 retention a little past the window's expiry, so they do not grow forever (pitfall 7).
+
+A message that cannot be decoded or counted is dead-lettered (stage `breaches`) with the reason,
+not logged and dropped (Faust would ack it anyway: pitfall 1).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 import faust
 
+from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
@@ -26,7 +30,8 @@ from streams import metrics
 log = logging.getLogger(__name__)
 
 
-def register(app: faust.App, settings: Settings) -> None:
+def register(app: faust.App, settings: Settings, dead_letters: DeadLetters | None = None) -> None:
+    dead_letters = dead_letters or DeadLetters(app, settings)
     source = raw_topic(app, settings.topic(SLA_BY_TEAM))
     alerts = Emitter(app, settings.topic(ALERTS))
     tables = {
@@ -38,21 +43,20 @@ def register(app: faust.App, settings: Settings) -> None:
     }
     thresholds = {"5m": settings.overload_breaches_5m, "1h": settings.overload_breaches_1h}
 
+    async def handle(event: Any, raw: bytes) -> None:
+        key = event.key.decode()
+        team, grade, stage, counted = overload.parse_key(key)
+        for window, counts in tables.items():
+            counts[key] += 1
+            if counted != "breach":
+                continue
+            count = counts[key].current()
+            window_start = counts.get_timestamp(event) // overload.WINDOWS[window] * overload.WINDOWS[window]
+            alert = overload.overload(team, grade, stage, window, window_start, count, thresholds[window])
+            if alert is not None:
+                metrics.ALERTS.labels(alertname="TeamOverload").inc()
+                await alerts.send(alert.id.encode(), json.dumps(alert.as_alert(), ensure_ascii=False).encode())
+
     @app.agent(source, concurrency=1, name="breaches")
     async def count_breaches(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                key = event.key.decode()
-                team, grade, stage, counted = overload.parse_key(key)
-                for window, table in tables.items():
-                    table[key] += 1
-                    if counted != "breach":
-                        continue
-                    count = table[key].current()
-                    window_start = table.get_timestamp(event) // overload.WINDOWS[window] * overload.WINDOWS[window]
-                    alert = overload.overload(team, grade, stage, window, window_start, count, thresholds[window])
-                    if alert is not None:
-                        metrics.ALERTS.labels(alertname="TeamOverload").inc()
-                        await alerts.send(alert.id.encode(), json.dumps(alert.as_alert(), ensure_ascii=False).encode())
-            except Exception:  # noqa: BLE001 - an aggregate must never stop the stream
-                log.exception("breach counting failed for key %r", event.key)
+        await guarded(stream.events(), dead_letters, "breaches", handle)

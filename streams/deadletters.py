@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import traceback
@@ -79,6 +80,6 @@ async def guarded(events: AsyncIterator[Any], dead_letters: DeadLetters, stage: 
             where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
             log.error("%s failed on %s: %s at %s", stage, source_of(event).model_dump(), type(exc).__name__,
                       f"{where.filename}:{where.lineno}" if where else "?")
-            await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
-                                                message=f"unexpected {type(exc).__name__} in {stage}"),
+            code = ReasonCode.INVALID_JSON if isinstance(exc, json.JSONDecodeError) else ReasonCode.PROCESSING_ERROR
+            await dead_letters.send(raw, Reason(code=code, message=f"unexpected {type(exc).__name__} in {stage}"),
                                     source_of(event), stage)

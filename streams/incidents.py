@@ -1,7 +1,8 @@
 """Incident agent: `incidents.by_key` -> `incidents` + `alerts` + `incidents.links`.
 
-The triage agent re-keys every new complaint by (city, top-level category); here each key's
-detection state lives in the `incident_keys` table and `ticketstream.incidents.Detector` decides.
+The triage agent re-keys every new complaint by city (its top-level category in the value, so
+a category's share of its city can be judged); here each city's detection state lives in the
+`incident_keys` table and `ticketstream.incidents.Detector` decides.
 Counting is by the complaints' own time in minute buckets held in that state, not in a Faust
 windowed table: those expire on wall-clock time and judge a late event by its arrival
 (ARCHITECTURE pitfall 3), while an outage is about when customers complained.
@@ -9,6 +10,10 @@ windowed table: those expire on wall-clock time and judge a late event by its ar
 A timer sends each open incident's key a tick, so the quiet-period close happens inside stream
 iteration like every table write. Links go to the ticket agent (`incidents.links`, keyed by
 ticket), which records the incident on the ticket and raises it to at least L2.
+
+A message that cannot be decoded or handled is dead-lettered (stage `incidents`) with the
+reason, never logged and dropped: Faust acks a message whose handler raised (pitfall 1), so the
+dead letter is the only trace it would leave.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ from typing import Any
 
 import faust
 
+from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
+from ticketstream.alerts import mass_incident
 from ticketstream.incidents import Detector, IncidentRecord, KeyState
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
@@ -33,19 +40,12 @@ log = logging.getLogger(__name__)
 
 def incident_alert(record: IncidentRecord) -> dict[str, Any]:
     """One alert per incident (firing on open and update, resolved on close), grouped by incident."""
-    return {
-        "id": f"mass_incident:{record.id}",
-        "status": "resolved" if record.action == "close" else "firing",
-        "labels": {"alertname": "MassIncident", "incident": record.id, "city": record.city,
-                   "category": record.category, "severity": "critical"},
-        "annotations": {"summary": f"{record.count} {record.category} complaints in {record.city} "
-                                   f"(baseline {record.baseline:.1f} per window)"},
-        "starts_at": record.opened_at,
-        "ends_at": record.closed_at,
-    }
+    return mass_incident(record.id, record.city, record.category, record.count, record.baseline,
+                         record.opened_at, record.closed_at if record.action == "close" else None)
 
 
-def register(app: faust.App, settings: Settings, detector: Detector) -> None:
+def register(app: faust.App, settings: Settings, detector: Detector, dead_letters: DeadLetters | None = None) -> None:
+    dead_letters = dead_letters or DeadLetters(app, settings)
     source = raw_topic(app, settings.topic(INCIDENTS_BY_KEY))
     keys = table(app, settings, TABLE_INCIDENT_KEYS, dict, "per city|category: minute buckets, baseline, open incident")
     incidents = Emitter(app, settings.topic(INCIDENTS))
@@ -63,25 +63,24 @@ def register(app: faust.App, settings: Settings, detector: Detector) -> None:
         metrics.INCIDENT_RECORDS.labels(action=record.action).inc()
         metrics.OPEN_INCIDENTS.set(len(open_keys))
 
+    async def handle(event: Any, raw: bytes) -> None:
+        key = event.key.decode()
+        body = json.loads(raw)
+        state = KeyState.from_dict(keys[key]) if keys[key] else KeyState(key)
+        if "tick" in body:
+            outcome = detector.tick(state, float(body["tick"]))
+        else:
+            outcome = detector.complaint(state, str(body["ticket_id"]), float(body["at"]), body.get("category"))
+        (open_keys.add if state.incident else open_keys.discard)(key)
+        keys[key] = state.to_dict()
+        for record in outcome.records:
+            await publish(record)
+        for ticket_id, incident_id in outcome.links:
+            await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
+
     @app.agent(source, concurrency=1, name="incidents")
     async def detect(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                key = event.key.decode()
-                body = json.loads(event.value)
-                state = KeyState.from_dict(keys[key]) if keys[key] else KeyState(key)
-                if "tick" in body:
-                    outcome = detector.tick(state, float(body["tick"]))
-                else:
-                    outcome = detector.complaint(state, body["ticket_id"], float(body["at"]))
-                (open_keys.add if state.incident else open_keys.discard)(key)
-                keys[key] = state.to_dict()
-                for record in outcome.records:
-                    await publish(record)
-                for ticket_id, incident_id in outcome.links:
-                    await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
-            except Exception:  # noqa: BLE001 - detection must never stop the stream
-                log.exception("incident detection failed for key %r", event.key)
+        await guarded(stream.events(), dead_letters, "incidents", handle)
 
     @app.timer(interval=min(30.0, detector.policy.step_seconds))
     async def quiet_ticks() -> None:

@@ -88,7 +88,7 @@ def initialise(stages: list[str]) -> None:
         INTAKE_ACCEPTED.labels(type=event_type.value)
     for channel in Channel:
         COMPLAINTS.labels(channel=channel.value)
-    for stage in ("intake", "triage", "tickets"):
+    for stage in ("intake", "triage", "tickets", "incidents", "breaches"):
         for reason in ReasonCode:
             DEADLETTERS.labels(stage=stage, reason=reason.value)
     for grade in Grade:

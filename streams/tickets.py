@@ -36,7 +36,7 @@ from streams.tables import entries, table
 from streams.triage import TriageOutputs
 from ticketstream.deadlines import DeadlineIndex
 from ticketstream.settings import Settings
-from ticketstream.sla import SLA_EVENT, SlaKind, TicketSla
+from ticketstream.sla import SLA_EVENT, SlaKind
 from ticketstream.ticket_process import Effects, TicketProcess
 from ticketstream.ticket_state import TicketState
 from ticketstream.ticketview import ticket_view

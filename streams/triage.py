@@ -8,7 +8,6 @@ on one partition.
 
 from __future__ import annotations
 
-import json
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +20,7 @@ from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
-from ticketstream.incidents import key_of
+from ticketstream.incidents import by_key_message
 from ticketstream.settings import Settings
 from ticketstream.topology import (BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC,
                                   queue_topic)
@@ -63,9 +62,8 @@ def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: 
         record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
         history[customer_id] = [list(h) for h in updated]
         await outputs.publish(record)
-        await outputs.by_key.send(
-            key_of(record.region.city, record.category.top_level).encode(),
-            json.dumps({"ticket_id": record.ticket_id, "at": complaint.occurred_at.timestamp()}).encode())
+        await outputs.by_key.send(*by_key_message(record.region.city, record.category.top_level,
+                                                  record.ticket_id, complaint.occurred_at.timestamp()))
         if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
             metrics.REPEAT_COMPLAINTS.inc()
         if record.manual_triage:

@@ -69,3 +69,55 @@ def prometheus(config: Path, tmp: Path) -> Iterator[str]:
             f"--web.listen-address=127.0.0.1:{port}"]
     with server(args, f"{url}/-/ready", tmp / "prometheus.log"):
         yield url
+
+
+class WebhookReceiver:
+    """A loopback HTTP server that records Alertmanager's webhook notifications (one POST per
+    notification: a group of alerts) by receiver path."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        received: list[tuple[str, dict]] = []
+        self.received = received
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 - the http.server API
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                received.append((self.path.strip("/"), json.loads(body)))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def notifications(self, receiver: str | None = None) -> list[dict]:
+        return [body for path, body in list(self.received) if receiver is None or path == receiver]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def alertmanager_config_for_tests(config: Path, webhook_url: str, out: Path, seconds_per_minute: float = 0.1) -> Path:
+    """The shipped Alertmanager config with its receivers pointed at `webhook_url` and its
+    timings scaled down (each minute becomes `seconds_per_minute` seconds, at least 1 s), so a
+    test sees the real routes, groups and inhibitions in seconds instead of minutes."""
+    import re
+
+    text = config.read_text().replace("http://127.0.0.1:9099", webhook_url)
+
+    def scale(match: re.Match[str]) -> str:
+        value, unit = float(match.group(2)), match.group(3)
+        minutes = value / 60 if unit == "s" else value if unit == "m" else value * 60
+        return f"{match.group(1)}{max(1, round(minutes * seconds_per_minute))}s"
+
+    text = re.sub(r"((?:group_wait|group_interval|repeat_interval): )(\d+)([smh])", scale, text)
+    out.write_text(text)
+    return out

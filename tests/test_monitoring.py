@@ -13,6 +13,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 import streams.metrics  # noqa: F401 - registers every metric the workers export
+import workers.alert_bridge  # noqa: F401 - and those of the alert bridge
 import workers.publisher  # noqa: F401 - and those of the channel-side clients (publish, simulate)
 from tests.harness import REPO, isolated_settings, worker_process
 
@@ -33,7 +34,7 @@ def run(*args: str, cwd: Path = MONITORING) -> subprocess.CompletedProcess:
 def test_prometheus_config_and_rules_are_valid():
     result = run(tool("promtool"), "check", "config", "prometheus.yml")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "9 rules found" in result.stdout + result.stderr
+    assert "12 rules found" in result.stdout + result.stderr
 
 
 def test_alert_rules_unit_tests_pass():
@@ -58,8 +59,33 @@ def test_alertmanager_config_routes_and_inhibits():
     assert receiver("alertname=TicketSlaBreach", "team=billing", "grade=L3") == "team-billing"
     assert receiver("alertname=TicketSlaBreach", "team=network_ops", "grade=L1", "severity=critical") == \
         "oncall-critical,team-network-ops"
+    # Rule alerts carry team and grade now, and route like the stream alerts.
+    assert receiver("alertname=SlaBreachRateHigh", "team=billing", "grade=L2", "severity=critical") == \
+        "oncall-critical,team-billing"
+    assert receiver("alertname=OnTimeRateLow", "team=frontline", "grade=L3", "stage=response") == "team-service"
+    assert receiver("alertname=AlertBridgeFailing", "severity=critical") == "oncall-critical"
+    assert receiver("alertname=DeadLetterRateHigh", "severity=warning") == "oncall-default"
     text = config.read_text()
-    assert 'source_matchers: [alertname="MassIncident"]' in text and "equal: [city]" in text
+    assert 'source_matchers: [alertname="MassIncident"]' in text and "equal: [incident]" in text
+
+
+def test_ticket_breaches_are_grouped_per_team_grade_and_stage_with_calm_timings():
+    # (No YAML parser among the dependencies; the real server test is test_alertmanager_grouping.py.)
+    text = (MONITORING / "alertmanager.yml").read_text()
+    block = text[text.index('- matchers: [alertname="TicketSlaBreach"]'):].split("routes:")[0]
+    assert "group_by: [alertname, team, grade, stage]" in block
+    assert all(timing in block for timing in ("group_wait: 1m", "group_interval: 10m", "repeat_interval: 12h"))
+
+
+def test_every_rule_alert_says_what_to_do_and_carries_team_and_grade_where_its_metric_has_them():
+    text = (MONITORING / "rules" / "ticketstream.rules.yml").read_text()
+    blocks = text.split("- alert: ")[1:]
+    assert len(blocks) == 12
+    for block in blocks:
+        name = block.split()[0]
+        assert "summary:" in block and "action:" in block, name
+        if "ticketstream_sla_" in block:
+            assert "team" in block.split("labels:")[0] and "grade" in block.split("labels:")[0], name
 
 
 def exported_names() -> set[str]:

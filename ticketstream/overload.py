@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from ticketstream.alerts import team_overload
 from ticketstream.sla import SlaKind
 
 WINDOWS = {"5m": 300, "1h": 3600}
@@ -46,18 +47,9 @@ class OverloadAlert:
     threshold: int
 
     def as_alert(self) -> dict[str, object]:
-        """The shape every alert on the `alerts` topic has (Alertmanager-compatible labels)."""
-        return {
-            "id": self.id,
-            "status": "firing",
-            "labels": {"alertname": "TeamOverload", "team": self.team, "grade": self.grade, "stage": self.stage,
-                       "window": self.window, "severity": "critical" if self.grade in ("L1", "L2") else "warning"},
-            "annotations": {
-                "summary": f"{self.team}: {self.breaches} {self.stage} breaches of {self.grade} tickets in "
-                           f"{self.window} (threshold {self.threshold})",
-            },
-            "starts_at": self.window_start.isoformat(),
-        }
+        """The `alerts` topic record, built and validated by `ticketstream.alerts`."""
+        return team_overload(self.id, self.team, self.grade, self.stage, self.window, self.window_start,
+                             self.breaches, self.threshold)
 
 
 def overload(team: str, grade: str, stage: str, window: str, window_start: float, count: int,

@@ -61,6 +61,14 @@ def mask_text(text: str) -> str:
     return _EMAIL_RE.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
 
 
+def looks_personal(text: str) -> bool:
+    """Whether free text carries a mobile or landline number, a national ID number or an e-mail
+    address. (A run of 11+ other digits is not counted here: ids with a timestamp in them are
+    operational references; `mask_text` still masks such runs wherever text is masked.)"""
+    return bool(_ID_RE.search(text) or _MOBILE_RE.search(text) or _LANDLINE_RE.search(text)
+                or _EMAIL_RE.search(text))
+
+
 def _mask_field(key: str, value: str) -> str:
     key = key.lower()
     if key in {"phone", "mobile", "tel", "contact_phone"}:

@@ -363,6 +363,22 @@ def cmd_alert_bridge(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitoring(args: argparse.Namespace) -> int:
+    from workers import monitoring
+
+    settings = _settings(args)
+    directory = Path(args.dir).resolve() if args.dir else monitoring.default_directory(settings)
+    if args.action == "start":
+        monitoring.start(settings, directory, prometheus_port=args.prometheus_port,
+                         alertmanager_port=args.alertmanager_port, bridge_port=args.bridge_port,
+                         alertmanager_config=Path(args.alertmanager_config) if args.alertmanager_config else None,
+                         resend_seconds=args.resend_seconds)
+        return 0
+    if args.action == "stop":
+        return 0 if monitoring.stop(directory) else 1
+    return 0 if monitoring.status(directory) else 1
+
+
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
@@ -480,6 +496,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["check"])
     p.add_argument("--calendar", metavar="FILE", help="calendar override file instead of the settings' calendar")
     p.epilog = "exit status 1 when fewer than 45 days are covered from today"
+
+    p = add("monitoring", "start, stop or inspect Prometheus, Alertmanager and the alert bridge (loopback, absolute paths)",
+            cmd_monitoring)
+    p.add_argument("action", choices=["start", "stop", "status"])
+    p.add_argument("--dir", help="state, data and logs (default: .ticketstream/monitoring, made absolute)")
+    p.add_argument("--prometheus-port", type=int, default=9090, help="default 9090 (a free one if busy)")
+    p.add_argument("--alertmanager-port", type=int, default=9093, help="default 9093 (a free one if busy)")
+    p.add_argument("--bridge-port", type=int, default=6067, help="the bridge's /metrics (default 6067)")
+    p.add_argument("--alertmanager-config", metavar="FILE", help="instead of monitoring/alertmanager.yml")
+    p.add_argument("--resend-seconds", type=float, default=60.0, help="the bridge's re-send period (default 60)")
 
     p = add("incidents", "list open and recently closed mass incidents", cmd_incidents)
     p.add_argument("action", choices=["list"])

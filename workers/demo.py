@@ -94,6 +94,21 @@ class OutputWatcher:
         self.consumer.close()
 
 
+def _print_monitoring(settings: Settings, out: IO[str]) -> None:
+    """Where to look: the running monitoring stack's URLs, or the command that starts it."""
+    from workers import monitoring
+
+    stack = monitoring.load(monitoring.default_directory(settings))
+    if stack is not None:
+        print("Monitoring (started by `ticketstream monitoring start`):", file=out)
+        for what, url in stack.urls():
+            print(f"  {what:48} {url}", file=out)
+    else:
+        print("Prometheus, Alertmanager and the alert bridge: run `.venv/bin/ticketstream monitoring start` "
+              "in another terminal (then Prometheus is at http://127.0.0.1:9090/classic/graph)", file=out)
+    out.flush()
+
+
 def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sys.stdout) -> int:
     started_kafka = False
     if not settings.bootstrap_servers:
@@ -120,6 +135,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
     worker = start_worker_process(settings, log_path)
     print(f"Worker started (pid {worker.pid}); metrics at http://{settings.web_host}:{settings.web_port}/metrics; "
           f"log in {log_path}", file=out, flush=True)
+    _print_monitoring(settings, out)
     watcher = OutputWatcher(settings)
     stop = threading.Event()
     sim_report: list[SimulationReport] = []

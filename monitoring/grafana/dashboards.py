@@ -53,6 +53,10 @@ DASHBOARDS: dict[str, tuple[str, list[tuple[str, str, str]]]] = {
         ("Duplicates dropped / s", "sum(rate(ticketstream_intake_duplicates_total[5m]))", "ops"),
         ("Ticket agent messages / s by source", "sum by (source) (rate(ticketstream_ticket_messages_total[5m]))", "ops"),
         ("Calendar fallbacks (years without data)", "sum by (year) (increase(ticketstream_calendar_fallbacks_total[1d]))", "short"),
+        ("Alert bridge: records / s by outcome", "sum by (outcome) (rate(ticketstream_bridge_records_total[5m]))", "ops"),
+        ("Alert bridge: oldest undelivered alert", "max(ticketstream_bridge_oldest_undelivered_age_seconds)", "s"),
+        ("Alert bridge: dead-lettered by reason / h", "sum by (reason) (increase(ticketstream_bridge_dead_lettered_total[1h]))", "short"),
+        ("Alert bridge: posts / s by result", "sum by (result) (rate(ticketstream_bridge_posts_total[5m]))", "ops"),
     ]),
 }
 
