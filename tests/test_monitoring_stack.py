@@ -12,6 +12,7 @@ records are put on the alerts topic among them. Then:
 - Prometheus scrapes the bridge; `monitoring status` and `stop` work.
 About a minute and a half here."""
 
+import contextlib
 import json
 import subprocess
 import sys
@@ -85,10 +86,14 @@ def test_every_alert_is_delivered_or_dead_lettered_and_notifications_arrive_grou
                 producer.send(settings.topic(ALERTS), key=key, value=value)
             producer.flush()
 
-            def breaches_posted() -> bool:
-                return len([a for a in get_json(f"{am}/api/v2/alerts") if a["labels"]["alertname"] == "TicketSlaBreach"]) >= 60
+            def response_breaches(query: str = "") -> set[str]:
+                """Tickets with a response-stage breach alert in Alertmanager. Only the response stage:
+                the resolution stage of every ticket (answered or not) breaches at 8 s, a legitimate
+                alert with the same `ticket` label."""
+                return {a["labels"]["ticket"] for a in get_json(f"{am}/api/v2/alerts{query}")
+                        if a["labels"]["alertname"] == "TicketSlaBreach" and a["labels"]["stage"] == "response"}
 
-            wait_until(breaches_posted, 90, "60 ticket breach alerts in Alertmanager")
+            wait_until(lambda: len(response_breaches()) >= 60, 90, "60 response breach alerts in Alertmanager")
             late = (datetime.now(UTC)).isoformat()
             for ticket in tickets[:10]:  # answered late: their breach alerts resolve
                 event = lifecycle("ticket.responded", ticket, occurred_at=late, agent="A1")
@@ -118,10 +123,14 @@ def test_every_alert_is_delivered_or_dead_lettered_and_notifications_arrive_grou
             assert len(dead) == 3 and {r["reason"]["code"] for r in dead.values()} == {"invalid_alert"}
             messages = " | ".join(r["reason"]["message"] for r in dead.values())
             assert "must be after starts_at" in messages and "needs the label(s) team" in messages
-            # Alertmanager: the 50 still-firing breaches active, the 10 answered ones resolved.
-            active = {a["labels"]["ticket"] for a in get_json(f"{am}/api/v2/alerts?active=true")
-                      if a["labels"]["alertname"] == "TicketSlaBreach"}
-            assert active == set(tickets[10:])
+            # Alertmanager: the 50 still-firing response breaches active, the 10 answered ones resolved.
+            # A stage met less than a second after its breach ends one second after it started
+            # (`schemas.alerts.at_least_after`), and Alertmanager lists an alert as active until its
+            # endsAt: wait for that instant rather than read Alertmanager once.
+            with contextlib.suppress(AssertionError):  # on time-out, the assert below shows the difference
+                wait_until(lambda: response_breaches("?active=true") == set(tickets[10:]), 30,
+                           "the 10 answered response breaches resolved in Alertmanager, the other 50 active")
+            assert response_breaches("?active=true") == set(tickets[10:])
 
             # The webhook: grouped notifications (one group per team, grade and stage).
             def grouped() -> set[str]:
