@@ -5,8 +5,8 @@ content included, and the same final `tickets.state`.
 Live, every input is processed when it arrives; replay processes the log on a virtual clock. The
 two can only differ where a threshold falls within the pipeline's latency of an event that
 changes it (which happened first is then a race live and a fact in replay), so the log is
-screened: a ticket with a threshold within half a second of one of its own events, an incident
-link sent that close to another of its inputs (the two travel different topics), or a threshold
+screened: a ticket with a threshold within a second of one of its own events, an incident link
+sent that close to another of its inputs (the two travel different topics), or a threshold
 near the end of the run, is left out of the comparison (it is still sent). A retroactive event fires when its
 cause is processed, so its `fired_at` is compared within that latency.
 """
@@ -32,20 +32,20 @@ from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parent / "data"
-SEND_SECONDS = 70.0
+SEND_SECONDS = 95.0
 """Events later than this after the start are not sent: the run's end (`until`)."""
 
 
 def planned_log(start: datetime) -> list[tuple[float, bytes, bytes]]:
-    """(send offset, key, value) of every message: simulator traffic with an hour as a second,
+    """(send offset, key, value) of every message: simulator traffic with an hour as two seconds,
     plus people's reclassifications, escalations, regrades to L1 (after the L1 response deadline:
     retroactive) and incident links on some tickets."""
     # No out-of-order sends: the simulator's "out of order" sends an event before it occurs, which
     # a live worker sees at its wall-clock time and replay at the event's time (its virtual clock
     # is the latest event time seen). Late, duplicated and malformed messages stay in.
-    sim = Simulator(start, rate=10, seed=77, time_scale=1 / 3600, id_prefix=f"EQ{int(start.timestamp())}",
+    sim = Simulator(start, rate=12, seed=77, time_scale=2 / 3600, id_prefix=f"EQ{int(start.timestamp())}",
                     shares=Shares(repeat_customer=0.1, out_of_order=0.0))
-    out = [(m.at, m.key, m.value) for m in sim.schedule(30) if m.at <= SEND_SECONDS]
+    out = [(m.at, m.key, m.value) for m in sim.schedule(25) if m.at <= SEND_SECONDS]
     extra = []
     for i, (at, key, value) in enumerate(out):
         try:
@@ -58,7 +58,7 @@ def planned_log(start: datetime) -> list[tuple[float, bytes, bytes]]:
         kind, data, later = {0: ("ticket.reclassified", {"category": "business.tariff_billing", "agent": "Q1"}, 2.5),
                              3: ("ticket.escalated", {"agent": "Q2"}, 4.0),
                              5: ("link", {}, 1.5),
-                             6: ("ticket.regraded", {"grade": "L1", "agent": "Q3"}, 2.6)}[i % 7]
+                             6: ("ticket.regraded", {"grade": "L1", "agent": "Q3"}, 5.0)}[i % 7]
         if kind == "link":
             extra.append((at + later, b"LINK:" + tid.encode(),
                           json.dumps({"ticket_id": tid, "incident_id": f"INC:test|{tid}"}).encode()))
@@ -70,7 +70,7 @@ def planned_log(start: datetime) -> list[tuple[float, bytes, bytes]]:
     return sorted(out + [e for e in extra if e[0] <= SEND_SECONDS], key=lambda m: m[0])
 
 
-def comparable_tickets(lines: list[str], sent: list[float], settings, until: datetime, window: float = 0.5
+def comparable_tickets(lines: list[str], sent: list[float], settings, until: datetime, window: float = 1.0
                        ) -> set[str]:
     """Tickets whose threshold instants (fired, or pending in their final timings) are clear of
     their own events (when they occurred and when they were sent) by `window` seconds and fall
@@ -133,7 +133,7 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
         producer.flush()
         until = start + timedelta(seconds=SEND_SECONDS)
         keep = comparable_tickets(replay_input, sent, settings, until)
-        assert len(keep) >= 60, f"only {len(keep)} comparable tickets"
+        assert len(keep) >= 50, f"only {len(keep)} comparable tickets"
         # Replay the same log, in send order, with the same settings (policy from --config).
         config = tmp_path / "settings.toml"
         config.write_text(f'sla_policy = "{DATA / "graded_fast_sla_policy.toml"}"\n', encoding="utf-8")

@@ -85,6 +85,8 @@ class TicketProcess:
 
     def on_lifecycle(self, state: TicketState, event: Event, now: float) -> Effects:
         fx = Effects()
+        if event.type is EventType.COMPLAINT_RECEIVED:
+            return fx  # its triage record (on_triage) carries everything the ticket needs
         if event.type in WAITING_FOR_TRIAGE:
             if event.event_id in state.applied or any(p["event_id"] == event.event_id for p in state.pending):
                 return fx
@@ -97,10 +99,8 @@ class TicketProcess:
             fx.survey_score = event.data.score
         if event.type is EventType.CLOSED and not known:
             fx.closed_team = state.triage.team.value if state.triage else UNROUTED
-        if event.type is not EventType.COMPLAINT_RECEIVED:
-            fx.lifecycle_applied = True
-            self._emit(state, fx, self.sla.fact(state.sla, event.type.value, epoch(event.occurred_at),
-                                                 event.event_id, now))
+        fx.lifecycle_applied = True
+        self._emit(state, fx, self.sla.fact(state.sla, event.type.value, epoch(event.occurred_at), event.event_id, now))
         return self._finish(state, fx)
 
     def on_link(self, state: TicketState, incident_id: str, now: float) -> Effects:
