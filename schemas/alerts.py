@@ -2,7 +2,7 @@
 
 Why one model: the bridge jammed for good when one builder produced an alert that ended before
 it started (Alertmanager answers HTTP 400 for the whole batch). So every builder
-(`ticketstream.alerts`) goes through this model, which refuses what Alertmanager would refuse
+(`ticketstream.oversight.alerts`) goes through this model, which refuses what Alertmanager would refuse
 and what on-call must never see, before anything leaves:
 
 - it ends after it starts, and a resolved alert has an end;

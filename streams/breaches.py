@@ -22,7 +22,7 @@ from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
-from ticketstream import overload
+from ticketstream.oversight import overload
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, SLA_BY_TEAM, TABLE_BREACHES_1H, TABLE_BREACHES_5M
 from streams import metrics

@@ -2,7 +2,7 @@
 
 The triage agent re-keys every new complaint by city (its top-level category in the value, so
 a category's share of its city can be judged); here each city's detection state lives in the
-`incident_keys` table and `ticketstream.incidents.Detector` decides.
+`incident_keys` table and `ticketstream.incidents.detector.Detector` decides.
 Counting is by the complaints' own time in minute buckets held in that state, not in a Faust
 windowed table: those expire on wall-clock time and judge a late event by its arrival
 (ARCHITECTURE pitfall 3), while an outage is about when customers complained.
@@ -29,8 +29,8 @@ from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
-from ticketstream.alerts import mass_incident
-from ticketstream.incidents import Detector, IncidentRecord, KeyState
+from ticketstream.oversight.alerts import mass_incident
+from ticketstream.incidents.detector import Detector, IncidentRecord, KeyState
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
 from streams import metrics

@@ -1,4 +1,4 @@
-"""Ticket agent: the Faust shell around `ticketstream.ticket_process` — load, call, save, send.
+"""Ticket agent: the Faust shell around `ticketstream.tickets.process` — load, call, save, send.
 
 Inputs (all keyed by ticket id, so co-partitioned with the `tickets` table):
 - `tickets.triaged`: triage records (this agent's own revisions come back too and are ignored);
@@ -34,12 +34,12 @@ from streams.emit import Emitter
 from streams.intake import raw_topic
 from streams.tables import entries, table
 from streams.triage import TriageOutputs
-from ticketstream.deadlines import DeadlineIndex
+from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.settings import Settings
-from ticketstream.sla import SLA_EVENT, SlaKind
-from ticketstream.ticket_process import Effects, TicketProcess
-from ticketstream.ticket_state import TicketState
-from ticketstream.ticketview import ticket_view
+from ticketstream.sla.engine import SLA_EVENT, SlaKind
+from ticketstream.tickets.process import Effects, TicketProcess
+from ticketstream.tickets.state import TicketState
+from ticketstream.tickets.view import ticket_view
 from ticketstream.topology import (ACCEPTED, ALERTS, INCIDENT_LINKS, SLA_BY_TEAM, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS,
                                   TRIAGED as TRIAGED_TOPIC)
 

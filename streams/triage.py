@@ -20,11 +20,11 @@ from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
 from streams.tables import table
 from streams.intake import raw_topic
-from ticketstream.incidents import by_key_message
+from ticketstream.incidents.detector import by_key_message
 from ticketstream.settings import Settings
 from ticketstream.topology import (BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC,
                                   queue_topic)
-from ticketstream.triage import TriageEngine
+from ticketstream.triage.engine import TriageEngine
 from streams import metrics
 
 log = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from ticketstream.alerts import mass_incident, ticket_breach
-from ticketstream.bridge import BridgeCore
+from ticketstream.oversight.alerts import mass_incident, ticket_breach
+from ticketstream.oversight.bridge import BridgeCore
 from tests.harness import REPO, wait_until
 from tests.services import WebhookReceiver, alertmanager, alertmanager_config_for_tests, get_json
 from workers.alert_bridge import http_post

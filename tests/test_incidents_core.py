@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ticketstream.incidents import Detector, IncidentPolicy, KeyState
+from ticketstream.incidents.detector import Detector, IncidentPolicy, KeyState
 
 POLICY = IncidentPolicy(warmup_seconds=0)
 """The arithmetic alone: judged from the first complaint (the shipped policy warms up for an hour)."""

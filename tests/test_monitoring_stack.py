@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from ticketstream.alerts import ticket_breach
+from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.topology import ALERTS, DLQ, INBOUND
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process

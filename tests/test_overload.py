@@ -1,6 +1,6 @@
 """Team overload: what counts, and one alert per window when breaches reach the threshold."""
 
-from ticketstream.overload import counted_as, overload, parse_key, table_key
+from ticketstream.oversight.overload import counted_as, overload, parse_key, table_key
 
 
 def test_what_counts():

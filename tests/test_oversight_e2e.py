@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from ticketstream.alerts import ticket_breach
+from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.topology import ALERTS, INBOUND
 from tests.factories import encode, received
 from tests.harness import REPO, isolated_settings, wait_until, worker_process

@@ -24,7 +24,7 @@ import pytest
 from kafka import KafkaProducer
 
 from ticketstream.engines import ticket_process
-from ticketstream.replay import Replay, replay_lines
+from ticketstream.tickets.replay import Replay, replay_lines
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import INBOUND, INCIDENT_LINKS, SLA_EVENTS, STATE
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process

@@ -7,12 +7,12 @@ from datetime import datetime
 
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO
-from ticketstream.calendar import WorkCalendar
-from ticketstream.replay import Replay, replay_lines
-from ticketstream.sla import SlaEngine
-from ticketstream.sla_policy import load_policy
-from ticketstream.ticket_process import TicketProcess
-from ticketstream.triage import TriageEngine
+from ticketstream.sla.calendar import WorkCalendar
+from ticketstream.tickets.replay import Replay, replay_lines
+from ticketstream.sla.engine import SlaEngine
+from ticketstream.sla.policy import load_policy
+from ticketstream.tickets.process import TicketProcess
+from ticketstream.triage.engine import TriageEngine
 
 T0 = "2026-11-23T10:00:00+08:00"
 

@@ -7,11 +7,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Grade
-from ticketstream.calendar import CalendarOverrides, Unit, WorkCalendar, YearSchedule
-from ticketstream.deadlines import DeadlineIndex
+from ticketstream.sla.calendar import CalendarOverrides, Unit, WorkCalendar, YearSchedule
+from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.policyfile import PolicyError
-from ticketstream.sla import SlaEngine, TicketSla, epoch
-from ticketstream.sla_policy import load_policy
+from ticketstream.sla.engine import SlaEngine, TicketSla, epoch
+from ticketstream.sla.policy import load_policy
 
 CAL = WorkCalendar()
 POLICY = load_policy()
@@ -348,7 +348,7 @@ def test_at_risk_stages_are_past_75_percent_and_neither_met_nor_breached():
 def test_calendar_coverage_ends_where_the_data_ends():
     from datetime import date
 
-    from ticketstream.calendar import CalendarOverrides, YearSchedule, package_years
+    from ticketstream.sla.calendar import CalendarOverrides, YearSchedule, package_years
 
     last = max(package_years())
     shipped = WorkCalendar()

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 
 from schemas.events import Event, Grade, Team
 from tests.factories import lifecycle, received
-from ticketstream.calendar import WorkCalendar
-from ticketstream.sla import SlaEngine, SlaKind, epoch
-from ticketstream.sla_policy import load_policy
-from ticketstream.ticket_process import TicketProcess
-from ticketstream.ticket_state import STATE_VERSION, StateVersionError, TicketState
-from ticketstream.triage import TriageEngine
+from ticketstream.sla.calendar import WorkCalendar
+from ticketstream.sla.engine import SlaEngine, SlaKind, epoch
+from ticketstream.sla.policy import load_policy
+from ticketstream.tickets.process import TicketProcess
+from ticketstream.tickets.state import STATE_VERSION, StateVersionError, TicketState
+from ticketstream.triage.engine import TriageEngine
 
 TRIAGE = TriageEngine()
 PROCESS = TicketProcess(TRIAGE, SlaEngine(load_policy(), WorkCalendar()))

@@ -8,15 +8,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Category, Channel, Event, Grade, Team, Tier
-from ticketstream.classify import Classifier, load_rules as load_classifier_rules
-from ticketstream.grading import SEVERITY, GradeInputs, amounts_in, raise_by
-from ticketstream.matching import PhraseMatcher
+from ticketstream.triage.classify import Classifier, load_rules as load_classifier_rules
+from ticketstream.triage.grading import SEVERITY, GradeInputs, amounts_in, raise_by
+from ticketstream.triage.matching import PhraseMatcher
 from ticketstream.policyfile import PolicyError
-from ticketstream.routing import Router
-from ticketstream.text import normalize, to_simplified
-from ticketstream.triage import TriageEngine, earlier_in_window, remember
-from ticketstream.triage_eval import evaluate, read_labelled
-from ticketstream.triage_training import load_examples
+from ticketstream.triage.routing import Router
+from ticketstream.triage.text import normalize, to_simplified
+from ticketstream.triage.engine import TriageEngine, earlier_in_window, remember
+from ticketstream.triage.evaluation import evaluate, read_labelled
+from ticketstream.triage.training import load_examples
 from tests.factories import received
 
 ENGINE = TriageEngine()

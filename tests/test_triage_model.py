@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Category, Channel, Grade, Tier
-from ticketstream.grading import GradeInputs, amounts_in, chinese_number
-from ticketstream.text import normalize
-from ticketstream.triage import TriageEngine
-from ticketstream.triage_model import ModelFileError, load_model, shipped_model
-from ticketstream.triage_training import LabelledExample, TrainingParams, train
+from ticketstream.triage.grading import GradeInputs, amounts_in, chinese_number
+from ticketstream.triage.text import normalize
+from ticketstream.triage.engine import TriageEngine
+from ticketstream.triage.model import ModelFileError, load_model, shipped_model
+from ticketstream.triage.training import LabelledExample, TrainingParams, train
 from schemas.events import Event
 from tests.factories import received
 from tests.harness import REPO

@@ -13,8 +13,8 @@ from kafka import KafkaProducer
 from schemas.events import Category, Event, Grade, Team
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ACCEPTED, INBOUND, TRIAGED, queue_topic
-from ticketstream.triage import TriageEngine
-from ticketstream.triage_training import load_examples
+from ticketstream.triage.engine import TriageEngine
+from ticketstream.triage.training import load_examples
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from workers.topics import create_topics

@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ticketstream.calendar import WorkCalendar, load_overrides
-from ticketstream.classify import Classifier
-from ticketstream.classify import load_rules as load_classifier_rules
-from ticketstream.grading import Grader
-from ticketstream.grading import load_rules as load_grading_rules
-from ticketstream.routing import Router
-from ticketstream.routing import load_table as load_routing_table
+from ticketstream.sla.calendar import WorkCalendar, load_overrides
+from ticketstream.triage.classify import Classifier
+from ticketstream.triage.classify import load_rules as load_classifier_rules
+from ticketstream.triage.grading import Grader
+from ticketstream.triage.grading import load_rules as load_grading_rules
+from ticketstream.triage.routing import Router
+from ticketstream.triage.routing import load_table as load_routing_table
 from ticketstream.settings import Settings
-from ticketstream.sla import SlaEngine
-from ticketstream.sla_policy import load_policy
-from ticketstream.ticket_process import TicketProcess
-from ticketstream.triage import TriageEngine
-from ticketstream.triage_model import load_model
+from ticketstream.sla.engine import SlaEngine
+from ticketstream.sla.policy import load_policy
+from ticketstream.tickets.process import TicketProcess
+from ticketstream.triage.engine import TriageEngine
+from ticketstream.triage.model import load_model
 
 
 def triage_engine(settings: Settings) -> TriageEngine:

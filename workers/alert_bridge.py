@@ -2,7 +2,7 @@
 
 Stream alerts (per ticket, per incident, per team overload) then reach on-call through the same
 routes, groups and inhibitions as Prometheus' rule-based alerts. This is the thin shell: Kafka
-in, HTTP out, dead letters to `tickets.dlq`, metrics; `ticketstream.bridge.BridgeCore` decides
+in, HTTP out, dead letters to `tickets.dlq`, metrics; `ticketstream.oversight.bridge.BridgeCore` decides
 (validation, de-duplication, bisection of refused batches, back-off, which offsets may be
 committed). Offsets are committed only past records that were delivered or dead-lettered, and
 only after the dead letters are on the broker (at-least-once; Alertmanager deduplicates by labels).
@@ -24,7 +24,7 @@ from prometheus_client import Counter, Gauge
 
 from schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream import intake
-from ticketstream.bridge import OUTCOMES, BridgeCore, DeadAlert, PostResult
+from ticketstream.oversight.bridge import OUTCOMES, BridgeCore, DeadAlert, PostResult
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, DLQ
 

@@ -19,11 +19,11 @@ from streams import breaches, incidents, intake, metrics, tickets, triage
 from streams.deadletters import DeadLetters
 from streams.triage import TriageOutputs
 from ticketstream.engines import sla_engine, triage_engine
-from ticketstream.incidents import Detector
-from ticketstream.incidents import load_policy as load_incident_policy
+from ticketstream.incidents.detector import Detector
+from ticketstream.incidents.detector import load_policy as load_incident_policy
 from ticketstream.settings import Settings
-from ticketstream.sla import SlaEngine
-from ticketstream.ticket_process import TicketProcess
+from ticketstream.sla.engine import SlaEngine
+from ticketstream.tickets.process import TicketProcess
 
 log = logging.getLogger(__name__)
 

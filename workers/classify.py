@@ -16,8 +16,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from schemas.tickets import TRIAGED
-from ticketstream.triage import HistoryEntry, TriageEngine
-from ticketstream.triage_eval import complaint_event
+from ticketstream.triage.engine import HistoryEntry, TriageEngine
+from ticketstream.triage.evaluation import complaint_event
 
 
 def classify_lines(lines: Iterable[str], engine: TriageEngine, full: bool = False) -> Iterator[dict[str, Any]]:

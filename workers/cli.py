@@ -11,7 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ticketstream.calendar import CalendarError
+from ticketstream.sla.calendar import CalendarError
 from ticketstream.policyfile import PolicyError
 from ticketstream.settings import Settings, SettingsError, load_settings
 
@@ -181,7 +181,7 @@ def cmd_classify(args: argparse.Namespace) -> int:
 def cmd_triage(args: argparse.Namespace) -> int:
     """`triage train|evaluate|corrections`: the learned model's life cycle."""
     if args.action == "train":
-        from ticketstream.triage_training import TrainingParams, load_examples, train
+        from ticketstream.triage.training import TrainingParams, load_examples, train
 
         if not args.out:
             raise SettingsError("triage train needs --out FILE, the model file to write")
@@ -201,7 +201,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
         return 0
     if args.action == "evaluate":
         from ticketstream.engines import triage_engine
-        from ticketstream.triage_eval import evaluate, format_text, read_labelled
+        from ticketstream.triage.evaluation import evaluate, format_text, read_labelled
 
         if not args.file:
             raise SettingsError("triage evaluate needs a labelled JSON-lines FILE")
@@ -237,8 +237,8 @@ def _time_option(name: str, value: str | None) -> datetime | None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ticketstream.engines import ticket_process
-    from ticketstream.replay import Replay, replay_lines
-    from ticketstream.sla import SLA_EVENT
+    from ticketstream.tickets.replay import Replay, replay_lines
+    from ticketstream.sla.engine import SLA_EVENT
 
     until = _time_option("--until", args.until)
     settings = _settings(args)
@@ -283,7 +283,7 @@ def cmd_calendar(args: argparse.Namespace) -> int:
     """`calendar check`: how far the working calendar reaches, and how to extend it."""
     from datetime import date
 
-    from ticketstream.calendar import HORIZON_WARNING_DAYS, WorkCalendar, load_overrides, package_years
+    from ticketstream.sla.calendar import HORIZON_WARNING_DAYS, WorkCalendar, load_overrides, package_years
 
     settings = _settings(args)
     path = args.calendar or settings.calendar

@@ -10,7 +10,7 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.events import Event
-from ticketstream.corrections import CorrectionCollector
+from ticketstream.triage.corrections import CorrectionCollector
 from ticketstream.settings import Settings, SettingsError
 from ticketstream.topology import ACCEPTED
 

@@ -22,8 +22,8 @@ sys.path.insert(0, str(REPO))
 
 from schemas.events import Event  # noqa: E402
 from tests.benchmarks.common import simulated_complaints, triage_rate  # noqa: E402
-from ticketstream.incidents import Detector, IncidentPolicy, KeyState  # noqa: E402
-from ticketstream.triage import HistoryEntry, TriageEngine  # noqa: E402
+from ticketstream.incidents.detector import Detector, IncidentPolicy, KeyState  # noqa: E402
+from ticketstream.triage.engine import HistoryEntry, TriageEngine  # noqa: E402
 
 
 def main() -> None:

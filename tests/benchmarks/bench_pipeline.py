@@ -38,7 +38,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 from tests.benchmarks.bench_intake import baseline, preload  # noqa: E402
 from tests.harness import isolated_settings, worker_process  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
-from ticketstream.sla import SLA_FACTS  # noqa: E402
+from ticketstream.sla.engine import SLA_FACTS  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND, STATE  # noqa: E402
 from workers import embedded_kafka  # noqa: E402
 from workers.topics import all_topics, create_topics  # noqa: E402

@@ -41,7 +41,7 @@ from kafka import KafkaProducer  # noqa: E402
 from schemas.events import Event  # noqa: E402
 from schemas.tickets import TRIAGED  # noqa: E402
 from tests.factories import encode, received  # noqa: E402
-from ticketstream.triage import TriageEngine  # noqa: E402
+from ticketstream.triage.engine import TriageEngine  # noqa: E402
 from tests.harness import TopicReader, isolated_settings, wait_until, worker_ready  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS, TRIAGED as TRIAGED_TOPIC  # noqa: E402
 from workers import embedded_kafka  # noqa: E402

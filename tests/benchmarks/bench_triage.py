@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 from schemas.events import Event  # noqa: E402
 from tests.benchmarks.common import simulated_complaints, triage_rate  # noqa: E402
 from tests.benchmarks.eval_triage import rules_only_engine  # noqa: E402
-from ticketstream.triage import TriageEngine  # noqa: E402
+from ticketstream.triage.engine import TriageEngine  # noqa: E402
 
 
 def main() -> None:

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from schemas.events import Event
 from ticketstream.simulation import Simulator
-from ticketstream.triage import HistoryEntry, TriageEngine
+from ticketstream.triage.engine import HistoryEntry, TriageEngine
 
 
 def simulated_complaints(count: int, seed: int, rate: float = 100.0,

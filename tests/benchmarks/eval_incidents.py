@@ -36,7 +36,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from ticketstream.incidents import Detector, IncidentPolicy, KeyState, load_policy  # noqa: E402
+from ticketstream.incidents.detector import Detector, IncidentPolicy, KeyState, load_policy  # noqa: E402
 from ticketstream.simulation import CATEGORY_WEIGHTS, CITIES, Shares, Simulator  # noqa: E402
 
 RATES = (1.0, 5.0, 20.0)
@@ -61,7 +61,7 @@ def steady(rng: random.Random, rate: float, seconds: float, start: float = T0,
 def triaged(rate: float, seconds: float, seed: int) -> list[tuple[float, str, str]]:
     """The same from whole simulated complaints classified by the workers' triage engine."""
     from schemas.events import Event
-    from ticketstream.triage import TriageEngine
+    from ticketstream.triage.engine import TriageEngine
 
     sim = Simulator(datetime.fromtimestamp(T0, UTC), rate=rate, seed=seed, lifecycle=False,
                     shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0))

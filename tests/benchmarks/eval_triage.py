@@ -3,7 +3,7 @@
     .venv/bin/python tests/benchmarks/eval_triage.py [FILE ...] [--errors] [--rules-only] [--format json]
 
 Default: every held-out batch in tests/data/heldout/ (never trained on), one report each and one
-for all together. The same report as `ticketstream triage evaluate FILE` (ticketstream/triage_eval.py).
+for all together. The same report as `ticketstream triage evaluate FILE` (ticketstream/triage/evaluation.py).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from ticketstream.classify import Classifier, load_rules  # noqa: E402
-from ticketstream.grading import Grader  # noqa: E402
-from ticketstream.grading import load_rules as load_grading_rules  # noqa: E402
-from ticketstream.triage import TriageEngine  # noqa: E402
-from ticketstream.triage_eval import evaluate, format_text, read_labelled  # noqa: E402
+from ticketstream.triage.classify import Classifier, load_rules  # noqa: E402
+from ticketstream.triage.grading import Grader  # noqa: E402
+from ticketstream.triage.grading import load_rules as load_grading_rules  # noqa: E402
+from ticketstream.triage.engine import TriageEngine  # noqa: E402
+from ticketstream.triage.evaluation import evaluate, format_text, read_labelled  # noqa: E402
 
 HELDOUT = REPO / "tests" / "data" / "heldout"
 

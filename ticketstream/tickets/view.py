@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from ticketstream.sla import SlaEngine, StageTiming, TicketSla
+from ticketstream.sla.engine import SlaEngine, StageTiming, TicketSla
 
 # The lifecycle state (DOMAIN §4) that the latest event of each type puts a ticket in.
 STATUS_AFTER = {

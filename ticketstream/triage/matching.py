@@ -17,7 +17,7 @@ from typing import Generic, TypeVar
 
 import ahocorasick
 
-from ticketstream.text import normalize
+from ticketstream.triage.text import normalize
 
 T = TypeVar("T")
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from ticketstream.alerts import team_overload
-from ticketstream.sla import SlaKind
+from ticketstream.oversight.alerts import team_overload
+from ticketstream.sla.engine import SlaKind
 
 WINDOWS = {"5m": 300, "1h": 3600}
 
@@ -47,7 +47,7 @@ class OverloadAlert:
     threshold: int
 
     def as_alert(self) -> dict[str, object]:
-        """The `alerts` topic record, built and validated by `ticketstream.alerts`."""
+        """The `alerts` topic record, built and validated by `ticketstream.oversight.alerts`."""
         return team_overload(self.id, self.team, self.grade, self.stage, self.window, self.window_start,
                              self.breaches, self.threshold)
 

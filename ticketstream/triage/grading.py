@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from schemas.events import Category, Channel, Grade, Tier
 from ticketstream.policyfile import load_model
-from ticketstream.triage_model import Prediction
+from ticketstream.triage.model import Prediction
 
 SEVERITY = {Grade.L1: 1, Grade.L2: 2, Grade.L3: 3, Grade.L4: 4}
 BY_SEVERITY = {v: k for k, v in SEVERITY.items()}

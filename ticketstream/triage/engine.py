@@ -17,12 +17,12 @@ from typing import Literal
 
 from schemas.events import Category, ComplaintReceivedData, Event, Grade, Team
 from schemas.tickets import TriagedTicket
-from ticketstream.classify import Classification, Classifier
-from ticketstream.grading import GradeInputs, Grader
-from ticketstream.matching import PhraseMatcher
-from ticketstream.routing import Router
-from ticketstream.text import normalize
-from ticketstream.triage_model import Prediction, TriageModel, shipped_model
+from ticketstream.triage.classify import Classification, Classifier
+from ticketstream.triage.grading import GradeInputs, Grader
+from ticketstream.triage.matching import PhraseMatcher
+from ticketstream.triage.routing import Router
+from ticketstream.triage.text import normalize
+from ticketstream.triage.model import Prediction, TriageModel, shipped_model
 
 HISTORY_LIMIT = 64
 """Complaints remembered per customer (within the repeat window); bounds a pathological customer."""

@@ -19,10 +19,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Category
-from ticketstream.matching import PhraseMatcher
+from ticketstream.triage.matching import PhraseMatcher
 from ticketstream.policyfile import load_model
-from ticketstream.text import normalize
-from ticketstream.triage_model import Prediction, TriageModel
+from ticketstream.triage.text import normalize
+from ticketstream.triage.model import Prediction, TriageModel
 
 
 class PhraseTiers(BaseModel):

@@ -26,12 +26,12 @@ from typing import Any
 
 from schemas.events import AssignedData, Event, EventType, ReclassifiedData, RegradedData, SurveyCompletedData, Team
 from schemas.tickets import TRIAGED, TriagedTicket
-from ticketstream.alerts import ticket_breach
-from ticketstream.overload import counted_as, table_key
-from ticketstream.sla import SlaEngine, SlaEvent, SlaKind, epoch
-from ticketstream.ticket_state import TicketState
-from ticketstream.ticketview import ticket_view
-from ticketstream.triage import TriageEngine
+from ticketstream.oversight.alerts import ticket_breach
+from ticketstream.oversight.overload import counted_as, table_key
+from ticketstream.sla.engine import SlaEngine, SlaEvent, SlaKind, epoch
+from ticketstream.tickets.state import TicketState
+from ticketstream.tickets.view import ticket_view
+from ticketstream.triage.engine import TriageEngine
 
 WAITING_FOR_TRIAGE = {EventType.RECLASSIFIED, EventType.REGRADED, EventType.ASSIGNED, EventType.ESCALATED}
 """Events that change the triage record: they wait in the state until the triage exists."""

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.tickets import TRIAGED, TriagedTicket
-from ticketstream.sla import TicketSla
+from ticketstream.sla.engine import TicketSla
 
 STATE_VERSION = 2
 """1: the untyped dict of the first releases (no `v` key); 2: this model."""

@@ -33,8 +33,8 @@ from typing import Any
 from pydantic import TypeAdapter
 
 from schemas.events import EventType, Grade
-from ticketstream.calendar import Unit, WorkCalendar
-from ticketstream.sla_policy import SlaPolicy, StagePolicy
+from ticketstream.sla.calendar import Unit, WorkCalendar
+from ticketstream.sla.policy import SlaPolicy, StagePolicy
 
 INF = float("inf")
 UNIT_SECONDS = {Unit.NATURAL_HOURS: 3600.0, Unit.WORKING_HOURS: 3600.0, Unit.WORKING_DAYS: 86_400.0}

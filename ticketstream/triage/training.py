@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.events import Category, Channel, Grade, Tier
 from ticketstream.policyfile import DATA_DIR, PolicyError
-from ticketstream.text import normalize
-from ticketstream.triage_model import NGRAM_SIZES, Head, TriageModel, fingerprint, grams
+from ticketstream.triage.text import normalize
+from ticketstream.triage.model import NGRAM_SIZES, Head, TriageModel, fingerprint, grams
 
 SHIPPED_EXAMPLES = DATA_DIR / "triage_examples.jsonl"
 REGULATOR_CHANNELS = {Channel.MIIT, Channel.GOV_12345, Channel.CONSUMER_12315}

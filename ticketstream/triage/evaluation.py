@@ -21,7 +21,7 @@ from typing import Any
 
 from schemas.events import Category, Event, Grade
 from schemas.tickets import TriagedTicket
-from ticketstream.triage import HistoryEntry, TriageEngine
+from ticketstream.triage.engine import HistoryEntry, TriageEngine
 
 CONFIDENT = 0.9
 

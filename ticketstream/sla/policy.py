@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import EventType, Grade
-from ticketstream.calendar import Unit
+from ticketstream.sla.calendar import Unit
 from ticketstream.policyfile import load_model
 
 

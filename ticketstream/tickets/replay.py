@@ -23,11 +23,11 @@ from datetime import datetime
 from pydantic import ValidationError
 
 from schemas.events import Event, EventType
-from ticketstream.deadlines import DeadlineIndex
-from ticketstream.sla import SlaEvent, epoch
-from ticketstream.ticket_process import Effects, TicketProcess
-from ticketstream.ticket_state import TicketState
-from ticketstream.triage import HistoryEntry
+from ticketstream.sla.deadlines import DeadlineIndex
+from ticketstream.sla.engine import SlaEvent, epoch
+from ticketstream.tickets.process import Effects, TicketProcess
+from ticketstream.tickets.state import TicketState
+from ticketstream.triage.engine import HistoryEntry
 
 
 @dataclass

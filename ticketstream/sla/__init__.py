@@ -1,0 +1,1 @@
+"""SLA clocks (限時辦結): the policy, China's working calendar, stage timings, the deadline index."""
