@@ -439,7 +439,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list"])
     p.add_argument("--recent", type=int, default=10, help="how many closed incidents to show (default 10)")
 
-    p = add("schema", "export the JSON Schema of every event type for channel systems", cmd_schema)
+    from workers.archive_cli import register as register_archive
+
+    register_archive(sub, add, _settings, _connected)
+
+    p = add("schema", "export the JSON Schema of every event type for channel systems, and of the records on "
+                      "tickets.state, tickets.accepted, sla.events and incidents for archive consumers", cmd_schema)
     p.add_argument("action", choices=["export"])
     p.add_argument("directory", metavar="DIR")
     return parser
