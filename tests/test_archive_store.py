@@ -6,7 +6,6 @@ import io
 import json
 from datetime import timedelta
 
-import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 
@@ -26,6 +25,7 @@ def load(store: Store, messages: dict[str, list[tuple[bytes, bytes]]], protector
     for topic, items in messages.items():
         for offset, (_, value) in enumerate(items):
             batch.add(topic, value, 0, offset)
+    assert batch.finish() == []
     store.write(batch)
 
 

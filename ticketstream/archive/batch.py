@@ -2,9 +2,10 @@
 transaction (pure; the store writes it).
 
 A busy ticket publishes its whole state after every change, so one batch often holds several
-states of one ticket: only the newest is written (the store would keep the newest anyway), which
-is most of why the archiver keeps up with the pipeline. Events, SLA events and revisions are
-kept once per id.
+states of one ticket: only the newest is mapped and written (the store would keep the newest
+anyway), which is most of why the archiver keeps up with the pipeline. A state superseded within
+its batch is therefore only checked for an id, not mapped: it is never stored, so it cannot be
+"a record the archive cannot store". Events, SLA events and revisions are kept once per id.
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from datetime import datetime
 from typing import Any
 
 from ticketstream.archive.pii import Protector
-from ticketstream.archive.rows import (ACCEPTED, INCIDENTS, SLA_EVENTS, STATE, RecordError, TicketRows, decode,
-                                       event_row, incident_row, sla_event_row, ticket_rows)
+from ticketstream.archive.rows import (ACCEPTED, INCIDENTS, SLA_EVENTS, STATE, RecordError, TicketRows, _id, decode,
+                                       event_row, incident_row, revision_row, sla_event_row, ticket_rows, version_of)
 
 
 @dataclass
@@ -33,23 +34,23 @@ class Batch:
     """Tickets whose satisfaction score must be looked up again (a survey event or state arrived)."""
     records: int = 0
     expired: int = 0
+    _states: dict[str, tuple[int, dict[str, Any], int, int, Any]] = field(default_factory=dict)
 
-    def add(self, topic: str, raw: bytes | None, partition: int = 0, offset: int = 0) -> None:
-        """Map one record (`topic` is the logical name); RecordError if it cannot be stored."""
+    def add(self, topic: str, raw: bytes | None, partition: int = 0, offset: int = 0, ref: Any = None) -> None:
+        """Map one record (`topic` is the logical name); RecordError if it cannot be stored.
+        States are mapped by `finish`; `ref` (the Kafka record) comes back with their errors."""
         value = decode(raw)
         self.records += 1
         if topic == STATE:
-            rows = ticket_rows(value, self.protector, partition, offset)
-            if self._expired(rows.ticket["received_at"]):
-                return
-            tid = rows.ticket["ticket_id"]
-            held = self.tickets.get(tid)
-            if held is None or rows.ticket["state_version"] >= held.ticket["state_version"]:
-                self.tickets[tid] = rows
-            if rows.revision is not None:
-                self.revisions.setdefault((tid, rows.revision["revision"]), rows.revision)
-            if rows.surveyed:
-                self.surveyed.add(tid)
+            tid = _id(value.get("ticket_id"), "ticket_id")
+            version = version_of(value)
+            held = self._states.get(tid)
+            if held is None or version >= held[0]:
+                self._states[tid] = (version, value, partition, offset, ref)
+            triage = value.get("triage")
+            if isinstance(triage, dict) and isinstance(triage.get("revision"), int) \
+                    and (tid, triage["revision"]) not in self.revisions:
+                self.revisions[(tid, triage["revision"])] = revision_row(value, tid)
         elif topic == ACCEPTED:
             row = event_row(value, self.protector, partition, offset)
             if self._expired(row["occurred_at"]):
@@ -70,6 +71,25 @@ class Batch:
         else:
             raise RecordError("processing_error", f"the archive does not read topic {topic}")
 
+    def finish(self) -> list[tuple[Any, RecordError]]:
+        """Map the newest state of each ticket; returns the records that could not be mapped."""
+        failed = []
+        for tid, (_, value, partition, offset, ref) in self._states.items():
+            try:
+                rows = ticket_rows(value, self.protector, partition, offset)
+            except RecordError as exc:
+                failed.append((ref, exc))
+                self.revisions = {k: v for k, v in self.revisions.items() if k[0] != tid}
+                continue
+            if self._expired(rows.ticket["received_at"]):
+                self.revisions = {k: v for k, v in self.revisions.items() if k[0] != tid}
+                continue
+            self.tickets[tid] = rows
+            if rows.surveyed:
+                self.surveyed.add(tid)
+        self._states.clear()
+        return failed
+
     def _expired(self, when: datetime | None) -> bool:
         if self.not_before is not None and when is not None and when < self.not_before:
             self.expired += 1
@@ -77,4 +97,4 @@ class Batch:
         return False
 
     def __bool__(self) -> bool:
-        return bool(self.tickets or self.events or self.sla or self.incidents)
+        return bool(self.tickets or self.events or self.sla or self.incidents or self._states)

@@ -122,13 +122,12 @@ def ticket_rows(value: dict[str, Any], protector: Protector, partition: int = 0,
     received_at = _time(value.get("received_at") or triage.get("received_at"), "received_at")
     status = _opt_str(value.get("status"), 32) or "received"
     stages = []
-    breaches = fired_count = 0
+    breaches = 0
     first_response = None
     for raw in value.get("stages") or []:
         if not isinstance(raw, dict) or not raw.get("stage"):
             continue
         fired = [str(f) for f in raw.get("fired") or []]
-        fired_count += len(fired)
         breached = any(f.startswith("breach") for f in fired)
         breaches += breached
         warnings = [int(f.split(":")[1]) for f in fired if f.startswith("warning:") and f.split(":")[1].isdigit()]
@@ -170,16 +169,37 @@ def ticket_rows(value: dict[str, Any], protector: Protector, partition: int = 0,
         "closed_at": _last(events, "ticket.closed") if status == "closed" else None,
         "breaches": breaches, "last_event_at": last_event_at, "event_count": len(events),
         "overrides": [str(o)[:500] for o in triage.get("overrides") or []] if triage else [],
-        "state_version": state_version(len(events), fired_count, _int(triage.get("revision"), "revision", 0) or 0),
+        "state_version": version_of(value),
         "src_partition": partition, "src_offset": offset,
     }
-    revision = None
-    if ticket["revision"] is not None:
-        revision = {"ticket_id": ticket_id, "revision": ticket["revision"], "category": ticket["category"],
-                    "grade": ticket["grade"], "team": ticket["team"], "queue": ticket["queue"],
-                    "escalation_tier": ticket["escalation_tier"], "incident_id": ticket["incident_id"],
-                    "note": ticket["overrides"][-1] if ticket["overrides"] else None, "seen_at": last_event_at}
+    revision = revision_row(value, ticket_id) if ticket["revision"] is not None else None
     return TicketRows(ticket, stages, revision, any(e.get("type") == "ticket.survey_completed" for e in events))
+
+
+def revision_row(value: dict[str, Any], ticket_id: str) -> dict[str, Any]:
+    """The triage revision a state carries (category, grade, team history), seen at the state's
+    latest event: the triage record itself has no time of revision."""
+    triage = value.get("triage") if isinstance(value.get("triage"), dict) else {}
+    times = [_time(e.get("at"), "events.at") for e in value.get("events") or [] if isinstance(e, dict)]
+    overrides = triage.get("overrides") or []
+    return {"ticket_id": ticket_id, "revision": _int(triage.get("revision"), "revision"),
+            "category": _opt_str(triage.get("category"), 40), "grade": _opt_str(triage.get("grade"), 4),
+            "team": _opt_str(triage.get("team"), 40), "queue": _opt_str(triage.get("queue")),
+            "escalation_tier": _int(triage.get("escalation_tier"), "escalation_tier", 0),
+            "incident_id": _opt_str(triage.get("incident_id")),
+            "note": str(overrides[-1])[:500] if isinstance(overrides, list) and overrides else None,
+            "seen_at": max((t for t in times if t is not None),
+                           default=_time(value.get("received_at"), "received_at"))}
+
+
+def version_of(value: dict[str, Any]) -> int:
+    """The state version of a `tickets.state` record, cheaply (without mapping the record)."""
+    triage = value.get("triage")
+    revision = triage.get("revision") if isinstance(triage, dict) else 0
+    events = value.get("events")
+    fired = sum(len(s.get("fired") or ()) for s in value.get("stages") or () if isinstance(s, dict))
+    return state_version(len(events) if isinstance(events, list) else 0, fired,
+                         revision if isinstance(revision, int) and not isinstance(revision, bool) else 0)
 
 
 def state_version(events: int, fired: int, revision: int) -> int:

@@ -129,6 +129,8 @@ class Store:
 
     def write(self, batch: Batch, now: datetime | None = None) -> dict[str, int]:
         """Write a batch in one transaction; returns the rows sent per table."""
+        if batch._states:  # noqa: SLF001
+            raise ValueError("Batch.finish() maps the states before a write")
         now = now or datetime.now(UTC)
         written: dict[str, int] = {}
         ticket_rows = [dict(t.ticket, archived_at=now) for t in batch.tickets.values()]
@@ -157,11 +159,13 @@ class Store:
         return written
 
     # -- reads ----------------------------------------------------------------------------------
-    def counts(self) -> dict[str, int]:
+    def counts(self, *names: str) -> dict[str, int]:
+        """Rows per table (all tables, or those named)."""
+        tables = dict(zip(TABLES, (tickets, ticket_stages, ticket_revisions, ticket_events, sla_events, incidents),
+                          strict=True))
         with self.engine.connect() as conn:
-            return {name: conn.execute(select(func.count()).select_from(table)).scalar_one()
-                    for name, table in zip(TABLES, (tickets, ticket_stages, ticket_revisions, ticket_events,
-                                                     sla_events, incidents), strict=True)}
+            return {name: conn.execute(select(func.count()).select_from(tables[name])).scalar_one()
+                    for name in names or TABLES}
 
     def ticket(self, ticket_id: str) -> dict[str, Any] | None:
         """The ticket with its stages, triage revisions, events and SLA events (timeline)."""
