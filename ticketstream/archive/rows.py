@@ -14,6 +14,8 @@ whole topic — changes nothing the second time.
 from __future__ import annotations
 
 import json
+
+import orjson
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -47,16 +49,17 @@ class TicketRows:
 
 
 def decode(raw: bytes | None) -> dict[str, Any]:
-    """The JSON object of a record value, or RecordError with the reason code intake uses."""
+    """The JSON object of a record value, or RecordError with the reason code intake uses.
+    (orjson: about three times the json module's speed, and the archiver decodes every record.)"""
     if not raw:
         raise RecordError("empty", "the record has no value")
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise RecordError("not_utf8", "the record is not UTF-8") from None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        try:
+            bytes(raw).decode("utf-8")
+        except UnicodeDecodeError:
+            raise RecordError("not_utf8", "the record is not UTF-8") from None
         raise RecordError("invalid_json", f"not JSON: {exc.msg} at position {exc.pos}") from None
     if not isinstance(value, dict):
         raise RecordError("not_an_object", f"expected a JSON object, got {type(value).__name__}")

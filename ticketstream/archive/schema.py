@@ -13,23 +13,32 @@ from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Float, Inde
 
 class UtcDateTime(TypeDecorator[datetime]):
     """Aware UTC datetimes on both stores: `timestamptz` on PostgreSQL; on SQLite, which has no
-    time type, UTC wall time as ISO text, so text order is time order and `WHERE received_at <`
-    compares correctly. Values come back aware (UTC) from either store."""
+    time type, fixed-width UTC text 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's own SQLite format),
+    so text order is time order and `WHERE received_at < :t` compares correctly. The text is
+    made by `isoformat` here rather than by SQLAlchemy's SQLite DATETIME formatter, which cost a
+    tenth of the archiver's write time. Values come back aware (UTC) from either store."""
 
     impl = DateTime(timezone=True)
     cache_ok = True
 
-    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+    def load_dialect_impl(self, dialect: Any) -> Any:
+        return dialect.type_descriptor(String(26)) if dialect.name == "sqlite" else self.impl
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | str | None:
         if value is None:
             return None
         if value.tzinfo is None:
             raise ValueError("the archive stores aware datetimes only")
         value = value.astimezone(UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
+        return value
 
-    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+    def process_result_value(self, value: datetime | str | None, dialect: Any) -> datetime | None:
         if value is None:
             return None
+        if isinstance(value, str):
+            return datetime.fromisoformat(value).replace(tzinfo=UTC)
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 

@@ -16,6 +16,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from sqlalchemy import Engine, and_, create_engine, delete, event, func, inspect, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
@@ -39,12 +41,19 @@ def redacted(url: str) -> str:
         return url.split(":", 1)[0] + ":..."
 
 
+def _dumps(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
 def create(url: str) -> Engine:
+    """An engine for the URL; JSON columns are encoded with orjson (the json module was a tenth of
+    the archiver's write time)."""
     parsed = make_url(url)
+    json_options = {"json_serializer": _dumps, "json_deserializer": orjson.loads}
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"timeout": 30})
+        engine = create_engine(url, connect_args={"timeout": 30}, **json_options)
 
         @event.listens_for(engine, "connect")
         def _pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -56,7 +65,7 @@ def create(url: str) -> Engine:
             cur.close()
         return engine
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, **json_options)
     raise ArchiveError(f"archive_db {redacted(url)}: only sqlite:/// and postgresql+psycopg:// URLs are supported")
 
 
