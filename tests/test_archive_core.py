@@ -102,3 +102,19 @@ def test_batch_skips_records_older_than_retention():
     batch.finish()
     # each event, and each ticket's newest state (older states in a batch are superseded, not mapped)
     assert not batch and batch.expired == 5 + len({k for k, _ in f.messages[STATE][:5]})
+
+
+def test_feed_schemas_are_exported_and_describe_the_real_records(tmp_path):
+    from schemas.feed import SlaEventRecord, TicketState
+    from workers.cli import main
+
+    assert main(["schema", "export", str(tmp_path)]) == 0
+    names = {p.name for p in (tmp_path / "topics").iterdir()}
+    assert names == {f"{t}.schema.json" for t in ("tickets.state", "tickets.accepted", "sla.events", "incidents")}
+    state = json.loads((tmp_path / "topics" / "tickets.state.schema.json").read_text())
+    assert {"ticket_id", "status", "events", "stages", "triage"} <= set(state["required"])
+    f = feed(30)
+    for _, value in f.messages[STATE]:
+        TicketState.model_validate_json(value)
+    for _, value in f.messages["sla.events"]:
+        SlaEventRecord.model_validate_json(value)

@@ -325,9 +325,9 @@ def cmd_alert_bridge(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from schemas.export import export_schemas
+    from schemas.export import export_feed_schemas, export_schemas
 
-    for path in export_schemas(Path(args.directory)):
+    for path in export_schemas(Path(args.directory)) + export_feed_schemas(Path(args.directory) / "topics"):
         print(path)
     return 0
 
