@@ -22,6 +22,7 @@ bench: bootstrap
 	$(PY) tests/benchmarks/eval_triage.py
 	$(PY) tests/benchmarks/bench_intake.py --events 20000 --repeat 2
 	$(PY) tests/benchmarks/bench_sla.py --tickets 5000 --probes 100
+	$(PY) tests/benchmarks/bench_archive.py --tickets 2000 --repeat 3
 
 clean:
 	-$(VENV)/bin/ticketstream kafka stop

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what ticketstream needs on a fresh Debian machine, reusing what is already there:
 # system packages (Java 17+ and Maven for the embedded Kafka broker; with --with-monitoring also
-# Prometheus and Alertmanager, whose promtool and amtool the tests use),
+# Prometheus and Alertmanager, whose promtool and amtool the tests use, and PostgreSQL, whose
+# server the archive tests start on loopback in a throwaway cluster),
 # a Python 3.11+ virtualenv in .venv with the project and its test extras.
 # Safe to run again: every step checks before it installs.
 set -euo pipefail
@@ -17,6 +18,8 @@ if [[ "${1:-}" == "--with-monitoring" ]]; then
   # The test suite checks the monitoring files with promtool and amtool and runs a real Prometheus.
   command -v promtool >/dev/null || need_apt+=(prometheus)
   command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
+  # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
+  compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
 fi
 if ((${#need_apt[@]})); then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"

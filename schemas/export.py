@@ -1,4 +1,5 @@
-"""JSON Schema files for channel systems: one per event type, plus the envelope of any event."""
+"""JSON Schema files for channel systems (one per event type, plus the envelope of any event) and
+for archive consumers (the records of tickets.state, tickets.accepted, sla.events, incidents)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ def _schema_for(event_type: EventType) -> dict[str, Any]:
         type=(Literal[event_type.value], ...),  # type: ignore[arg-type]
         ticket_id=(Identifier, ...),
         occurred_at=(AwareDatetime, ...),
-        schema_version=(Literal[1], ...),
+        schema_version=(Literal[1], ...),  # type: ignore[arg-type]
         data=(DATA_MODELS[event_type], ...),
     )
     schema = model.model_json_schema()
@@ -41,4 +42,22 @@ def export_schemas(directory: Path) -> list[Path]:
     path = directory / "event.schema.json"
     path.write_text(json.dumps(envelope, indent=2, ensure_ascii=False) + "\n")
     written.append(path)
+    return written
+
+
+def export_feed_schemas(directory: Path) -> list[Path]:
+    """`topics/<topic>.schema.json` for archive consumers: tickets.state, tickets.accepted (the
+    history: the inbound envelope as intake forwards it), sla.events, incidents."""
+    from schemas.feed import FEED
+
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    models = {**FEED, "tickets.accepted": Event}
+    for topic, model in sorted(models.items()):
+        schema = model.model_json_schema()  # type: ignore[attr-defined]
+        schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+        schema["$id"] = f"ticketstream/topics/{topic}.schema.json"
+        path = directory / f"{topic}.schema.json"
+        path.write_text(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+        written.append(path)
     return written

@@ -35,3 +35,22 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[embedded
 @pytest.fixture(scope="session")
 def bootstrap(kafka_cluster: embedded_kafka.Cluster) -> str:
     return kafka_cluster.bootstrap_servers
+
+
+@pytest.fixture(scope="session")
+def postgres_admin() -> Iterator[str]:
+    """A real PostgreSQL server for the session (Debian's package, a throwaway cluster on loopback)."""
+    from tests.postgres import postgres_server
+
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def archive_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty archive database of each kind: a SQLite file, or a new database on the server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'archive.db'}"
+    from tests.postgres import fresh_database
+
+    return fresh_database(request.getfixturevalue("postgres_admin"))

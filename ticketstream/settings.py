@@ -83,6 +83,28 @@ class Settings(BaseModel):
         default=30, gt=0, le=3600,
         description="After SIGTERM/SIGINT a worker commits and leaves its group; if that takes longer "
         "(brokers gone), it exits anyway.")
+    archive_db: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the archive: sqlite:///FILE or postgresql+psycopg://user:pw@host/db. "
+        "Unset: the SQLite file archive.db under data_dir.")
+    archive_pii: Literal["encrypt", "mask"] = Field(
+        default="mask",
+        description="How the archive stores personal data (name, phone, national ID, address): 'mask' keeps "
+        "only masked values (nothing to leak, nothing to recover); 'encrypt' keeps masked values plus the "
+        "originals encrypted with archive_key, readable with `tickets show --reveal`.")
+    archive_key: SecretStr | None = Field(
+        default=None,
+        description="Fernet key for archive_pii = 'encrypt' (`ticketstream archive keygen`); comma-separate "
+        "several to rotate: the first encrypts, any decrypts.")
+    archive_retention: str = Field(
+        default="3y",
+        description="How long the archive keeps a ticket after it was received (DOMAIN §8: at least 3 years); "
+        "`archive purge` removes older ones. N followed by y, m (months) or d.")
+    archive_metrics_port: int = Field(default=6069, ge=0, le=65_535,
+                                      description="The archiver's /metrics port (0: none).")
+    archive_batch_size: int = Field(
+        default=2000, ge=1, le=100_000,
+        description="Records the archiver writes per database transaction (and then commits offsets for).")
     kafka_dir: Path = Field(default=Path(".ticketstream/kafka"), description="Embedded broker state and logs.")
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 
@@ -104,6 +126,19 @@ class Settings(BaseModel):
             raise ValueError("only letters, digits, '.', '_' and '-' (at most 100) may form a topic prefix")
         return value
 
+    @field_validator("archive_retention")
+    @classmethod
+    def _retention(cls, value: str) -> str:
+        from ticketstream.archive.retention import parse_age
+
+        parse_age(value)
+        return value
+
+    @property
+    def archive_url(self) -> str:
+        """The archive's SQLAlchemy URL (the SQLite default under data_dir when unset)."""
+        return self.archive_db or f"sqlite:///{self.data_dir / 'archive.db'}"
+
     @field_validator("app_id")
     @classmethod
     def _app_id(cls, value: str) -> str:
@@ -120,6 +155,8 @@ class Settings(BaseModel):
                 env[f"{ENV_PREFIX}{name.upper()}"] = str(value)
         if self.sasl_password:
             env[ENV_PREFIX + "SASL_PASSWORD"] = self.sasl_password.get_secret_value()
+        if self.archive_key:
+            env[ENV_PREFIX + "ARCHIVE_KEY"] = self.archive_key.get_secret_value()
         return env
 
     def topic(self, name: str) -> str:

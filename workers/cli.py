@@ -380,9 +380,9 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from schemas.export import export_schemas
+    from schemas.export import export_feed_schemas, export_schemas
 
-    for path in export_schemas(Path(args.directory)):
+    for path in export_schemas(Path(args.directory)) + export_feed_schemas(Path(args.directory) / "topics"):
         print(path)
     return 0
 
@@ -511,7 +511,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list"])
     p.add_argument("--recent", type=int, default=10, help="how many closed incidents to show (default 10)")
 
-    p = add("schema", "export the JSON Schema of every event type for channel systems", cmd_schema)
+    from workers.archive_cli import register as register_archive
+
+    register_archive(sub, add, _settings, _connected)
+
+    p = add("schema", "export the JSON Schema of every event type for channel systems, and of the records on "
+                      "tickets.state, tickets.accepted, sla.events and incidents for archive consumers", cmd_schema)
     p.add_argument("action", choices=["export"])
     p.add_argument("directory", metavar="DIR")
     return parser
