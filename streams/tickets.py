@@ -25,6 +25,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import faust
+import orjson
 
 from schemas.events import Event
 from schemas.tickets import TRIAGED
@@ -90,7 +91,7 @@ class TicketAgent:
             elif revision.cause != "escalation":
                 metrics.TRIAGE_OVERRIDES.labels(type=revision.cause).inc()
         if fx.view is not None:
-            await self.state_topic.send(key, json.dumps(fx.view, ensure_ascii=False).encode())
+            await self.state_topic.send(key, orjson.dumps(fx.view))
         if fx.gauges is not None:
             old_bucket, old_risk, new_bucket, new_risk = fx.gauges
             if old_bucket != new_bucket:

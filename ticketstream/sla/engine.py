@@ -28,6 +28,7 @@ from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from functools import lru_cache
 from typing import Any
 
 from pydantic import TypeAdapter
@@ -159,6 +160,19 @@ class SlaEngine:
     def __init__(self, policy: SlaPolicy, calendar: WorkCalendar) -> None:
         self.policy = policy
         self.calendar = calendar
+        # A stage's threshold instants depend only on its unit, start, target and the ticket's
+        # pauses, and a ticket's timings are derived several times per event (before and after the
+        # change, then for its view): deriving each set once per process halves the ticket agent's
+        # time (bench_pipeline.py). Bounded, so a million tickets do not grow it without end.
+        self._instants = lru_cache(maxsize=1 << 16)(self._threshold_instants)
+        self._timings = lru_cache(maxsize=1 << 14)(self._derive_timings)
+        self._templates = {escalates: tuple((m.kind, m.percent, m.tier) for m in self._marks(escalates))
+                           for escalates in (False, True)}
+        self.iso = lru_cache(maxsize=1 << 16)(self._iso)
+        """An instant as local ISO 8601 text (the ticket view formats the same instants again and again)."""
+
+    def _iso(self, epoch: float) -> str:
+        return datetime.fromtimestamp(epoch, self.calendar.tz).isoformat()
 
     # -- derivation ---------------------------------------------------------------------------
     def _dt(self, epoch: float) -> datetime:
@@ -183,27 +197,47 @@ class SlaEngine:
             cursor = max(cursor, self._dt(p_end))
         return cal.advance(unit, cursor, remaining).timestamp()
 
-    def _thresholds(self, sp: StagePolicy, start: float, target: float,
-                    pauses: list[tuple[float, float | None]]) -> list[Threshold]:
+    def _marks(self, escalates: bool) -> list[Threshold]:
         marks = [Threshold(SlaKind.WARNING, p, None) for p in self.policy.warnings] + [
             Threshold(SlaKind.BREACH, 100, None)]
-        if sp.escalates:
+        if escalates:
             marks += [Threshold(SlaKind.ESCALATED, 100 + i * self.policy.escalation_step, None, tier=i + 1)
                       for i in range(self.policy.escalation_max_tier)]
-        cache: dict[int, float | None] = {}
-        for mark in marks:
-            if mark.percent not in cache:
-                cache[mark.percent] = self.deadline(sp.unit, start, target * mark.percent / 100, pauses)
-            mark.at = cache[mark.percent]
         return marks
 
+    def _threshold_instants(self, unit: Unit, start: float, target: float, escalates: bool,
+                            pauses: tuple[tuple[float, float | None], ...]) -> tuple[float | None, ...]:
+        found: dict[int, float | None] = {}
+        for mark in self._marks(escalates):
+            if mark.percent not in found:
+                found[mark.percent] = self.deadline(unit, start, target * mark.percent / 100, list(pauses))
+        return tuple(found[mark.percent] for mark in self._marks(escalates))
+
+    def _thresholds(self, sp: StagePolicy, start: float, target: float,
+                    pauses: tuple[tuple[float, float | None], ...]) -> list[Threshold]:
+        instants = self._instants(sp.unit, start, target, sp.escalates, pauses)
+        return [Threshold(kind, percent, at, tier)
+                for (kind, percent, tier), at in zip(self._templates[sp.escalates], instants, strict=True)]
+
     def timings(self, state: TicketSla) -> list[StageTiming]:
+        """Every stage's timing, derived from the ticket's facts (the same facts give the same
+        timings, so they are derived once: an event needs them before and after its change and
+        for the ticket's view). The StageTimings returned are shared: never mutate them."""
         if state.received_at is None or state.grade is None:
             return []
+        return list(self._timings(state.received_at, state.grade, tuple(state.facts)))
+
+    def _derive_timings(self, received_at: float, grade: Grade, facts: tuple[tuple[float, str, str], ...]
+                        ) -> tuple[StageTiming, ...]:
+        state = TicketSla("", received_at, grade, list(facts))
+        return tuple(self._derive(state))
+
+    def _derive(self, state: TicketSla) -> list[StageTiming]:
+        assert state.received_at is not None and state.grade is not None
         facts = state.facts
         cycle_starts = [state.received_at] + [at for at, kind, _ in facts
                                               if kind == EventType.REOPENED and at > state.received_at]
-        pauses = _pauses(facts)
+        pauses = tuple(_pauses(facts))
         out: list[StageTiming] = []
         for name, sp in self.policy.stages.items():
             if sp.open_for_grades is not None and state.grade not in sp.open_for_grades and not any(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from ticketstream.sla.engine import SlaEngine, StageTiming, TicketSla
@@ -28,7 +27,7 @@ def ticket_view(triage: dict[str, Any] | None, sla: TicketSla, engine: SlaEngine
     """The ticket as archive consumers and the live lookup see it; `now` adds remaining times.
     Pass `timings` when the caller already derived them."""
     def iso(epoch: float | None) -> str | None:
-        return datetime.fromtimestamp(epoch, engine.calendar.tz).isoformat() if epoch is not None else None
+        return engine.iso(epoch) if epoch is not None else None
 
     stages = []
     for st in engine.timings(sla) if timings is None else timings:
