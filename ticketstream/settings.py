@@ -46,7 +46,10 @@ class Settings(BaseModel):
     topic_prefix: str = Field(default="", description="Prepended to every topic name, e.g. 'prod.'.")
     app_id: str = Field(default="ticketstream", description="Kafka consumer group / Faust app id.")
     partitions: int = Field(default=12, ge=1, le=10_000)
-    replication_factor: int = Field(default=1, ge=1, le=15)
+    replication_factor: int | None = Field(
+        default=None, ge=1, le=15,
+        description="Replication factor of the topics ticketstream creates. Unset: min(3, brokers), "
+        "with min.insync.replicas 2 at 3 (`ticketstream.topology.replication`).")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65_535)
     data_dir: Path = Field(default=Path(".ticketstream/worker"))

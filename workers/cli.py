@@ -71,22 +71,30 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     settings = _settings(args)
     directory = Path(args.dir) if args.dir else settings.kafka_dir
     if args.action == "start":
-        cluster = embedded_kafka.start(directory, nodes=args.nodes, progress=lambda m: print(m, file=sys.stderr))
-        print(f"Kafka {cluster.version} running: {cluster.bootstrap_servers}")
+        cluster = embedded_kafka.start(directory, nodes=args.nodes, fresh=args.fresh,
+                                       progress=lambda m: print(m, file=sys.stderr))
+        print(f"Kafka {cluster.version} running: {cluster.bootstrap_servers} (cluster {cluster.cluster_id})")
         print(f"export TICKETSTREAM_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
         print(f"logs: {', '.join(str(Path(n.dir) / 'server.log') for n in cluster.nodes)}")
         return 0
     if args.action == "stop":
         print("stopped" if embedded_kafka.stop(directory) else f"no embedded Kafka was running in {directory}")
         return 0
-    cluster = embedded_kafka.status(directory)
+    cluster, states = embedded_kafka.node_states(directory)
     if not cluster:
-        print(f"not running ({directory})")
+        print(f"no embedded cluster in {directory} (start one with `ticketstream kafka start`)")
         return 1
-    print(f"running: {cluster.bootstrap_servers} ({len(cluster.nodes)} node(s), Kafka {cluster.version})")
-    for node in cluster.nodes:
-        print(f"  node {node.node_id}: pid {node.pid}, port {node.port}, log {Path(node.dir) / 'server.log'}")
-    return 0
+    up = sum(s.running for s in states)
+    word = "running" if up == len(states) else "degraded" if up else "not running"
+    print(f"{word}: {up} of {len(states)} node(s) up, cluster {cluster.cluster_id}, Kafka {cluster.version}, "
+          f"bootstrap {cluster.bootstrap_servers}")
+    for state in states:
+        node = state.node
+        print(f"  node {node.node_id}: {'running' if state.running else 'dead':7} pid {node.pid}, port {node.port}, "
+              f"controller port {node.controller_port}, log {Path(node.dir) / 'server.log'}")
+    if up < len(states):
+        print("  `ticketstream kafka start` restarts the dead node(s) with their data")
+    return 0 if up == len(states) else 1
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -412,7 +420,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("kafka", "start, stop or inspect the embedded Apache Kafka broker (KRaft) used by the demo and tests", cmd_kafka)
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--nodes", type=int, choices=[1, 3], default=1, help="1 broker, or 3 for replication (default 1)")
+    p.add_argument("--nodes", type=int, choices=[1, 3],
+                   help="a new cluster: 1 broker, or 3 for replication (default 1; an existing cluster keeps its size)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start: stop and DELETE the existing cluster and all its data, then format a new one")
     p.add_argument("--dir", help="state and log directory (default .ticketstream/kafka)")
 
     p = add("topics", "create every system topic (idempotent) or describe them", cmd_topics)

@@ -14,7 +14,7 @@ import faust
 
 from ticketstream.settings import Settings, SettingsError
 from workers.app import create_app
-from workers.topics import create_topics
+from workers.topics import create_topics, with_replication
 
 log = logging.getLogger(__name__)
 
@@ -73,7 +73,7 @@ def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = Tru
         )
     if ensure_topics:
         create_topics(settings)
-    app = create_app(settings)
+    app = create_app(with_replication(settings))  # Faust declares its own topics with this factor
     worker = Worker(
         app,
         stop_timeout=settings.stop_timeout_seconds,
