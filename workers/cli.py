@@ -120,6 +120,30 @@ def cmd_topics(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_lag(args: argparse.Namespace) -> int:
+    from workers.lag import consumer_lag
+
+    settings = _connected(_settings(args))
+    rows = consumer_lag(settings, args.group)
+    if not rows:
+        print("no committed offsets" + (f" for group(s) {', '.join(args.group)}" if args.group else ""))
+        return 1 if args.group else 0
+    width = max(len(f"{r.topic}[{r.partition}]") for r in rows)
+    for group in dict.fromkeys(r.group for r in rows):
+        mine = [r for r in rows if r.group == group]
+        print(f"group {group}: total lag {sum(r.lag for r in mine)}")
+        for r in mine:
+            committed = "-" if r.committed is None else str(r.committed)
+            print(f"  {f'{r.topic}[{r.partition}]':{width}}  committed {committed:>10}  end {r.end:>10}  lag {r.lag:>8}")
+    if args.max is not None:
+        over = [r for r in rows if r.lag > args.max]
+        if over:
+            print(f"ticketstream: {len(over)} partition(s) lag more than {args.max} (largest {max(r.lag for r in over)})",
+                  file=sys.stderr)
+            return 1
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from workers.worker import run_worker
 
@@ -429,6 +453,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("topics", "create every system topic (idempotent) or describe them", cmd_topics)
     p.add_argument("action", choices=["create", "describe"])
     p.add_argument("--json", action="store_true", help="describe as JSON")
+
+    p = add("lag", "committed offset, end offset and lag of consumer groups, per partition", cmd_lag)
+    p.add_argument("--group", action="append", metavar="GROUP",
+                   help="only this consumer group (repeatable; default: every group; a worker's group is its app id)")
+    p.add_argument("--max", type=int, metavar="N", help="exit 1 when any partition lags more than N messages")
 
     p = add("worker", "run a stream-processing worker (start more with the same settings to scale out)", cmd_worker)
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics at start")
