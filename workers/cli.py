@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,9 +51,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+_BOOTSTRAP: list[str | None] = [None]
+"""The address the command connects to, for the error line when it cannot."""
+
+
 def _connected(settings: Settings) -> Settings:
     """The settings with bootstrap servers: configured ones, or the running embedded broker's."""
     if settings.bootstrap_servers:
+        _BOOTSTRAP[0] = settings.bootstrap_servers
         return settings
     from workers import embedded_kafka
 
@@ -62,6 +68,7 @@ def _connected(settings: Settings) -> Settings:
             "no Kafka is configured and no embedded broker is running: set TICKETSTREAM_BOOTSTRAP_SERVERS "
             "(or --bootstrap-servers), or start one with `ticketstream kafka start`"
         )
+    _BOOTSTRAP[0] = cluster.bootstrap_servers
     return settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
 
 
@@ -167,11 +174,16 @@ def _serve_metrics(settings: Settings, port: int) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from workers.publisher import publish_file
+    from workers.publisher import PublishUnreachable, publish_file
 
     settings = _connected(_settings(args))
     _serve_metrics(settings, args.metrics_port)
-    report = publish_file(args.file, settings, rate=args.rate)
+    try:
+        report = publish_file(args.file, settings, rate=args.rate)
+    except PublishUnreachable as exc:
+        print(f"validated every line: {exc.report.unsent} valid, {len(exc.report.rejected)} rejected; "
+              "nothing was sent", file=sys.stderr)
+        raise exc.cause from None
     print(f"published {report.sent} event(s); rejected {len(report.rejected)} line(s); send failures {report.failed}",
           file=sys.stderr)
     return 0 if report.ok else 1
@@ -352,7 +364,8 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
     settings = _connected(_settings(args))
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
-                             consumer_timeout_ms=1500, **settings.kafka_client_options())
+                             consumer_timeout_ms=1500, **settings.kafka_client_options(),
+                             **settings.kafka_connect_options())
     topic = settings.topic(INCIDENTS)
     parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
     if not parts:
@@ -382,8 +395,6 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_bridge(args: argparse.Namespace) -> int:
-    import logging
-
     from workers.alert_bridge import run_bridge
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -414,7 +425,12 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas.export import export_schemas
 
-    for path in export_schemas(Path(args.directory)):
+    try:
+        paths = export_schemas(Path(args.directory))
+    except OSError as exc:
+        raise SettingsError(f"{args.directory}: cannot write the schemas there ({exc.strerror or exc}); "
+                            "give a DIR that can be created and written") from None
+    for path in paths:
         print(path)
     return 0
 
@@ -560,6 +576,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # kafka-python logs every refused connection at ERROR; with no handler configured Python
+    # prints those to stderr. The command says it once, clearly (the worker configures its own log).
+    logging.getLogger("kafka").addHandler(logging.NullHandler())
     try:
         return int(args.func(args) or 0)
     except (SettingsError, PolicyError, CalendarError) as exc:
@@ -568,11 +587,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a clear one-line error instead of a traceback
+        from workers.connect import BrokerUnreachable, is_unreachable
         from workers.embedded_kafka import KafkaLauncherError
 
         if isinstance(exc, KafkaLauncherError):
             print(f"ticketstream: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, BrokerUnreachable):
+            print(f"ticketstream: {exc}", file=sys.stderr)
+            return 1
+        if is_unreachable(exc):
+            print(f"ticketstream: {BrokerUnreachable(_BOOTSTRAP[0], type(exc).__name__)}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.filename:
+            print(f"ticketstream: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         raise
 
 

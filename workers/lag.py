@@ -43,7 +43,7 @@ def consumer_lag(settings: Settings, groups: list[str] | None = None) -> list[La
 
     admin = admin_client(settings)
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]
-                             enable_auto_commit=False, **settings.kafka_client_options())
+                             enable_auto_commit=False, **settings.kafka_client_options(), **settings.kafka_connect_options())
     try:
         names = groups or sorted({_group_id(g) for g in admin.list_groups()})
         rows: list[LagRow] = []

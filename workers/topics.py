@@ -19,7 +19,7 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
         bootstrap_servers=settings.bootstrap_servers.split(","),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=30_000,
-        **settings.kafka_client_options(),
+        **settings.kafka_client_options(), **settings.kafka_connect_options(),
     )
 
 

@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -71,6 +72,9 @@ def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = Tru
             f"setting 'web_port': {settings.web_host}:{settings.web_port} is already in use (another worker on "
             "this machine?); give each worker its own port with TICKETSTREAM_WEB_PORT or --web-port"
         )
+    from workers.connect import wait_for_broker
+
+    wait_for_broker(settings, say=lambda m: print(f"ticketstream worker: {m}", file=sys.stderr, flush=True))
     if ensure_topics:
         create_topics(settings)
     app = create_app(with_replication(settings))  # Faust declares its own topics with this factor
