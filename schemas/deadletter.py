@@ -59,6 +59,9 @@ class Original(BaseModel):
     truncated: bool
     size: int
     sha256: str
+    omitted: bool = False
+    """True when nothing of the input could be masked with confidence (neither JSON nor UTF-8
+    text): the record keeps only `size` and `sha256`; the input stays at its source coordinates."""
 
 
 class Source(BaseModel):

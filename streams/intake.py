@@ -81,7 +81,8 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
             except core.Rejected as rejected:
                 await dead_letters.send(raw, rejected.reason, source_of(event), "intake", rejected.parsed)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
-                log.exception("intake failed on %s", source_of(event).model_dump())
+                # Not log.exception: the exception's text and traceback may quote personal data.
+                log.error("intake failed on %s: %s", source_of(event).model_dump(), type(exc).__name__)
                 await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
                                                     message=f"unexpected {type(exc).__name__} in intake"),
                                         source_of(event), "intake")

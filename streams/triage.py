@@ -25,6 +25,7 @@ from ticketstream.settings import Settings
 from ticketstream.topology import (BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC,
                                   queue_topic)
 from ticketstream.triage.engine import TriageEngine
+from ticketstream.workqueue import work_queue_copy
 from streams import metrics
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,8 @@ log = logging.getLogger(__name__)
 
 class TriageOutputs:
     """Where a triage record goes: `tickets.triaged` and its team's queue (the previous team's
-    queue too when a ticket moves, so that team's system sees it leave)."""
+    queue too when a ticket moves, so that team's system sees it leave). Queues get the
+    handler's copy (`ticketstream.workqueue`): contact details, no national ID number."""
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.triaged = Emitter(app, settings.topic(TRIAGED_TOPIC))
@@ -41,11 +43,11 @@ class TriageOutputs:
 
     async def publish(self, record: TriagedTicket, previous_team: Team | None = None) -> None:
         key = record.ticket_id.encode()
-        payload = TRIAGED.dump_json(record)
-        await self.triaged.send(key, payload)
-        await self.queues[record.team].send(key, payload)
+        await self.triaged.send(key, TRIAGED.dump_json(record))
+        queued = TRIAGED.dump_json(work_queue_copy(record))  # without the national ID number
+        await self.queues[record.team].send(key, queued)
         if previous_team is not None and previous_team != record.team:
-            await self.queues[previous_team].send(key, payload)
+            await self.queues[previous_team].send(key, queued)
         metrics.TRIAGED.labels(category=record.category.value, grade=record.grade.value).inc()
         metrics.ROUTED.labels(team=record.team.value).inc()
 

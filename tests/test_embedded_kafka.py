@@ -1,5 +1,8 @@
 """The embedded broker launcher: clear errors, status/stop, and a three-node cluster that survives a failure."""
 
+import re
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -88,3 +91,87 @@ def test_three_nodes_keep_serving_when_one_dies(tmp_path: Path):
     finally:
         embedded_kafka.stop(tmp_path / "k3")
     assert not any(embedded_kafka._pid_alive(n.pid) for n in cluster.nodes)
+
+
+def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=Path(__file__).resolve().parents[1])
+
+
+def _count(bootstrap: str, topic: str) -> int:
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    parts = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+    ends = consumer.end_offsets(parts)
+    consumer.close()
+    return sum(ends.values())
+
+
+def test_replication_defaults_to_three_copies_with_two_in_sync():
+    from ticketstream.topology import replication
+
+    assert replication(1) == (1, None)
+    assert replication(2) == (2, None)
+    assert replication(3) == (3, 2)
+    assert replication(5) == (3, 2)
+    assert replication(5, configured=1) == (1, None)
+
+
+@pytest.mark.integration
+def test_kafka_start_keeps_the_cluster_and_restarts_its_dead_nodes(tmp_path: Path):
+    """kill -9 of one node, then of every node: `kafka start` brings back the same cluster (id,
+    ports, data); `kafka status` names the dead node; only `--fresh` wipes."""
+    from tests.harness import isolated_settings
+    from workers.topics import create_topics, describe_topics
+
+    directory = tmp_path / "k3"
+    cluster = embedded_kafka.start(directory, nodes=3)
+    try:
+        settings = isolated_settings(cluster.bootstrap_servers, tmp_path, partitions=3)
+        create_topics(settings)
+        rows = {r["topic"]: r for r in describe_topics(settings)}
+        inbound = rows[settings.topic("tickets.inbound")]
+        assert inbound["replication_factor"] == 3 and inbound["config"]["min.insync.replicas"] == "2"
+        topic = settings.topic("tickets.inbound")
+        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all", retries=20)
+        for i in range(300):
+            producer.send(topic, key=str(i).encode(), value=b"x")
+        producer.flush()
+
+        embedded_kafka.stop_node(cluster.nodes[1], hard=True)
+        assert embedded_kafka.status(directory) is not None  # still found with a node down
+        shown = _cli("kafka", "status", "--dir", str(directory))
+        assert shown.returncode == 1 and "2 of 3" in shown.stdout
+        assert re.search(rf"node 2: dead +pid {cluster.nodes[1].pid}, port {cluster.nodes[1].port}", shown.stdout)
+        assert re.search(rf"node 1: running +pid {cluster.nodes[0].pid}, port {cluster.nodes[0].port}", shown.stdout)
+        for i in range(300):  # min ISR 2: writes go on with one node down
+            producer.send(topic, key=str(i).encode(), value=b"y")
+        producer.flush(timeout=60)
+        producer.close()
+
+        started = _cli("kafka", "start", "--dir", str(directory))
+        assert started.returncode == 0, started.stderr
+        assert re.search(rf"restarted node 2 \(pid \d+, port {cluster.nodes[1].port}\)", started.stderr)
+        assert "restarted node 1" not in started.stderr
+        after = embedded_kafka.Cluster.load(directory)
+        assert after and after.cluster_id == cluster.cluster_id
+        assert [n.port for n in after.nodes] == [n.port for n in cluster.nodes]
+        assert all(embedded_kafka._pid_alive(n.pid) for n in after.nodes)
+
+        for node in after.nodes:  # every node killed: still the same cluster, with every message
+            embedded_kafka.stop_node(node, hard=True)
+        assert embedded_kafka.status(directory) is None
+        again = _cli("kafka", "start", "--dir", str(directory))
+        assert again.returncode == 0, again.stderr
+        assert again.stderr.count("restarted node") == 3
+        assert _count(cluster.bootstrap_servers, topic) == 600
+        assert _cli("kafka", "start", "--nodes", "1", "--dir", str(directory)).returncode == 2  # no silent resize
+
+        fresh = _cli("kafka", "start", "--fresh", "--nodes", "1", "--dir", str(directory))
+        assert fresh.returncode == 0, fresh.stderr
+        new = embedded_kafka.Cluster.load(directory)
+        assert new and new.cluster_id != cluster.cluster_id and len(new.nodes) == 1
+        admin = KafkaAdminClient(bootstrap_servers=new.bootstrap_servers)
+        assert topic not in admin.list_topics()
+        admin.close()
+    finally:
+        embedded_kafka.stop(directory)

@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter, FieldError, Original, Reason, ReasonCode, Source
 from schemas.events import Event
-from ticketstream.privacy import mask_json, mask_text
+from ticketstream.privacy import mask_json, mask_keyed_text, mask_text
 
 MAX_EVENT_BYTES = 256 * 1024
 """Largest accepted event. A complaint's content is at most 20,000 characters (60 KB in UTF-8);
@@ -100,22 +100,49 @@ def parse_event(raw: bytes, key: bytes | None = None, check_key: bool = True) ->
     return event
 
 
+def _truncate_utf8(text: str, limit: int) -> tuple[str, bool]:
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text, False
+    return data[:limit].decode("utf-8", errors="ignore"), True
+
+
+def _masked_original(raw: bytes, parsed: dict[str, Any] | None, digest: str) -> Original:
+    """The masked copy of a rejected input (DOMAIN §8: no personal data in clear in dead letters).
+
+    What decodes is masked by meaning: an input that parses as JSON (even when it is too large,
+    or not UTF-8 and read with replacement characters) is masked field by field, names
+    included, then truncated; text that is not JSON is masked by key patterns and shapes
+    (`mask_keyed_text`). Bytes that are neither keep only their SHA-256 and length: a name in
+    undecodable bytes cannot be found, so nothing of them is copied (`omitted`). The byte-exact
+    input stays re-readable at its source coordinates."""
+    if parsed is None:
+        try:
+            text, is_text = raw.decode("utf-8"), True
+        except UnicodeDecodeError:
+            text, is_text = raw.decode("utf-8", errors="replace"), False
+        try:
+            candidate = json.loads(text)
+        except (ValueError, RecursionError):
+            candidate = None
+        if isinstance(candidate, (dict, list)):
+            parsed = candidate  # type: ignore[assignment]
+        elif not is_text:  # not UTF-8 and not JSON: nothing here can be masked with confidence
+            return Original(encoding="utf-8", value="", masked=True, truncated=len(raw) > 0, size=len(raw),
+                            sha256=digest, omitted=True)
+        else:
+            value, truncated = _truncate_utf8(mask_keyed_text(text), MAX_ORIGINAL_BYTES)
+            return Original(encoding="utf-8", value=value, masked=True, truncated=truncated, size=len(raw), sha256=digest)
+    value, truncated = _truncate_utf8(json.dumps(mask_json(parsed), ensure_ascii=False), MAX_ORIGINAL_BYTES)
+    return Original(encoding="utf-8", value=value, masked=True, truncated=truncated, size=len(raw), sha256=digest)
+
+
 def _original(raw: bytes, parsed: dict[str, Any] | None, masked: bool) -> Original:
     digest = hashlib.sha256(raw).hexdigest()
+    if masked:
+        return _masked_original(raw, parsed, digest)
     truncated = len(raw) > MAX_ORIGINAL_BYTES
     body = raw[:MAX_ORIGINAL_BYTES]
-    if masked:
-        if parsed is not None and not truncated:
-            text = json.dumps(mask_json(parsed), ensure_ascii=False)
-            return Original(encoding="utf-8", value=text, masked=True, truncated=False, size=len(raw), sha256=digest)
-        try:
-            text = body.decode("utf-8")
-        except UnicodeDecodeError:
-            # Scrub digits-that-look-like-phones in the decodable parts, keep the bytes' shape.
-            text = mask_text(body.decode("utf-8", errors="replace"))
-            return Original(encoding="base64", value=base64.b64encode(text.encode("utf-8")).decode("ascii"),
-                            masked=True, truncated=truncated, size=len(raw), sha256=digest)
-        return Original(encoding="utf-8", value=mask_text(text), masked=True, truncated=truncated, size=len(raw), sha256=digest)
     try:
         return Original(encoding="utf-8", value=body.decode("utf-8"), masked=False, truncated=truncated, size=len(raw), sha256=digest)
     except UnicodeDecodeError:

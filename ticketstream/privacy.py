@@ -61,6 +61,12 @@ def mask_text(text: str) -> str:
     return _EMAIL_RE.sub(lambda m: f"{m.group(1)}***@{m.group(2)}", text)
 
 
+def mask_id_numbers(text: str) -> str:
+    """Mask national ID numbers (15 or 18 characters) in free text and nothing else: for records
+    whose reader needs the customer's phone (a work queue) but not the ID number."""
+    return _ID_RE.sub(lambda m: mask_id_number(m.group(0)), text)
+
+
 def looks_personal(text: str) -> bool:
     """Whether free text carries a mobile or landline number, a national ID number or an e-mail
     address. (A run of 11+ other digits is not counted here: ids with a timestamp in them are
@@ -80,6 +86,28 @@ def _mask_field(key: str, value: str) -> str:
     if key == "email":
         return mask_text(value) if "@" in value else "***"
     return mask_name(value)
+
+
+_KEYED_STRING_RE = re.compile(
+    r'("(' + "|".join(sorted(PERSONAL_KEYS)) + r')"\s*:\s*)("((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*)',
+    re.IGNORECASE)
+
+
+def mask_keyed_text(text: str) -> str:
+    """Mask personal fields in text that looks like JSON but does not parse (a truncated or
+    broken message): every `"name": "..."`-shaped pair of a personal key is masked by its key,
+    even when the closing quote is missing, then phone and ID shapes everywhere. A parser cannot
+    help here, and names have no shape `mask_text` could find on its own."""
+
+    def one(match: re.Match[str]) -> str:
+        key = match.group(2)
+        inner = match.group(4)
+        if inner is None:  # a bare number
+            return match.group(1) + '"' + _mask_field(key, match.group(3)) + '"'
+        closed = len(match.group(3)) == len(inner) + 2
+        return match.group(1) + '"' + _mask_field(key, inner) + ('"' if closed else "")
+
+    return mask_text(_KEYED_STRING_RE.sub(one, text))
 
 
 def mask_json(value: Any, key: str | None = None) -> Any:

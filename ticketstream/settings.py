@@ -46,7 +46,10 @@ class Settings(BaseModel):
     topic_prefix: str = Field(default="", description="Prepended to every topic name, e.g. 'prod.'.")
     app_id: str = Field(default="ticketstream", description="Kafka consumer group / Faust app id.")
     partitions: int = Field(default=12, ge=1, le=10_000)
-    replication_factor: int = Field(default=1, ge=1, le=15)
+    replication_factor: int | None = Field(
+        default=None, ge=1, le=15,
+        description="Replication factor of the topics ticketstream creates. Unset: min(3, brokers), "
+        "with min.insync.replicas 2 at 3 (`ticketstream.topology.replication`).")
     web_host: str = "127.0.0.1"
     web_port: int = Field(default=6066, ge=1, le=65_535)
     data_dir: Path = Field(default=Path(".ticketstream/worker"))
@@ -79,6 +82,14 @@ class Settings(BaseModel):
         description="How long a worker's producer waits to fill a batch. Every complaint passes about "
         "five hops, so this trades at most that many lingers of latency for throughput: 25 ms "
         "took a worker from about 1,600 to 2,000 events/s against 5 ms (bench_intake.py).")
+    connect_timeout_seconds: float = Field(
+        default=10, gt=0, le=600,
+        description="How long a command or client waits for the first answer of the bootstrap servers "
+        "before it says it cannot reach Kafka.")
+    broker_wait_seconds: float = Field(
+        default=60, ge=0, le=86_400,
+        description="How long a starting worker keeps retrying an unreachable Kafka (saying that it "
+        "waits) before it gives up with an error; brokers and workers often start together.")
     stop_timeout_seconds: float = Field(
         default=30, gt=0, le=3600,
         description="After SIGTERM/SIGINT a worker commits and leaves its group; if that takes longer "
@@ -162,6 +173,10 @@ class Settings(BaseModel):
     def topic(self, name: str) -> str:
         """The full Kafka topic name of a logical topic (prefix applied)."""
         return f"{self.topic_prefix}{name}"
+
+    def kafka_connect_options(self) -> dict[str, Any]:
+        """kafka-python's bootstrap deadline (not an aiokafka option, hence apart)."""
+        return {"bootstrap_timeout_ms": int(self.connect_timeout_seconds * 1000)}
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Security options in kafka-python's spelling (also accepted by aiokafka)."""

@@ -90,6 +90,17 @@ def system_topics() -> list[TopicSpec]:
     return specs
 
 
+def replication(brokers: int, configured: int | None = None) -> tuple[int, int | None]:
+    """(replication factor, min.insync.replicas or None for the broker default) of new topics.
+
+    Unless configured, min(3, brokers): one copy per broker up to three, so a three-node
+    cluster survives a dead broker without losing a message (acks=all waits for the in-sync
+    replicas) and a single broker still works. At RF 3, min.insync.replicas 2: a write is
+    acknowledged by two copies, and one broker may be down while producers go on."""
+    rf = configured if configured is not None else max(1, min(3, brokers))
+    return rf, (2 if rf >= 3 else None)
+
+
 def changelog_topics(settings: Settings) -> list[TopicSpec]:
     """The changelog topics of the worker's Faust tables (named by Faust after the app id)."""
     return [

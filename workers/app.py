@@ -72,7 +72,7 @@ def create_app(settings: Settings) -> faust.App:
         store="memory://" if settings.store == "memory" else "rocksdb://",
         datadir=str(settings.data_dir),
         topic_partitions=settings.partitions,
-        topic_replication_factor=settings.replication_factor,
+        topic_replication_factor=settings.replication_factor or 1,  # run_worker decides it from the cluster
         topic_allow_declare=True,
         producer_acks=-1,
         producer_linger_ms=settings.producer_linger_ms,

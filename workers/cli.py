@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -50,9 +51,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     )
 
 
+_BOOTSTRAP: list[str | None] = [None]
+"""The address the command connects to, for the error line when it cannot."""
+
+
 def _connected(settings: Settings) -> Settings:
     """The settings with bootstrap servers: configured ones, or the running embedded broker's."""
     if settings.bootstrap_servers:
+        _BOOTSTRAP[0] = settings.bootstrap_servers
         return settings
     from workers import embedded_kafka
 
@@ -62,6 +68,7 @@ def _connected(settings: Settings) -> Settings:
             "no Kafka is configured and no embedded broker is running: set TICKETSTREAM_BOOTSTRAP_SERVERS "
             "(or --bootstrap-servers), or start one with `ticketstream kafka start`"
         )
+    _BOOTSTRAP[0] = cluster.bootstrap_servers
     return settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
 
 
@@ -71,22 +78,30 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     settings = _settings(args)
     directory = Path(args.dir) if args.dir else settings.kafka_dir
     if args.action == "start":
-        cluster = embedded_kafka.start(directory, nodes=args.nodes, progress=lambda m: print(m, file=sys.stderr))
-        print(f"Kafka {cluster.version} running: {cluster.bootstrap_servers}")
+        cluster = embedded_kafka.start(directory, nodes=args.nodes, fresh=args.fresh,
+                                       progress=lambda m: print(m, file=sys.stderr))
+        print(f"Kafka {cluster.version} running: {cluster.bootstrap_servers} (cluster {cluster.cluster_id})")
         print(f"export TICKETSTREAM_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
         print(f"logs: {', '.join(str(Path(n.dir) / 'server.log') for n in cluster.nodes)}")
         return 0
     if args.action == "stop":
         print("stopped" if embedded_kafka.stop(directory) else f"no embedded Kafka was running in {directory}")
         return 0
-    cluster = embedded_kafka.status(directory)
+    cluster, states = embedded_kafka.node_states(directory)
     if not cluster:
-        print(f"not running ({directory})")
+        print(f"no embedded cluster in {directory} (start one with `ticketstream kafka start`)")
         return 1
-    print(f"running: {cluster.bootstrap_servers} ({len(cluster.nodes)} node(s), Kafka {cluster.version})")
-    for node in cluster.nodes:
-        print(f"  node {node.node_id}: pid {node.pid}, port {node.port}, log {Path(node.dir) / 'server.log'}")
-    return 0
+    up = sum(s.running for s in states)
+    word = "running" if up == len(states) else "degraded" if up else "not running"
+    print(f"{word}: {up} of {len(states)} node(s) up, cluster {cluster.cluster_id}, Kafka {cluster.version}, "
+          f"bootstrap {cluster.bootstrap_servers}")
+    for state in states:
+        node = state.node
+        print(f"  node {node.node_id}: {'running' if state.running else 'dead':7} pid {node.pid}, port {node.port}, "
+              f"controller port {node.controller_port}, log {Path(node.dir) / 'server.log'}")
+    if up < len(states):
+        print("  `ticketstream kafka start` restarts the dead node(s) with their data")
+    return 0 if up == len(states) else 1
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
@@ -109,6 +124,30 @@ def cmd_topics(args: argparse.Namespace) -> int:
             continue
         cfg = ", ".join(f"{k}={v}" for k, v in sorted(row["config"].items()))  # type: ignore[union-attr]
         print(f"{row['topic']}  partitions={row['partitions']} rf={row['replication_factor']} key={row['key']}  {cfg}")
+    return 0
+
+
+def cmd_lag(args: argparse.Namespace) -> int:
+    from workers.lag import consumer_lag
+
+    settings = _connected(_settings(args))
+    rows = consumer_lag(settings, args.group)
+    if not rows:
+        print("no committed offsets" + (f" for group(s) {', '.join(args.group)}" if args.group else ""))
+        return 1 if args.group else 0
+    width = max(len(f"{r.topic}[{r.partition}]") for r in rows)
+    for group in dict.fromkeys(r.group for r in rows):
+        mine = [r for r in rows if r.group == group]
+        print(f"group {group}: total lag {sum(r.lag for r in mine)}")
+        for r in mine:
+            committed = "-" if r.committed is None else str(r.committed)
+            print(f"  {f'{r.topic}[{r.partition}]':{width}}  committed {committed:>10}  end {r.end:>10}  lag {r.lag:>8}")
+    if args.max is not None:
+        over = [r for r in rows if r.lag > args.max]
+        if over:
+            print(f"ticketstream: {len(over)} partition(s) lag more than {args.max} (largest {max(r.lag for r in over)})",
+                  file=sys.stderr)
+            return 1
     return 0
 
 
@@ -135,11 +174,16 @@ def _serve_metrics(settings: Settings, port: int) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from workers.publisher import publish_file
+    from workers.publisher import PublishUnreachable, publish_file
 
     settings = _connected(_settings(args))
     _serve_metrics(settings, args.metrics_port)
-    report = publish_file(args.file, settings, rate=args.rate)
+    try:
+        report = publish_file(args.file, settings, rate=args.rate)
+    except PublishUnreachable as exc:
+        print(f"validated every line: {exc.report.unsent} valid, {len(exc.report.rejected)} rejected; "
+              "nothing was sent", file=sys.stderr)
+        raise exc.cause from None
     print(f"published {report.sent} event(s); rejected {len(report.rejected)} line(s); send failures {report.failed}",
           file=sys.stderr)
     return 0 if report.ok else 1
@@ -320,7 +364,8 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
     settings = _connected(_settings(args))
     consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
-                             consumer_timeout_ms=1500, **settings.kafka_client_options())
+                             consumer_timeout_ms=1500, **settings.kafka_client_options(),
+                             **settings.kafka_connect_options())
     topic = settings.topic(INCIDENTS)
     parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
     if not parts:
@@ -350,8 +395,6 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_bridge(args: argparse.Namespace) -> int:
-    import logging
-
     from workers.alert_bridge import run_bridge
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
@@ -382,7 +425,12 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from schemas.export import export_feed_schemas, export_schemas
 
-    for path in export_schemas(Path(args.directory)) + export_feed_schemas(Path(args.directory) / "topics"):
+    try:
+        paths = export_schemas(Path(args.directory)) + export_feed_schemas(Path(args.directory) / "topics")
+    except OSError as exc:
+        raise SettingsError(f"{args.directory}: cannot write the schemas there ({exc.strerror or exc}); "
+                            "give a DIR that can be created and written") from None
+    for path in paths:
         print(path)
     return 0
 
@@ -412,12 +460,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add("kafka", "start, stop or inspect the embedded Apache Kafka broker (KRaft) used by the demo and tests", cmd_kafka)
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--nodes", type=int, choices=[1, 3], default=1, help="1 broker, or 3 for replication (default 1)")
+    p.add_argument("--nodes", type=int, choices=[1, 3],
+                   help="a new cluster: 1 broker, or 3 for replication (default 1; an existing cluster keeps its size)")
+    p.add_argument("--fresh", action="store_true",
+                   help="start: stop and DELETE the existing cluster and all its data, then format a new one")
     p.add_argument("--dir", help="state and log directory (default .ticketstream/kafka)")
 
     p = add("topics", "create every system topic (idempotent) or describe them", cmd_topics)
     p.add_argument("action", choices=["create", "describe"])
     p.add_argument("--json", action="store_true", help="describe as JSON")
+
+    p = add("lag", "committed offset, end offset and lag of consumer groups, per partition", cmd_lag)
+    p.add_argument("--group", action="append", metavar="GROUP",
+                   help="only this consumer group (repeatable; default: every group; a worker's group is its app id)")
+    p.add_argument("--max", type=int, metavar="N", help="exit 1 when any partition lags more than N messages")
 
     p = add("worker", "run a stream-processing worker (start more with the same settings to scale out)", cmd_worker)
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics at start")
@@ -525,6 +581,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    # kafka-python logs every refused connection at ERROR; with no handler configured Python
+    # prints those to stderr. The command says it once, clearly (the worker configures its own log).
+    logging.getLogger("kafka").addHandler(logging.NullHandler())
     try:
         return int(args.func(args) or 0)
     except (SettingsError, PolicyError, CalendarError) as exc:
@@ -533,11 +592,21 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a clear one-line error instead of a traceback
+        from workers.connect import BrokerUnreachable, is_unreachable
         from workers.embedded_kafka import KafkaLauncherError
 
         if isinstance(exc, KafkaLauncherError):
             print(f"ticketstream: {exc}", file=sys.stderr)
             return 2
+        if isinstance(exc, BrokerUnreachable):
+            print(f"ticketstream: {exc}", file=sys.stderr)
+            return 1
+        if is_unreachable(exc):
+            print(f"ticketstream: {BrokerUnreachable(_BOOTSTRAP[0], type(exc).__name__)}", file=sys.stderr)
+            return 1
+        if isinstance(exc, OSError) and exc.filename:
+            print(f"ticketstream: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)
+            return 1
         raise
 
 

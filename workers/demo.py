@@ -117,7 +117,7 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
             print(f"Using the running embedded Kafka at {cluster.bootstrap_servers}", file=out, flush=True)
         else:
             print("No Kafka configured: starting the embedded Apache Kafka broker ...", file=out, flush=True)
-            cluster = embedded_kafka.start(settings.kafka_dir, nodes=1, progress=lambda m: print(m, file=out, flush=True))
+            cluster = embedded_kafka.start(settings.kafka_dir, progress=lambda m: print(m, file=out, flush=True))
             started_kafka = True
             print(f"Kafka is up at {cluster.bootstrap_servers} (logs in {settings.kafka_dir})", file=out, flush=True)
         settings = settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})

@@ -5,6 +5,10 @@ It fetches the pinned Kafka release from Maven Central once (``deploy/kafka/pom.
 combined broker+controller nodes on loopback with free ports, waits until every node serves
 metadata, and records the cluster in ``<dir>/cluster.json`` so that ``status`` and ``stop`` work
 from any later process. Logs stay in ``<dir>/node-N/server.log``.
+
+A recorded cluster is never deleted by ``start``: its dead nodes are started again with the same
+id, ports and data (a developer's topics and messages survive a ``kill -9`` or a reboot); wiping
+is the explicit ``start(fresh=True)`` / ``kafka start --fresh``.
 """
 
 from __future__ import annotations
@@ -251,41 +255,112 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def status(directory: Path) -> Cluster | None:
-    """The recorded cluster if every one of its nodes is still running, else None."""
-    cluster = Cluster.load(directory)
-    if cluster and cluster.nodes and all(_pid_alive(n.pid) for n in cluster.nodes):
+    """The recorded cluster if at least one of its nodes is running, else None. A cluster with a
+    node down still serves (at RF 3), so commands must find it; `node_states` says which is down."""
+    cluster = Cluster.load(directory.resolve())
+    if cluster and cluster.nodes and any(_pid_alive(n.pid) for n in cluster.nodes):
         return cluster
     return None
 
 
+@dataclass(frozen=True)
+class NodeState:
+    node: Node
+    running: bool
+
+
+def node_states(directory: Path) -> tuple[Cluster | None, list[NodeState]]:
+    """The recorded cluster (running or not) and whether each of its nodes runs."""
+    cluster = Cluster.load(directory.resolve())
+    if not cluster:
+        return None, []
+    return cluster, [NodeState(n, _pid_alive(n.pid)) for n in cluster.nodes]
+
+
+def _has_data(directory: Path) -> bool:
+    return any(directory.glob("node-*/data/meta.properties"))
+
+
 def start(
     directory: Path,
-    nodes: int = 1,
+    nodes: int | None = None,
     version: str = KAFKA_VERSION,
     heap_mb: int = 512,
     progress: Callable[[str], None] | None = None,
+    fresh: bool = False,
 ) -> Cluster:
-    """Start (or find running) an embedded cluster in `directory`; return it once it serves metadata."""
-    if nodes not in (1, 3):
+    """Start the embedded cluster recorded in `directory`, or a new one if none is recorded;
+    return it once every node serves metadata.
+
+    An existing cluster is never deleted here: its data (topics, messages, committed offsets) is
+    the point of running it. Nodes that died (kill -9, a reboot) are started again with the same
+    cluster id, node ids, ports and data directories, each reported through `progress`. Only
+    `fresh=True` (`kafka start --fresh`) stops and wipes the directory and formats a new cluster.
+    `nodes` (1 or 3) is for a new cluster; asking an existing cluster for another size is an error.
+    """
+    if nodes not in (None, 1, 3):
         raise KafkaLauncherError("--nodes must be 1 or 3")
     directory = directory.resolve()
-    running = status(directory)
-    if running:
-        if len(running.nodes) != nodes:
+    if fresh:
+        stop(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+    existing = Cluster.load(directory)
+    if existing is not None:
+        if nodes is not None and len(existing.nodes) != nodes:
             raise KafkaLauncherError(
-                f"a {len(running.nodes)}-node cluster already runs in {directory}; stop it first"
+                f"a {len(existing.nodes)}-node cluster exists in {directory}; start it without --nodes, "
+                f"or wipe it and all its data with `ticketstream kafka start --fresh --nodes {nodes}`"
             )
-        return running
-    stop(directory)  # clear the remains of a crashed cluster
+        return _restart_dead_nodes(existing, heap_mb, progress)
+    if _has_data(directory):
+        raise KafkaLauncherError(
+            f"{directory} holds Kafka data but no cluster.json (an interrupted first start?); nothing was "
+            "deleted. Remove it yourself or run `ticketstream kafka start --fresh` to wipe it"
+        )
+    return _create(directory, nodes or 1, version, heap_mb, progress)
+
+
+def _restart_dead_nodes(cluster: Cluster, heap_mb: int, progress: Callable[[str], None] | None) -> Cluster:
+    dead = [n for n in cluster.nodes if not _pid_alive(n.pid)]
+    if dead:
+        busy = [n for n in dead if not (_port_free(n.port) and _port_free(n.controller_port))]
+        if busy:
+            raise KafkaLauncherError(
+                "cannot restart node(s) " + ", ".join(f"{n.node_id} (port {n.port}/{n.controller_port})" for n in busy)
+                + f" of the cluster in {cluster.dir}: the port is taken by another process; free it and run "
+                "`ticketstream kafka start` again (nothing was deleted)")
+        java = find_java()
+        libs = kafka_libs(cluster.version, progress)
+        for node in dead:
+            _launch(java, libs, node, heap_mb)
+            if progress:
+                progress(f"restarted node {node.node_id} (pid {node.pid}, port {node.port}) of cluster "
+                         f"{cluster.cluster_id}")
+        cluster.save()
+    _wait_for_metadata(cluster, time.monotonic() + START_TIMEOUT_S)
+    return cluster
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _create(directory: Path, nodes: int, version: str, heap_mb: int,
+            progress: Callable[[str], None] | None) -> Cluster:
     java = find_java()
     libs = kafka_libs(version, progress)
-    shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True, exist_ok=True)
     ports = free_ports(2 * nodes)
     cluster = Cluster(dir=str(directory), version=version, cluster_id=_cluster_id())
     for i in range(nodes):
         node_dir = directory / f"node-{i + 1}"
-        node_dir.mkdir()
+        node_dir.mkdir(exist_ok=True)
         cluster.nodes.append(Node(node_id=i + 1, port=ports[2 * i], controller_port=ports[2 * i + 1], dir=str(node_dir)))
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in cluster.nodes)
     classpath = f"{libs}/*"

@@ -150,7 +150,7 @@ def start(settings: Settings, directory: Path | None = None, prometheus_port: in
         cluster = embedded_kafka.status(kafka_dir)
         if not cluster:
             print(f"no Kafka configured or running: starting the embedded broker in {kafka_dir}", file=out, flush=True)
-            cluster = embedded_kafka.start(kafka_dir, nodes=1)
+            cluster = embedded_kafka.start(kafka_dir)
             started_kafka = True
         settings = settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
     prometheus_port = _port(prometheus_port, out, "Prometheus")

@@ -42,7 +42,7 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "max_in_flight_requests_per_connection": 1,  # keep a ticket's order through retries
         "retries": 10,
         "client_id": f"{settings.app_id}-publisher",
-        **settings.kafka_client_options(),
+        **settings.kafka_client_options(), **settings.kafka_connect_options(),
     }
     options.update(overrides)
     return KafkaProducer(**options)
@@ -69,6 +69,8 @@ class PublishReport:
     sent: int = 0
     rejected: list[tuple[int, str]] = field(default_factory=list)
     failed: int = 0
+    unsent: int = 0
+    """Valid lines not sent because Kafka could not be reached."""
 
     @property
     def ok(self) -> bool:
@@ -92,7 +94,16 @@ def publish_lines(
     """Validate and send each (line number, JSON line); rejected lines are reported, not sent."""
     report = PublishReport()
     own = producer is None
-    producer = producer or make_producer(settings)
+    unreachable: Exception | None = None
+    if producer is None:
+        try:
+            producer = make_producer(settings)
+        except Exception as exc:  # noqa: BLE001 - validate every line anyway, then say why nothing was sent
+            from workers.connect import is_unreachable
+
+            if not is_unreachable(exc):
+                raise
+            unreachable = exc
     topic = settings.topic(INBOUND)
     pacer = Pacer(rate)
 
@@ -110,22 +121,45 @@ def publish_lines(
                 if progress:
                     print(f"line {number}: rejected: {rejected.reason.code.value}: {rejected.reason.message}", file=progress)
                 continue
+            if producer is None:  # Kafka unreachable: only validating
+                report.unsent += 1
+                continue
             pacer.wait()
             producer.send(topic, key=event.ticket_id.encode("utf-8"), value=raw).add_errback(failed)
             report.sent += 1
             SENT.labels(kind="event").inc()
             if progress and report.sent % 10_000 == 0:
                 print(f"... {report.sent} sent", file=progress, flush=True)
-        producer.flush()
+        if producer is not None:
+            producer.flush()
     finally:
-        if own:
+        if own and producer is not None:
             producer.close()
+    if unreachable is not None:
+        from workers.connect import BrokerUnreachable
+
+        raise PublishUnreachable(report, BrokerUnreachable(settings.bootstrap_servers, type(unreachable).__name__))
     report.sent -= report.failed
     return report
+
+
+class PublishUnreachable(RuntimeError):
+    """Kafka could not be reached: every line was validated, none sent (`report.unsent` were valid)."""
+
+    def __init__(self, report: PublishReport, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.report = report
+        self.cause = cause
 
 
 def publish_file(path: str, settings: Settings, rate: float | None = None) -> PublishReport:
     if path == "-":
         return publish_lines(read_lines(sys.stdin.buffer), settings, rate, progress=sys.stderr)
-    with open(path, "rb") as fh:
+    try:
+        fh = open(path, "rb")  # noqa: SIM115
+    except OSError as exc:
+        from ticketstream.settings import SettingsError
+
+        raise SettingsError(f"{path}: cannot read ({exc.strerror}); give an existing file, or - for standard input") from None
+    with fh:
         return publish_lines(read_lines(fh), settings, rate, progress=sys.stderr)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from ticketstream.settings import Settings
-from ticketstream.topology import TopicSpec, changelog_topics, system_topics
+from ticketstream.topology import TopicSpec, changelog_topics, replication, system_topics
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -19,7 +19,7 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
         bootstrap_servers=settings.bootstrap_servers.split(","),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=30_000,
-        **settings.kafka_client_options(),
+        **settings.kafka_client_options(), **settings.kafka_connect_options(),
     )
 
 
@@ -36,14 +36,35 @@ def all_topics(settings: Settings) -> list[tuple[str, TopicSpec]]:
     return [(settings.topic(s.name), s) for s in system_topics()] + [(s.name, s) for s in changelog_topics(settings)]
 
 
+def broker_count(admin: KafkaAdminClient) -> int:
+    return len(admin.describe_cluster().get("brokers", [])) or 1
+
+
+def with_replication(settings: Settings, admin: KafkaAdminClient | None = None) -> Settings:
+    """`settings` with the replication factor decided: the configured one, else min(3, brokers)."""
+    if settings.replication_factor is not None:
+        return settings
+    own = admin is None
+    admin = admin or admin_client(settings)
+    try:
+        rf, _ = replication(broker_count(admin))
+    finally:
+        if own:
+            admin.close()
+    return settings.model_copy(update={"replication_factor": rf})
+
+
 def create_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> list[TopicResult]:
-    """Create every missing topic; report the existing ones (and any partition-count drift)."""
+    """Create every missing topic; report the existing ones (and any partition-count drift).
+    Replication: `ticketstream.topology.replication` (min(3, brokers), min ISR 2 at RF 3)."""
     own = admin is None
     admin = admin or admin_client(settings)
     try:
         wanted = all_topics(settings)
+        rf, min_isr = replication(broker_count(admin), settings.replication_factor)
+        isr = {"min.insync.replicas": str(min_isr)} if min_isr else {}
         response = admin.create_topics(
-            [NewTopic(name, settings.partitions, settings.replication_factor, topic_configs=spec.config())
+            [NewTopic(name, settings.partitions, rf, topic_configs={**spec.config(), **isr})
              for name, spec in wanted],
             raise_errors=False,
         )

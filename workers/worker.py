@@ -7,6 +7,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -14,7 +15,7 @@ import faust
 
 from ticketstream.settings import Settings, SettingsError
 from workers.app import create_app
-from workers.topics import create_topics
+from workers.topics import create_topics, with_replication
 
 log = logging.getLogger(__name__)
 
@@ -71,9 +72,12 @@ def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = Tru
             f"setting 'web_port': {settings.web_host}:{settings.web_port} is already in use (another worker on "
             "this machine?); give each worker its own port with TICKETSTREAM_WEB_PORT or --web-port"
         )
+    from workers.connect import wait_for_broker
+
+    wait_for_broker(settings, say=lambda m: print(f"ticketstream worker: {m}", file=sys.stderr, flush=True))
     if ensure_topics:
         create_topics(settings)
-    app = create_app(settings)
+    app = create_app(with_replication(settings))  # Faust declares its own topics with this factor
     worker = Worker(
         app,
         stop_timeout=settings.stop_timeout_seconds,

@@ -1,0 +1,31 @@
+"""What a team's work queue (`queue.<team>`) carries of a triaged ticket (DOMAIN §8).
+
+A handler needs the customer's name and phone to call back, the region, the content and the
+triage; nobody handling a complaint needs the national ID number (身份證號). Personal data is
+"stored only where needed", and work queues are read by every team's handling system, so the
+queue copy drops the ID number field (and ID-like extra fields a channel may have added) and
+masks ID numbers a customer typed into the complaint text. The full record stays on
+`tickets.accepted` (the audit history) and `tickets.triaged`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from schemas.tickets import TriagedTicket
+from ticketstream.privacy import mask_id_numbers
+
+ID_KEYS = frozenset({"id_number", "idcard", "id_card", "national_id"})
+
+
+def work_queue_copy(record: TriagedTicket) -> TriagedTicket:
+    """The queue's copy of `record`: no ID number anywhere, everything else unchanged."""
+    customer = record.customer
+    extra = customer.model_extra or {}
+    fields = {k: v for k, v in customer.model_dump(exclude={"id_number"}).items() if k.lower() not in ID_KEYS}
+    has_id = customer.id_number is not None or any(k.lower() in ID_KEYS for k in extra)
+    content = mask_id_numbers(record.content)
+    if not has_id and content == record.content:
+        return record
+    new_customer = type(customer).model_validate(fields) if has_id else customer
+    return dataclasses.replace(record, customer=new_customer, content=content)
