@@ -86,7 +86,7 @@ def test_state_version_never_decreases_along_a_ticket_and_a_batch_keeps_the_newe
     assert all(v == sorted(v) for v in versions.values())
     assert sum(len(set(v)) for v in versions.values()) > len(versions)  # the version does move
     batch = Batch(Protector("mask"))
-    for key, value in reversed(f.messages[STATE]):  # oldest last: must still keep the newest
+    for _key, value in reversed(f.messages[STATE]):  # oldest last: must still keep the newest
         batch.add(STATE, value)
     assert batch.finish() == []
     for tid, final in f.final.items():

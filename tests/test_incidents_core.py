@@ -45,8 +45,8 @@ def test_a_steady_high_baseline_opens_nothing():
     # 40 complaints every 10 minutes for 3 hours: always over the floor, never 5x the baseline...
     times = [T0 + i * 15 for i in range(720)]
     outs = feed(d, s, times)
-    first_hour = [o for o, t in zip(outs, times) if t < T0 + 3600]
-    later = [o for o, t in zip(outs, times) if t >= T0 + 3600]
+    first_hour = [o for o, t in zip(outs, times, strict=False) if t < T0 + 3600]
+    later = [o for o, t in zip(outs, times, strict=False) if t >= T0 + 3600]
     assert not opened(later)
     assert len(opened(first_hour)) <= 1  # ...once the baseline has learnt the level
 

@@ -26,9 +26,9 @@ def test_lag_per_partition_and_the_threshold(bootstrap, tmp_path: Path):
     create_topics(settings)
     topic = settings.topic("tickets.inbound")
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
-    for i in range(10):
+    for _i in range(10):
         producer.send(topic, value=b"x", partition=0)
-    for i in range(4):
+    for _i in range(4):
         producer.send(topic, value=b"x", partition=1)
     producer.flush()
     producer.close()

@@ -47,7 +47,7 @@ def planned_log(start: datetime) -> list[tuple[float, bytes, bytes]]:
                     shares=Shares(repeat_customer=0.1, out_of_order=0.0))
     out = [(m.at, m.key, m.value) for m in sim.schedule(25) if m.at <= SEND_SECONDS]
     extra = []
-    for i, (at, key, value) in enumerate(out):
+    for i, (at, _key, value) in enumerate(out):
         try:
             body = json.loads(value)
         except ValueError:

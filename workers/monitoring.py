@@ -209,7 +209,7 @@ def stop(directory: Path, out: IO[str] = sys.stdout, timeout: float = 20.0) -> b
     if stack is None:
         print(f"no monitoring state in {directory}", file=out)
         return False
-    for name, pid in stack.pids.items():
+    for pid in stack.pids.values():
         if _alive(pid):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout

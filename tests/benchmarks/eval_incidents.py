@@ -43,7 +43,7 @@ RATES = (1.0, 5.0, 20.0)
 T0 = 1_800_000_000.0
 CATEGORIES = [c.value.split(".")[0] for c in CATEGORY_WEIGHTS]
 WEIGHTS = list(CATEGORY_WEIGHTS.values())
-TECHNICAL_SHARE = sum(w for c, w in zip(CATEGORIES, WEIGHTS) if c == "technical") / sum(WEIGHTS)
+TECHNICAL_SHARE = sum(w for c, w in zip(CATEGORIES, WEIGHTS, strict=False) if c == "technical") / sum(WEIGHTS)
 
 
 def steady(rng: random.Random, rate: float, seconds: float, start: float = T0,
