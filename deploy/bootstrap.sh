@@ -46,9 +46,13 @@ fi
 # helm for `helm lint` / `helm template` of deploy/helm in the tests: a Go program, built from
 # the Go module proxy into .venv/bin (a pinned release; the module cache makes later builds quick).
 HELM_VERSION=v3.22.0
-if [[ "${1:-}" == "--with-monitoring" ]] && ! .venv/bin/helm version --short 2>/dev/null | grep -q "^${HELM_VERSION}"; then
+# (`helm version` of a `go install` build prints only "v3.22", so a stamp records the release.)
+helm_stamp=.venv/.helm-${HELM_VERSION}
+if [[ "${1:-}" == "--with-monitoring" && ( ! -x .venv/bin/helm || ! -f $helm_stamp ) ]]; then
   # Debian's golang-go (1.19) is too old for helm 3.22 (Go >= 1.24): use the machine's Go toolchain.
+  command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"  # the official toolchain's usual place
   command -v go >/dev/null || { echo "bootstrap: helm is built with Go >= 1.24, and no 'go' is on PATH" >&2; exit 1; }
   echo "bootstrap: building helm ${HELM_VERSION} into .venv/bin (go install, a few minutes the first time)"
   GOBIN="$PWD/.venv/bin" GOFLAGS=-buildvcs=false go install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+  touch "$helm_stamp"
 fi
