@@ -20,6 +20,9 @@ if [[ "${1:-}" == "--with-monitoring" ]]; then
   command -v amtool >/dev/null || need_apt+=(prometheus-alertmanager)
   # Debian keeps the server binaries off PATH, under /usr/lib/postgresql/<version>/bin.
   compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || need_apt+=(postgresql)
+  # The deploy tests validate deploy/compose with `docker-compose config` (Debian's, no engine needed)
+  # and build helm from the Go module proxy below.
+  command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 fi
 if ((${#need_apt[@]})); then
   echo "bootstrap: installing Debian packages: ${need_apt[*]}"
@@ -38,4 +41,18 @@ if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e '.[test,train]'
   touch "$stamp"
+fi
+
+# helm for `helm lint` / `helm template` of deploy/helm in the tests: a Go program, built from
+# the Go module proxy into .venv/bin (a pinned release; the module cache makes later builds quick).
+HELM_VERSION=v3.22.0
+# (`helm version` of a `go install` build prints only "v3.22", so a stamp records the release.)
+helm_stamp=.venv/.helm-${HELM_VERSION}
+if [[ "${1:-}" == "--with-monitoring" && ( ! -x .venv/bin/helm || ! -f $helm_stamp ) ]]; then
+  # Debian's golang-go (1.19) is too old for helm 3.22 (Go >= 1.24): use the machine's Go toolchain.
+  command -v go >/dev/null || PATH="$PATH:/usr/local/go/bin"  # the official toolchain's usual place
+  command -v go >/dev/null || { echo "bootstrap: helm is built with Go >= 1.24, and no 'go' is on PATH" >&2; exit 1; }
+  echo "bootstrap: building helm ${HELM_VERSION} into .venv/bin (go install, a few minutes the first time)"
+  GOBIN="$PWD/.venv/bin" GOFLAGS=-buildvcs=false go install "helm.sh/helm/v3/cmd/helm@${HELM_VERSION}"
+  touch "$helm_stamp"
 fi

@@ -35,6 +35,7 @@ from streams.emit import Emitter
 from streams.intake import raw_topic
 from streams.tables import entries, table
 from streams.triage import TriageOutputs
+from streams.web import bearer_required, owner_route
 from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.settings import Settings
 from ticketstream.sla.engine import SLA_EVENT, SlaKind
@@ -185,7 +186,8 @@ def register(app: faust.App, settings: Settings, process: TicketProcess, outputs
                  time.monotonic() - started, count)
 
     @app.page("/tickets/{ticket_id}")
-    @app.table_route(table=tickets, match_info="ticket_id")
+    @bearer_required(settings)  # the record names the customer: never open beyond loopback
+    @owner_route(app, tickets, "ticket_id")  # not app.table_route: it hashes the JSON-quoted key
     async def get_ticket(web: Any, request: Any, ticket_id: str) -> Any:
         value = tickets.get(ticket_id)
         if not value or "sla" not in value:

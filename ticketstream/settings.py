@@ -8,6 +8,7 @@ message that names the setting and where it came from, never deep inside Kafka c
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -50,8 +51,20 @@ class Settings(BaseModel):
         default=None, ge=1, le=15,
         description="Replication factor of the topics ticketstream creates. Unset: min(3, brokers), "
         "with min.insync.replicas 2 at 3 (`ticketstream.topology.replication`).")
-    web_host: str = "127.0.0.1"
+    web_host: str = Field(
+        default="127.0.0.1",
+        description="Address the worker's web server binds to (/metrics, /health, /tickets/{id}). Anything but "
+        "loopback needs lookup_token: the ticket lookup returns customers' names and phones.")
     web_port: int = Field(default=6066, ge=1, le=65_535)
+    web_advertised_host: str | None = Field(
+        default=None,
+        description="Host other workers use to reach this one when they forward a /tickets lookup to the owner "
+        "of the key (default: web_host). Set it (pod IP, container address) when web_host is 0.0.0.0, else every "
+        "worker advertises 0.0.0.0 and answers lookups only for its own partitions.")
+    lookup_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token that GET /tickets/{id} requires (at least 16 characters). Required when "
+        "web_host is not loopback; when set it is required on loopback too. /metrics and /health stay open.")
     data_dir: Path = Field(default=Path(".ticketstream/worker"))
     store: Literal["memory", "rocksdb"] = "memory"
     rocksdb_write_buffer_mb: int = Field(
@@ -130,6 +143,21 @@ class Settings(BaseModel):
             raise ValueError(f"expected comma-separated host:port, got {bad or value!r}")
         return ",".join(servers)
 
+    @field_validator("lookup_token")
+    @classmethod
+    def _token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or value.get_secret_value() == "":
+            return None
+        if len(value.get_secret_value()) < 16:
+            raise ValueError("a lookup token needs at least 16 characters (e.g. `openssl rand -hex 32`)")
+        return value
+
+    @property
+    def web_exposed(self) -> bool:
+        """Whether the worker's web server is reachable from beyond this machine (then the ticket
+        lookup, which returns personal data, must be guarded by lookup_token)."""
+        return not is_loopback(self.web_host)
+
     @field_validator("topic_prefix")
     @classmethod
     def _prefix(cls, value: str) -> str:
@@ -168,6 +196,8 @@ class Settings(BaseModel):
             env[ENV_PREFIX + "SASL_PASSWORD"] = self.sasl_password.get_secret_value()
         if self.archive_key:
             env[ENV_PREFIX + "ARCHIVE_KEY"] = self.archive_key.get_secret_value()
+        if self.lookup_token:
+            env[ENV_PREFIX + "LOOKUP_TOKEN"] = self.lookup_token.get_secret_value()
         return env
 
     def topic(self, name: str) -> str:
@@ -192,6 +222,18 @@ class Settings(BaseModel):
         if self.ssl_keyfile:
             opts["ssl_keyfile"] = str(self.ssl_keyfile)
         return opts
+
+
+def is_loopback(host: str) -> bool:
+    """True for addresses only this machine can reach: 127.0.0.0/8, ::1 and 'localhost'. Any other
+    name counts as exposed, since what it resolves to is not ours to know (0.0.0.0 binds everywhere)."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _from_env(environ: Mapping[str, str]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from streams.triage import TriageOutputs
 from ticketstream.engines import sla_engine, triage_engine
 from ticketstream.incidents.detector import Detector
 from ticketstream.incidents.detector import load_policy as load_incident_policy
-from ticketstream.settings import Settings
+from ticketstream.settings import Settings, SettingsError
 from ticketstream.sla.engine import SlaEngine
 from ticketstream.tickets.process import TicketProcess
 
@@ -61,10 +61,40 @@ def _watch_calendar(sla: SlaEngine) -> None:
                     today.year)
 
 
+def check_exposure(settings: Settings) -> None:
+    """Refuse a worker whose web port is reachable beyond loopback with an unguarded ticket lookup.
+
+    GET /tickets/{id} returns the customer's name and phone; a cluster needs the port open for
+    Prometheus, so bind beyond loopback only with a lookup token (one line, no traceback)."""
+    if settings.web_exposed and settings.lookup_token is None:
+        raise SettingsError(
+            f"setting 'web_host' is {settings.web_host!r}, beyond loopback, but 'lookup_token' is unset: the ticket "
+            "lookup would give customers' names and phones to anyone who reaches the port; set "
+            "TICKETSTREAM_LOOKUP_TOKEN (at least 16 characters) or bind 127.0.0.1")
+
+
+class Readiness:
+    """Whether the worker is ready for traffic: it has finished a rebalance and the table recovery
+    after it (so the deadline index is rebuilt and lookups are answered from recovered state), and
+    no new rebalance is under way. A load balancer or Kubernetes sends nothing to it before."""
+
+    def __init__(self, app: faust.App) -> None:
+        self.app = app
+        self.recovered = False
+
+    def state(self) -> str:
+        if not self.recovered:
+            return "recovering"
+        if self.app.rebalancing or getattr(self.app, "in_recovery", False):
+            return "rebalancing"
+        return "ready"
+
+
 def create_app(settings: Settings) -> faust.App:
     """Build the worker's Faust app with every agent registered."""
     if not settings.bootstrap_servers:
         raise ValueError("bootstrap_servers must be set to build a worker")
+    check_exposure(settings)
     app = faust.App(
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
@@ -79,7 +109,8 @@ def create_app(settings: Settings) -> faust.App:
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.web_host,
-        web_host=settings.web_host,
+        # What the other workers use to forward a /tickets lookup to this one (the key's owner).
+        web_host=settings.web_advertised_host or settings.web_host,
         web_port=settings.web_port,
         autodiscover=False,
         table_standby_replicas=1,
@@ -124,6 +155,20 @@ def create_app(settings: Settings) -> faust.App:
 
     @app.page("/healthz")
     async def health(web: Any, request: Any) -> Any:
+        """Liveness: the process and its web server answer (it may still be recovering)."""
         return web.json({"status": "ok", "app_id": settings.app_id})
+
+    readiness = Readiness(app)
+
+    @app.on_rebalance_complete.connect
+    async def recovered(sender: Any = None, **kwargs: Any) -> None:
+        readiness.recovered = True
+
+    @app.page("/health")
+    async def ready(web: Any, request: Any) -> Any:
+        """Readiness: 200 only after recovery and between rebalances, else 503 with the reason."""
+        state = readiness.state()
+        return web.json({"status": state, "app_id": settings.app_id, "rebalances": app.rebalancing_count},
+                        status=200 if state == "ready" else 503)
 
     return app

@@ -442,9 +442,23 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_demo(_settings(args), duration=args.duration if args.duration > 0 else until_interrupted, rate=args.rate)
 
 
+def _version() -> str:
+    """The installed distribution's version (what pip and bug reports see), or the source tree's
+    when run from a checkout that was never installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("ticketstream")
+    except PackageNotFoundError:
+        from ticketstream import __version__
+
+        return __version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ticketstream", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"ticketstream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, help_text: str, func: Any) -> argparse.ArgumentParser:

@@ -14,7 +14,7 @@ import time
 import faust
 
 from ticketstream.settings import Settings, SettingsError
-from workers.app import create_app
+from workers.app import check_exposure, create_app
 from workers.topics import create_topics, with_replication
 
 log = logging.getLogger(__name__)
@@ -67,6 +67,7 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 
 def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = True) -> None:
     """Create missing topics (idempotent), then run the worker until SIGINT/SIGTERM."""
+    check_exposure(settings)  # before touching Kafka: an unguarded exposed lookup is a setup error
     if not port_free(settings.web_host, settings.web_port):
         raise SettingsError(
             f"setting 'web_port': {settings.web_host}:{settings.web_port} is already in use (another worker on "
