@@ -12,6 +12,9 @@ demo: bootstrap
 
 test:
 	@bash deploy/bootstrap.sh --with-monitoring
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 	$(PY) -m pytest -q
 
 # Every benchmark, each against its baseline in the same run (a few minutes on 2 cores).

@@ -98,7 +98,9 @@ class Alert(BaseModel):
         if self.status is AlertStatus.RESOLVED and self.ends_at is None:
             raise ValueError("a resolved alert needs ends_at")
         if self.ends_at is not None and self.ends_at <= self.starts_at:
-            raise ValueError(f"ends_at ({self.ends_at.isoformat()}) must be after starts_at ({self.starts_at.isoformat()})")
+            raise ValueError(
+                f"ends_at ({self.ends_at.isoformat()}) must be after starts_at ({self.starts_at.isoformat()})"
+            )
         return self
 
     @property
@@ -112,8 +114,11 @@ class Alert(BaseModel):
     def to_alertmanager(self) -> dict[str, Any]:
         """The Alertmanager API v2 form (POST /api/v2/alerts). A firing alert has no endsAt:
         Alertmanager keeps it until `resolve_timeout` after the last time it was posted."""
-        body: dict[str, Any] = {"labels": dict(self.labels), "annotations": dict(self.annotations),
-                                "startsAt": self.starts_at.astimezone(UTC).isoformat()}
+        body: dict[str, Any] = {
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "startsAt": self.starts_at.astimezone(UTC).isoformat(),
+        }
         if self.ends_at is not None:
             body["endsAt"] = self.ends_at.astimezone(UTC).isoformat()
         return body

@@ -43,7 +43,6 @@ class Channel(StrEnum):
     OTHER = "other"
 
 
-
 class Tier(StrEnum):
     ORDINARY = "ordinary"
     VIP = "vip"
@@ -182,9 +181,7 @@ class SurveyCompletedData(LifecycleData):
     score: Annotated[int, Field(ge=1, le=5)]
 
 
-DATA_MODELS: dict[EventType, type[_Open]] = {
-    t: LifecycleData for t in EventType
-} | {
+DATA_MODELS: dict[EventType, type[_Open]] = {t: LifecycleData for t in EventType} | {
     EventType.COMPLAINT_RECEIVED: ComplaintReceivedData,
     EventType.REGRADED: RegradedData,
     EventType.RECLASSIFIED: ReclassifiedData,
@@ -192,9 +189,7 @@ DATA_MODELS: dict[EventType, type[_Open]] = {
     EventType.SURVEY_COMPLETED: SurveyCompletedData,
 }
 
-EventData = (
-    ComplaintReceivedData | RegradedData | ReclassifiedData | AssignedData | SurveyCompletedData | LifecycleData
-)
+EventData = ComplaintReceivedData | RegradedData | ReclassifiedData | AssignedData | SurveyCompletedData | LifecycleData
 
 
 class Event(_Open):

@@ -47,7 +47,8 @@ class TicketState(_Open):
     received_at: AwareDatetime | None
     triage: dict[str, Any] | None = Field(
         description="the latest triage revision (schemas/tickets.TriagedTicket): category, grade, team, queue, "
-                    "escalation_tier, owner, incident_id, revision, customer (personal data), content, ...")
+        "escalation_tier, owner, incident_id, revision, customer (personal data), content, ..."
+    )
     events: list[StateEvent]
     stages: list[StateStage]
 

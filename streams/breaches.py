@@ -18,14 +18,14 @@ from typing import Any
 
 import faust
 
+from streams import metrics
 from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
-from streams.tables import table
 from streams.intake import raw_topic
+from streams.tables import table
 from ticketstream.oversight import overload
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, SLA_BY_TEAM, TABLE_BREACHES_1H, TABLE_BREACHES_5M
-from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -35,11 +35,16 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters | Non
     source = raw_topic(app, settings.topic(SLA_BY_TEAM))
     alerts = Emitter(app, settings.topic(ALERTS))
     tables = {
-        "5m": table(app, settings, TABLE_BREACHES_5M, int,
-                    "SLA breaches and at-risk warnings per team|grade|stage|kind, 5-minute windows"
-                    ).tumbling(overload.WINDOWS["5m"], expires=timedelta(hours=2)),
-        "1h": table(app, settings, TABLE_BREACHES_1H, int, "the same in 1-hour windows"
-                    ).tumbling(overload.WINDOWS["1h"], expires=timedelta(days=2)),
+        "5m": table(
+            app,
+            settings,
+            TABLE_BREACHES_5M,
+            int,
+            "SLA breaches and at-risk warnings per team|grade|stage|kind, 5-minute windows",
+        ).tumbling(overload.WINDOWS["5m"], expires=timedelta(hours=2)),
+        "1h": table(app, settings, TABLE_BREACHES_1H, int, "the same in 1-hour windows").tumbling(
+            overload.WINDOWS["1h"], expires=timedelta(days=2)
+        ),
     }
     thresholds = {"5m": settings.overload_breaches_5m, "1h": settings.overload_breaches_1h}
 

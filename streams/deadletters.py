@@ -12,11 +12,11 @@ from typing import Any
 import faust
 
 from schemas.deadletter import Reason, ReasonCode, Source
+from streams import metrics
 from streams.emit import Emitter
 from ticketstream import intake as core
 from ticketstream.settings import Settings
 from ticketstream.topology import DLQ
-from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +44,9 @@ class DeadLetters:
         self._mask = settings.dlq_original == "masked"
         self._budget = LogBudget(per_minute=60)
 
-    async def send(self, raw: bytes, reason: Reason, source: Source, stage: str,
-                   parsed: dict[str, Any] | None = None) -> None:
+    async def send(
+        self, raw: bytes, reason: Reason, source: Source, stage: str, parsed: dict[str, Any] | None = None
+    ) -> None:
         record = core.dead_letter(raw, reason, source, stage=stage, parsed=parsed, mask_original=self._mask)
         metrics.DEADLETTERS.labels(stage=stage, reason=reason.code.value).inc()
         if self._budget.allow():
@@ -57,9 +58,13 @@ def source_of(event: Any) -> Source:
     """Where a Faust stream event came from, for its dead-letter record."""
     message = event.message
     key = event.key if isinstance(event.key, bytes) or event.key is None else bytes(event.key)
-    return Source(topic=message.topic, partition=message.partition, offset=message.offset,
-                  timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
-                  key=core.key_text(key))
+    return Source(
+        topic=message.topic,
+        partition=message.partition,
+        offset=message.offset,
+        timestamp_ms=int(message.timestamp * 1000) if message.timestamp else None,
+        key=core.key_text(key),
+    )
 
 
 def raw_of(event: Any) -> bytes:
@@ -67,8 +72,9 @@ def raw_of(event: Any) -> bytes:
     return event.value if isinstance(event.value, bytes) else bytes(event.value or b"")
 
 
-async def guarded(events: AsyncIterator[Any], dead_letters: DeadLetters, stage: str,
-                  handle: Callable[[Any, bytes], Awaitable[None]]) -> None:
+async def guarded(
+    events: AsyncIterator[Any], dead_letters: DeadLetters, stage: str, handle: Callable[[Any, bytes], Awaitable[None]]
+) -> None:
     """Every agent's loop: decode and handle each stream event with `handle(event, raw)`; whatever
     it raises becomes a `processing_error` dead letter of `stage` (counted, logged without the
     exception's text, which may quote personal data) and the stream goes on with the next message."""
@@ -78,8 +84,14 @@ async def guarded(events: AsyncIterator[Any], dead_letters: DeadLetters, stage: 
             await handle(event, raw)
         except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
             where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-            log.error("%s failed on %s: %s at %s", stage, source_of(event).model_dump(), type(exc).__name__,
-                      f"{where.filename}:{where.lineno}" if where else "?")
+            log.error(
+                "%s failed on %s: %s at %s",
+                stage,
+                source_of(event).model_dump(),
+                type(exc).__name__,
+                f"{where.filename}:{where.lineno}" if where else "?",
+            )
             code = ReasonCode.INVALID_JSON if isinstance(exc, json.JSONDecodeError) else ReasonCode.PROCESSING_ERROR
-            await dead_letters.send(raw, Reason(code=code, message=f"unexpected {type(exc).__name__} in {stage}"),
-                                    source_of(event), stage)
+            await dead_letters.send(
+                raw, Reason(code=code, message=f"unexpected {type(exc).__name__} in {stage}"), source_of(event), stage
+            )

@@ -25,23 +25,30 @@ from typing import Any
 
 import faust
 
+from streams import metrics
 from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
-from streams.tables import table
 from streams.intake import raw_topic
-from ticketstream.oversight.alerts import mass_incident
+from streams.tables import table
 from ticketstream.incidents.detector import Detector, IncidentRecord, KeyState
+from ticketstream.oversight.alerts import mass_incident
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
-from streams import metrics
 
 log = logging.getLogger(__name__)
 
 
 def incident_alert(record: IncidentRecord) -> dict[str, Any]:
     """One alert per incident (firing on open and update, resolved on close), grouped by incident."""
-    return mass_incident(record.id, record.city, record.category, record.count, record.baseline,
-                         record.opened_at, record.closed_at if record.action == "close" else None)
+    return mass_incident(
+        record.id,
+        record.city,
+        record.category,
+        record.count,
+        record.baseline,
+        record.opened_at,
+        record.closed_at if record.action == "close" else None,
+    )
 
 
 def register(app: faust.App, settings: Settings, detector: Detector, dead_letters: DeadLetters | None = None) -> None:

@@ -20,13 +20,13 @@ import faust
 
 from schemas.deadletter import Reason, ReasonCode
 from schemas.events import EventType
+from streams import metrics
 from streams.deadletters import DeadLetters, source_of
 from streams.emit import Emitter
 from streams.tables import table
 from ticketstream import intake as core
 from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, TABLE_INTAKE_SEEN
-from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,20 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
                 if verdict == "duplicate":
                     metrics.INTAKE_DUPLICATES.inc()
                 elif verdict == "conflict":
-                    await dead_letters.send(raw, Reason(
-                        code=ReasonCode.CONFLICTING_DUPLICATE,
-                        message="an event with this event_id was accepted before with different content",
-                    ), source_of(event), "intake", {"event_id": parsed_event.event_id,
-                                                    "ticket_id": parsed_event.ticket_id,
-                                                    "type": parsed_event.type.value})
+                    await dead_letters.send(
+                        raw,
+                        Reason(
+                            code=ReasonCode.CONFLICTING_DUPLICATE,
+                            message="an event with this event_id was accepted before with different content",
+                        ),
+                        source_of(event),
+                        "intake",
+                        {
+                            "event_id": parsed_event.event_id,
+                            "ticket_id": parsed_event.ticket_id,
+                            "type": parsed_event.type.value,
+                        },
+                    )
                 else:
                     updated = dict(ticket_seen)
                     updated[fp.event] = fp.content
@@ -83,8 +91,11 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
                 # Not log.exception: the exception's text and traceback may quote personal data.
                 log.error("intake failed on %s: %s", source_of(event).model_dump(), type(exc).__name__)
-                await dead_letters.send(raw, Reason(code=ReasonCode.PROCESSING_ERROR,
-                                                    message=f"unexpected {type(exc).__name__} in intake"),
-                                        source_of(event), "intake")
+                await dead_letters.send(
+                    raw,
+                    Reason(code=ReasonCode.PROCESSING_ERROR, message=f"unexpected {type(exc).__name__} in intake"),
+                    source_of(event),
+                    "intake",
+                )
             finally:
                 metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)

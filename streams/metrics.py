@@ -11,9 +11,7 @@ from ticketstream import __version__
 WORKER_INFO = Info("ticketstream_worker", "Worker build and identity.")
 WORKER_INFO.info({"version": __version__})
 
-INTAKE_ACCEPTED = Counter(
-    "ticketstream_intake_accepted", "Valid events forwarded by intake, by event type.", ["type"]
-)
+INTAKE_ACCEPTED = Counter("ticketstream_intake_accepted", "Valid events forwarded by intake, by event type.", ["type"])
 INTAKE_DUPLICATES = Counter(
     "ticketstream_intake_duplicates", "Exact duplicates (same event_id, same content) dropped by intake."
 )
@@ -36,20 +34,25 @@ TRIAGE_LATENCY = Histogram(
     "From a complaint's occurred_at to its triage record (includes producer and queueing delay).",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
-SLA_EVENTS = Counter("ticketstream_sla_events", "SLA events emitted, by stage, kind, grade and team.",
-                     ["stage", "kind", "grade", "team"])
+SLA_EVENTS = Counter(
+    "ticketstream_sla_events", "SLA events emitted, by stage, kind, grade and team.", ["stage", "kind", "grade", "team"]
+)
 SLA_FIRE_DELAY = Histogram(
     "ticketstream_sla_fire_delay_seconds",
     "How long after its threshold instant a warning, breach or escalation was emitted (not retroactive ones).",
     buckets=(0.05, 0.1, 0.25, 0.5, 0.75, 1, 2, 5, 10, 30, 60),
 )
-DEADLINE_INDEX = Gauge("ticketstream_deadline_index_tickets", "Tickets with a pending threshold in this worker's index.")
-CALENDAR_FALLBACKS = Counter("ticketstream_calendar_fallbacks", "Dates looked up in a year without calendar data.",
-                             ["year"])
+DEADLINE_INDEX = Gauge(
+    "ticketstream_deadline_index_tickets", "Tickets with a pending threshold in this worker's index."
+)
+CALENDAR_FALLBACKS = Counter(
+    "ticketstream_calendar_fallbacks", "Dates looked up in a year without calendar data.", ["year"]
+)
 CALENDAR_COVERED_UNTIL = Gauge(
     "ticketstream_calendar_covered_until_timestamp_seconds",
     "End (24:00 local) of the last day with working-calendar data (package plus override file): "
-    "working-day clocks after it fall back to Monday-Friday.")
+    "working-day clocks after it fall back to Monday-Friday.",
+)
 ALERTS = Counter("ticketstream_alerts", "Alerts published to the alerts topic, by alert name.", ["alertname"])
 TICKET_MESSAGES = Counter("ticketstream_ticket_messages", "Messages the ticket agent applied, by source.", ["source"])
 INCIDENT_RECORDS = Counter("ticketstream_incident_records", "Incident records published, by action.", ["action"])
@@ -57,24 +60,31 @@ OPEN_INCIDENTS = Gauge("ticketstream_open_incidents", "Mass incidents open on th
 INCIDENT_LINKS = Counter("ticketstream_incident_links", "Tickets linked to a mass incident.")
 SLA_COMPLETIONS = Counter(
     "ticketstream_sla_completions",
-    "Stages met, by stage, grade, team and whether on time (及時率 = on_time=\"true\" / all).",
+    'Stages met, by stage, grade, team and whether on time (及時率 = on_time="true" / all).',
     ["stage", "grade", "team", "on_time"],
 )
-SATISFACTION = Histogram("ticketstream_satisfaction_score", "Survey scores (1-5) of closed-loop visits (回訪).",
-                         buckets=(1, 2, 3, 4, 5))
+SATISFACTION = Histogram(
+    "ticketstream_satisfaction_score", "Survey scores (1-5) of closed-loop visits (回訪).", buckets=(1, 2, 3, 4, 5)
+)
 TICKETS_CLOSED = Counter("ticketstream_tickets_closed", "Tickets closed (閉環), by team.", ["team"])
-OPEN_TICKETS = Gauge("ticketstream_open_tickets", "Open tickets on this worker's partitions, by team and grade.",
-                     ["team", "grade"])
-AT_RISK = Gauge("ticketstream_at_risk_stages",
-                "Open stages past their 75 % warning and not yet met or breached, by team, grade and stage.",
-                ["team", "grade", "stage"])
+OPEN_TICKETS = Gauge(
+    "ticketstream_open_tickets", "Open tickets on this worker's partitions, by team and grade.", ["team", "grade"]
+)
+AT_RISK = Gauge(
+    "ticketstream_at_risk_stages",
+    "Open stages past their 75 % warning and not yet met or breached, by team, grade and stage.",
+    ["team", "grade", "stage"],
+)
 SLA_APPLY_LATENCY = Histogram(
     "ticketstream_sla_apply_latency_seconds",
     "From a lifecycle event's occurred_at to its application to the ticket's SLA clocks.",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600),
 )
-CONSUMER_LAG = Gauge("ticketstream_consumer_lag_messages", "Messages not yet consumed, per input topic and partition.",
-                     ["topic", "partition"])
+CONSUMER_LAG = Gauge(
+    "ticketstream_consumer_lag_messages",
+    "Messages not yet consumed, per input topic and partition.",
+    ["topic", "partition"],
+)
 
 
 def initialise(stages: list[str]) -> None:

@@ -21,10 +21,19 @@ from ticketstream.settings import Settings
 
 
 def table(app: faust.App, settings: Settings, name: str, default: Any, help: str) -> Any:  # noqa: A002
-    options = {"write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024, "max_write_buffer_number": 2,
-               "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024}
-    return app.Table(name, default=default, partitions=settings.partitions, key_type=str, help=help,
-                     options=options if settings.store == "rocksdb" else None)
+    options = {
+        "write_buffer_size": settings.rocksdb_write_buffer_mb * 1024 * 1024,
+        "max_write_buffer_number": 2,
+        "block_cache_size": settings.rocksdb_block_cache_mb * 1024 * 1024,
+    }
+    return app.Table(
+        name,
+        default=default,
+        partitions=settings.partitions,
+        key_type=str,
+        help=help,
+        options=options if settings.store == "rocksdb" else None,
+    )
 
 
 def entries(table: Any) -> Iterator[tuple[str, Any]]:

@@ -36,21 +36,31 @@ from streams.intake import raw_topic
 from streams.tables import entries, table
 from streams.triage import TriageOutputs
 from streams.web import bearer_required, owner_route
-from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.settings import Settings
+from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SLA_EVENT, SlaKind
 from ticketstream.tickets.process import Effects, TicketProcess
 from ticketstream.tickets.state import TicketState
 from ticketstream.tickets.view import ticket_view
-from ticketstream.topology import (ACCEPTED, ALERTS, INCIDENT_LINKS, SLA_BY_TEAM, SLA_EVENTS, SLA_TICKS, STATE, TABLE_TICKETS,
-                                  TRIAGED as TRIAGED_TOPIC)
+from ticketstream.topology import (
+    ACCEPTED,
+    ALERTS,
+    INCIDENT_LINKS,
+    SLA_BY_TEAM,
+    SLA_EVENTS,
+    SLA_TICKS,
+    STATE,
+    TABLE_TICKETS,
+)
+from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 
 log = logging.getLogger(__name__)
 
 
 class TicketAgent:
-    def __init__(self, app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs,
-                 table: Any) -> None:
+    def __init__(
+        self, app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs, table: Any
+    ) -> None:
         self.process = process
         self.outputs = outputs
         self.table = table
@@ -78,8 +88,9 @@ class TicketAgent:
                 metrics.SLA_FIRE_DELAY.observe(max(0.0, now - event.fired_at.timestamp()))
             if event.kind is SlaKind.MET:
                 on_time = event.due_at is None or event.fired_at <= event.due_at
-                metrics.SLA_COMPLETIONS.labels(stage=event.stage, grade=event.grade.value, team=team,
-                                               on_time=str(on_time).lower()).inc()
+                metrics.SLA_COMPLETIONS.labels(
+                    stage=event.stage, grade=event.grade.value, team=team, on_time=str(on_time).lower()
+                ).inc()
         for counted in fx.counted:
             await self.by_team.send(counted.encode(), b"1")
         for alert in fx.alerts:
@@ -135,12 +146,23 @@ class TicketAgent:
         return len(self.index)
 
 
-def register(app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs,
-             dead_letters: DeadLetters) -> TicketAgent:
-    source = raw_topic(app, settings.topic(TRIAGED_TOPIC), settings.topic(ACCEPTED), settings.topic(SLA_TICKS),
-                       settings.topic(INCIDENT_LINKS))
-    tickets = table(app, settings, TABLE_TICKETS, dict,
-                    "per ticket: triage revision, waiting overrides, SLA facts and what has fired")
+def register(
+    app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs, dead_letters: DeadLetters
+) -> TicketAgent:
+    source = raw_topic(
+        app,
+        settings.topic(TRIAGED_TOPIC),
+        settings.topic(ACCEPTED),
+        settings.topic(SLA_TICKS),
+        settings.topic(INCIDENT_LINKS),
+    )
+    tickets = table(
+        app,
+        settings,
+        TABLE_TICKETS,
+        dict,
+        "per ticket: triage revision, waiting overrides, SLA facts and what has fired",
+    )
     agent = TicketAgent(app, settings, process, outputs, tickets)
     metrics.DEADLINE_INDEX.set_function(lambda: len(agent.index))
     ticks = Emitter(app, settings.topic(SLA_TICKS))
@@ -182,8 +204,9 @@ def register(app: faust.App, settings: Settings, process: TicketProcess, outputs
     async def rebuild(sender: Any = None, **kwargs: Any) -> None:
         started = time.monotonic()
         count = agent.rebuild_index()
-        log.info("deadline index rebuilt in %.1f s: %d ticket(s) with pending thresholds",
-                 time.monotonic() - started, count)
+        log.info(
+            "deadline index rebuilt in %.1f s: %d ticket(s) with pending thresholds", time.monotonic() - started, count
+        )
 
     @app.page("/tickets/{ticket_id}")
     @bearer_required(settings)  # the record names the customer: never open beyond loopback

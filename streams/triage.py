@@ -16,17 +16,17 @@ import faust
 
 from schemas.events import Event, Team
 from schemas.tickets import TRIAGED, TriagedTicket
+from streams import metrics
 from streams.deadletters import DeadLetters, guarded
 from streams.emit import Emitter
-from streams.tables import table
 from streams.intake import raw_topic
+from streams.tables import table
 from ticketstream.incidents.detector import by_key_message
 from ticketstream.settings import Settings
-from ticketstream.topology import (BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, TRIAGED as TRIAGED_TOPIC,
-                                  queue_topic)
+from ticketstream.topology import BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, queue_topic
+from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 from ticketstream.triage.engine import TriageEngine
 from ticketstream.workqueue import work_queue_copy
-from streams import metrics
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +52,17 @@ class TriageOutputs:
         metrics.ROUTED.labels(team=record.team.value).inc()
 
 
-def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: TriageOutputs,
-             dead_letters: DeadLetters) -> None:
+def register(
+    app: faust.App, settings: Settings, engine: TriageEngine, outputs: TriageOutputs, dead_letters: DeadLetters
+) -> None:
     by_customer = raw_topic(app, settings.topic(BY_CUSTOMER))
-    history = table(app, settings, TABLE_CUSTOMER_HISTORY, list,
-                    "recent complaints per customer: [ticket_id, category, epoch seconds]")
+    history = table(
+        app,
+        settings,
+        TABLE_CUSTOMER_HISTORY,
+        list,
+        "recent complaints per customer: [ticket_id, category, epoch seconds]",
+    )
 
     async def handle(event: Any, raw: bytes) -> None:
         complaint = Event.model_validate_json(raw)
@@ -64,8 +70,11 @@ def register(app: faust.App, settings: Settings, engine: TriageEngine, outputs: 
         record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
         history[customer_id] = [list(h) for h in updated]
         await outputs.publish(record)
-        await outputs.by_key.send(*by_key_message(record.region.city, record.category.top_level,
-                                                  record.ticket_id, complaint.occurred_at.timestamp()))
+        await outputs.by_key.send(
+            *by_key_message(
+                record.region.city, record.category.top_level, record.ticket_id, complaint.occurred_at.timestamp()
+            )
+        )
         if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
             metrics.REPEAT_COMPLAINTS.inc()
         if record.manual_triage:

@@ -22,9 +22,9 @@ from functools import lru_cache
 
 from schemas.events import Event, EventType, RegradedData
 from schemas.tickets import TRIAGED
-from ticketstream.sla.calendar import WorkCalendar, load_overrides
 from ticketstream.settings import Settings
 from ticketstream.simulation import Shares, Simulator
+from ticketstream.sla.calendar import WorkCalendar, load_overrides
 from ticketstream.sla.engine import SLA_EVENT, SlaEngine, TicketSla, epoch
 from ticketstream.sla.policy import load_policy
 from ticketstream.tickets.view import ticket_view
@@ -35,7 +35,9 @@ from ticketstream.topology import ACCEPTED, SLA_EVENTS, STATE
 class Feed:
     """Messages per logical topic, as (key, value) pairs in publish order, and the truth."""
 
-    messages: dict[str, list[tuple[bytes, bytes]]] = field(default_factory=lambda: {STATE: [], ACCEPTED: [], SLA_EVENTS: []})
+    messages: dict[str, list[tuple[bytes, bytes]]] = field(
+        default_factory=lambda: {STATE: [], ACCEPTED: [], SLA_EVENTS: []}
+    )
     final: dict[str, dict] = field(default_factory=dict)
     """The last published state of every ticket (what the archive must end up with)."""
     event_ids: set[str] = field(default_factory=set)
@@ -82,8 +84,14 @@ def _lives(tickets: int, seed: int, states_per_ticket: int | None = None) -> Fee
     engine = triage_engine(Settings())
     sla = SlaEngine(load_policy(), WorkCalendar(load_overrides()))
     start = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
-    sim = Simulator(start, rate=tickets / 3600, seed=seed, time_scale=1.0,
-                    shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0), id_prefix=f"AF{seed}")
+    sim = Simulator(
+        start,
+        rate=tickets / 3600,
+        seed=seed,
+        time_scale=1.0,
+        shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0),
+        id_prefix=f"AF{seed}",
+    )
     out = Feed()
     histories: dict = {}
     for index in range(tickets):

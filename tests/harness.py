@@ -14,10 +14,10 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from ticketstream.settings import Settings
-from workers.worker import stop_process
-from workers.embedded_kafka import free_ports
 from streams.metrics import scrape
+from ticketstream.settings import Settings
+from workers.embedded_kafka import free_ports
+from workers.worker import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,8 +50,13 @@ def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[b
     """A real `ticketstream worker` child process; stopped (SIGTERM) at the end."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO,
-                                env=settings.as_env(), stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker"],
+            cwd=REPO,
+            env=settings.as_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
         wait_until(lambda: proc.poll() is not None or worker_ready(settings), 60, "the worker's web port")
         if proc.poll() is not None:
@@ -80,8 +85,11 @@ class TopicReader:
     """Reads every record of one topic (all partitions, from the beginning) without a group."""
 
     def __init__(self, settings: Settings, topic: str) -> None:
-        self.consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]
-                                      enable_auto_commit=False, consumer_timeout_ms=500)
+        self.consumer = KafkaConsumer(
+            bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]
+            enable_auto_commit=False,
+            consumer_timeout_ms=500,
+        )
         parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
         self.consumer.assign(parts)
         self.consumer.seek_to_beginning(*parts)

@@ -55,8 +55,13 @@ def server(args: list[str], ready_url: str, log: Path) -> Iterator[None]:
 def alertmanager(config: Path, tmp: Path) -> Iterator[str]:
     port = free_ports(1)[0]
     url = f"http://127.0.0.1:{port}"
-    args = [_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={config}",
-            f"--storage.path={tmp / 'am-data'}", f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="]
+    args = [
+        _binary("prometheus-alertmanager", "alertmanager"),
+        f"--config.file={config}",
+        f"--storage.path={tmp / 'am-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",
+    ]
     with server(args, f"{url}/-/ready", tmp / "alertmanager.log"):
         yield url
 
@@ -65,8 +70,12 @@ def alertmanager(config: Path, tmp: Path) -> Iterator[str]:
 def prometheus(config: Path, tmp: Path) -> Iterator[str]:
     port = free_ports(1)[0]
     url = f"http://127.0.0.1:{port}"
-    args = [_binary("prometheus"), f"--config.file={config}", f"--storage.tsdb.path={tmp / 'prom-data'}",
-            f"--web.listen-address=127.0.0.1:{port}"]
+    args = [
+        _binary("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp / 'prom-data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
     with server(args, f"{url}/-/ready", tmp / "prometheus.log"):
         yield url
 

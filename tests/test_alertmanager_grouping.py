@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from ticketstream.oversight.alerts import mass_incident, ticket_breach
-from ticketstream.oversight.bridge import BridgeCore
 from tests.harness import REPO, wait_until
 from tests.services import WebhookReceiver, alertmanager, alertmanager_config_for_tests, get_json
+from ticketstream.oversight.alerts import mass_incident, ticket_breach
+from ticketstream.oversight.bridge import BridgeCore
 from workers.alert_bridge import http_post
 
 pytestmark = pytest.mark.integration
@@ -24,8 +24,9 @@ INCIDENT = "INC:廣州|technical:1800000000"
 
 def test_a_thousand_ticket_breaches_become_a_handful_of_grouped_notifications(tmp_path: Path):
     webhook = WebhookReceiver()
-    config = alertmanager_config_for_tests(REPO / "monitoring" / "alertmanager.yml", webhook.url,
-                                           tmp_path / "alertmanager.yml", seconds_per_minute=2)
+    config = alertmanager_config_for_tests(
+        REPO / "monitoring" / "alertmanager.yml", webhook.url, tmp_path / "alertmanager.yml", seconds_per_minute=2
+    )
     rng = random.Random(5)
     try:
         with alertmanager(config, tmp_path) as am:
@@ -39,8 +40,18 @@ def test_a_thousand_ticket_breaches_become_a_handful_of_grouped_notifications(tm
                 team, grade = rng.choice(["network_ops", "billing"]), rng.choice(["L2", "L3"])
                 linked = team == "network_ops" and i % 10 == 0
                 ticket = f"GRP-{i:05d}"
-                records.append(ticket_breach(ticket, 1, "response", grade, team, "廣州" if linked else "深圳",
-                                             INCIDENT if linked else None, now - timedelta(milliseconds=rng.uniform(0, 300))))
+                records.append(
+                    ticket_breach(
+                        ticket,
+                        1,
+                        "response",
+                        grade,
+                        team,
+                        "廣州" if linked else "深圳",
+                        INCIDENT if linked else None,
+                        now - timedelta(milliseconds=rng.uniform(0, 300)),
+                    )
+                )
                 (held_back.add(ticket) if linked else expected.setdefault((team, grade), set()).add(ticket))
             core = BridgeCore(http_post(am + "/api/v2/alerts"))
             for offset, record in enumerate(records):
@@ -50,12 +61,17 @@ def test_a_thousand_ticket_breaches_become_a_handful_of_grouped_notifications(tm
             wait_until(lambda: len(get_json(f"{am}/api/v2/alerts")) == 1001, 30, "Alertmanager to hold every alert")
 
             def in_team_notifications() -> set[str]:
-                return {a["labels"]["ticket"] for path, body in list(webhook.received) if path.startswith("team-")
-                        for a in body["alerts"]}
+                return {
+                    a["labels"]["ticket"]
+                    for path, body in list(webhook.received)
+                    if path.startswith("team-")
+                    for a in body["alerts"]
+                }
 
             def settled() -> bool:  # every breach notified to its team, and the incident paged
-                return in_team_notifications() >= set().union(*expected.values()) \
-                    and bool(webhook.notifications("oncall-incidents"))
+                return in_team_notifications() >= set().union(*expected.values()) and bool(
+                    webhook.notifications("oncall-incidents")
+                )
 
             wait_until(settled, 60, "a notification for every group")
             notifications = webhook.notifications()

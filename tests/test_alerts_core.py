@@ -31,11 +31,15 @@ def test_a_stage_met_before_its_breach_instant_still_ends_after_the_alert_starts
 
 
 def test_every_builder_validates_and_carries_its_routing_labels_and_an_action():
-    records = [breach(), breach(met=NOW + timedelta(hours=1), incident="INC:深圳|technical:1"),
-               mass_incident("INC:深圳|technical:1", "深圳", "technical", 40, 2.5, NOW.timestamp(), None),
-               mass_incident("INC:深圳|technical:1", "深圳", "technical", 40, 2.5, NOW.timestamp(),
-                             NOW.timestamp()),  # closed at the opening instant: still ends after it starts
-               team_overload("team_overload:billing:L3:response:5m:1", "billing", "L3", "response", "5m", NOW, 10, 10)]
+    records = [
+        breach(),
+        breach(met=NOW + timedelta(hours=1), incident="INC:深圳|technical:1"),
+        mass_incident("INC:深圳|technical:1", "深圳", "technical", 40, 2.5, NOW.timestamp(), None),
+        mass_incident(
+            "INC:深圳|technical:1", "深圳", "technical", 40, 2.5, NOW.timestamp(), NOW.timestamp()
+        ),  # closed at the opening instant: still ends after it starts
+        team_overload("team_overload:billing:L3:response:5m:1", "billing", "L3", "response", "5m", NOW, 10, 10),
+    ]
     for record in records:
         alert = Alert.model_validate(record)
         assert alert.annotations["summary"] and alert.annotations["action"]
@@ -44,18 +48,21 @@ def test_every_builder_validates_and_carries_its_routing_labels_and_an_action():
     assert records[0]["labels"]["severity"] == "warning" and breach(grade="L2")["labels"]["severity"] == "critical"
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda r: r.update(ends_at=r["starts_at"]), "must be after starts_at"),
-    (lambda r: r.update(status="resolved", ends_at=None), "needs ends_at"),
-    (lambda r: r["labels"].pop("team"), r"needs the label\(s\) team"),
-    (lambda r: r["labels"].pop("alertname"), "alertname"),
-    (lambda r: r["labels"].update(severity="page"), "severity must be one of"),
-    (lambda r: r["labels"].update({"bad-name": "x"}), "not a Prometheus label name"),
-    (lambda r: r["labels"].update(city="深" * 300), "at most 256"),
-    (lambda r: r["annotations"].update(summary="call 13812345678"), "personal data"),
-    (lambda r: r.update(starts_at="2026-11-23T10:00:00"), "timezone"),
-    (lambda r: r.update(extra=1), "Extra inputs"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda r: r.update(ends_at=r["starts_at"]), "must be after starts_at"),
+        (lambda r: r.update(status="resolved", ends_at=None), "needs ends_at"),
+        (lambda r: r["labels"].pop("team"), r"needs the label\(s\) team"),
+        (lambda r: r["labels"].pop("alertname"), "alertname"),
+        (lambda r: r["labels"].update(severity="page"), "severity must be one of"),
+        (lambda r: r["labels"].update({"bad-name": "x"}), "not a Prometheus label name"),
+        (lambda r: r["labels"].update(city="深" * 300), "at most 256"),
+        (lambda r: r["annotations"].update(summary="call 13812345678"), "personal data"),
+        (lambda r: r.update(starts_at="2026-11-23T10:00:00"), "timezone"),
+        (lambda r: r.update(extra=1), "Extra inputs"),
+    ],
+)
 def test_the_model_refuses_what_alertmanager_or_privacy_would(change, message):
     record = breach()
     change(record)
@@ -169,7 +176,12 @@ def test_only_the_newest_state_of_an_alert_is_posted_and_repeats_are_not():
     assert [b.get("endsAt") is not None for b in am.accepted] == [True]
     feed(core, [breach("T1", met=NOW + timedelta(hours=1))], start=2)  # re-delivered: nothing to post
     core.deliver(1002.0)
-    assert len(am.accepted) == 1 and core.counts == {"delivered": 1, "dead_lettered": 0, "unchanged": 1, "superseded": 1}
+    assert len(am.accepted) == 1 and core.counts == {
+        "delivered": 1,
+        "dead_lettered": 0,
+        "unchanged": 1,
+        "superseded": 1,
+    }
 
 
 def test_firing_alerts_are_re_sent_until_resolved():
@@ -185,15 +197,21 @@ def test_firing_alerts_are_re_sent_until_resolved():
     assert set(core.active) == {"ticket_breach:T2:1:response"}
 
 
-@given(st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30), st.booleans(), st.booleans()), max_size=60),
-       st.sets(st.integers(0, 30), max_size=5))
+@given(
+    st.lists(st.tuples(st.integers(0, 2), st.integers(0, 30), st.booleans(), st.booleans()), max_size=60),
+    st.sets(st.integers(0, 30), max_size=5),
+)
 def test_every_record_gets_exactly_one_outcome_and_commits_never_pass_an_open_one(records, refused):
     am = FakeAlertmanager()
     am.refuse = {f"T{i}" for i in refused}
     core = BridgeCore(am)
     offsets = {0: 0, 1: 0, 2: 0}
     for partition, ticket, resolved, garbage in records:
-        raw = b"{" if garbage else json.dumps(breach(f"T{ticket}", met=NOW + timedelta(hours=1) if resolved else None)).encode()
+        raw = (
+            b"{"
+            if garbage
+            else json.dumps(breach(f"T{ticket}", met=NOW + timedelta(hours=1) if resolved else None)).encode()
+        )
         core.add(partition, offsets[partition], raw, 1000.0)
         offsets[partition] += 1
         for p, offset in core.committable().items():

@@ -28,9 +28,17 @@ def test_retention_ages_and_cutoffs():
 
 
 def test_masking_keeps_nothing_personal_and_encryption_restores_it():
-    record = {"customer": {"id": "C1", "tier": "vip", "name": "張三豐", "phone": "13812345678",
-                           "id_number": "110101199003071234"},
-              "content": "我的電話13812345678一直收不到短信", "address": "廣東省廣州市天河區某路1號"}
+    record = {
+        "customer": {
+            "id": "C1",
+            "tier": "vip",
+            "name": "張三豐",
+            "phone": "13812345678",
+            "id_number": "110101199003071234",
+        },
+        "content": "我的電話13812345678一直收不到短信",
+        "address": "廣東省廣州市天河區某路1號",
+    }
     masked, token = Protector("mask").protect(record)
     assert token is None
     text = json.dumps(masked, ensure_ascii=False)
@@ -53,8 +61,10 @@ def test_masking_keeps_nothing_personal_and_encryption_restores_it():
         Protector("encrypt", "not-a-key")
 
 
-@pytest.mark.parametrize(("raw", "code"), [
-    (b"", "empty"), (b"\xff\xfe", "not_utf8"), (b"{not json", "invalid_json"), (b"[1]", "not_an_object")])
+@pytest.mark.parametrize(
+    ("raw", "code"),
+    [(b"", "empty"), (b"\xff\xfe", "not_utf8"), (b"{not json", "invalid_json"), (b"[1]", "not_an_object")],
+)
 def test_undecodable_records_have_reason_codes(raw, code):
     with pytest.raises(RecordError) as info:
         decode(raw)
@@ -69,8 +79,11 @@ def test_state_rows_ignore_unknown_fields_and_refuse_what_cannot_be_stored():
     rows = ticket_rows(view, Protector("mask"))
     assert rows.ticket["ticket_id"] == view["ticket_id"] and rows.ticket["status"] == view["status"]
     assert {s["stage"] for s in rows.stages} == {s["stage"] for s in view["stages"]}
-    for broken, message in (({**view, "ticket_id": None}, "ticket_id"), ({**view, "ticket_id": "x" * 300}, "longer"),
-                            ({**view, "received_at": "2026-03-02T10:00:00"}, "UTC offset")):
+    for broken, message in (
+        ({**view, "ticket_id": None}, "ticket_id"),
+        ({**view, "ticket_id": "x" * 300}, "longer"),
+        ({**view, "received_at": "2026-03-02T10:00:00"}, "UTC offset"),
+    ):
         with pytest.raises(RecordError, match=message) as info:
             ticket_rows(broken, Protector("mask"))
         assert info.value.code == "schema_invalid"
@@ -82,7 +95,9 @@ def test_state_version_never_decreases_along_a_ticket_and_a_batch_keeps_the_newe
     f = feed(60)
     versions: dict[str, list[int]] = {}
     for key, value in f.messages[STATE]:
-        versions.setdefault(key.decode(), []).append(ticket_rows(json.loads(value), Protector("mask")).ticket["state_version"])
+        versions.setdefault(key.decode(), []).append(
+            ticket_rows(json.loads(value), Protector("mask")).ticket["state_version"]
+        )
     assert all(v == sorted(v) for v in versions.values())
     assert sum(len(set(v)) for v in versions.values()) > len(versions)  # the version does move
     batch = Batch(Protector("mask"))

@@ -35,6 +35,7 @@ def test_rules_use_metrics_the_archiver_exports_and_prometheus_scrapes_it():
     config = (REPO / "monitoring" / "prometheus.yml").read_text()
     assert "job_name: ticketstream-archiver" in config and "rules/archive.rules.yml" in config
     result = promtool("check", "metrics", stdin=exposition.encode())
-    problems = [line for line in (result.stdout + result.stderr).decode().splitlines()
-                if "ticketstream_archive" in line]
+    problems = [
+        line for line in (result.stdout + result.stderr).decode().splitlines() if "ticketstream_archive" in line
+    ]
     assert not problems, problems

@@ -9,17 +9,23 @@ from pathlib import Path
 
 import pytest
 
-from ticketstream.topology import INBOUND, STATE
+from streams.metrics import scrape
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until
+from ticketstream.topology import INBOUND, STATE
 from workers.embedded_kafka import free_ports
-from streams.metrics import scrape
 
 
 def run(args, settings=None, stdin: bytes | None = None, timeout=120):
     env = settings.as_env() if settings else None
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=REPO, env=env, input=stdin,
-                          capture_output=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        cwd=REPO,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+    )
 
 
 def test_help_explains_every_command():
@@ -32,15 +38,23 @@ def test_help_explains_every_command():
 
 
 def test_bad_setting_fails_at_start_with_its_name():
-    result = subprocess.run([sys.executable, "-m", "workers.cli", "topics", "describe"], cwd=REPO,
-                            env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_PARTITIONS": "lots"}, capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "topics", "describe"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_PARTITIONS": "lots"},
+        capture_output=True,
+    )
     assert result.returncode == 2
     assert b"partitions" in result.stderr and b"Traceback" not in result.stderr
 
 
 def test_no_kafka_configured_is_a_clear_error(tmp_path: Path):
-    result = subprocess.run([sys.executable, "-m", "workers.cli", "topics", "describe"], cwd=REPO,
-                            env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_KAFKA_DIR": str(tmp_path)}, capture_output=True)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "topics", "describe"],
+        cwd=REPO,
+        env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_KAFKA_DIR": str(tmp_path)},
+        capture_output=True,
+    )
     assert result.returncode == 2
     assert b"ticketstream kafka start" in result.stderr
 
@@ -138,12 +152,32 @@ def test_simulate_serves_what_it_sent_on_its_own_metrics_port(bootstrap, tmp_pat
     settings = isolated_settings(bootstrap, tmp_path)
     assert run(["topics", "create"], settings).returncode == 0
     port = free_ports(1)[0]
-    proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "simulate", "--rate", "20", "--duration", "20",
-                             "--drain", "0", "--metrics-port", str(port)], cwd=REPO, env=settings.as_env(),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "simulate",
+            "--rate",
+            "20",
+            "--duration",
+            "20",
+            "--drain",
+            "0",
+            "--metrics-port",
+            str(port),
+        ],
+        cwd=REPO,
+        env=settings.as_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
-        wait_until(lambda: (scrape(port, "ticketstream_client_sent_messages_total", {"kind": "valid"}) or 0) >= 20, 30,
-                   "the simulator's /metrics to count 20 complaints sent")
+        wait_until(
+            lambda: (scrape(port, "ticketstream_client_sent_messages_total", {"kind": "valid"}) or 0) >= 20,
+            30,
+            "the simulator's /metrics to count 20 complaints sent",
+        )
         assert scrape(port, "ticketstream_client_send_failures_total") == 0
     finally:
         proc.terminate()
@@ -164,7 +198,7 @@ def test_demo_runs_the_whole_pipeline_and_summarises_it(bootstrap, tmp_path: Pat
     out = result.stdout.decode()
     assert result.returncode == 0, out[-3000:] + result.stderr.decode()[-3000:]
     assert "=== ticketstream demo summary ===" in out and out.rstrip().endswith("completed")
-    summary = out[out.index("=== ticketstream demo summary ==="):]
+    summary = out[out.index("=== ticketstream demo summary ===") :]
     triaged = int(re.search(r"triaged complaints:\s+(\d+)", summary).group(1))
     warnings = int(re.search(r"SLA events:\s+warnings (\d+)", summary).group(1))
     assert triaged >= 200 and warnings > 0, summary

@@ -21,16 +21,33 @@ DEAD = f"127.0.0.1:{free_ports(1)[0]}"  # a loopback port nobody listens on
 def run(args: list[str], stdin: bytes | None = None, timeout: float = 90) -> subprocess.CompletedProcess[str]:
     import os
 
-    env = {**os.environ, "TICKETSTREAM_CONNECT_TIMEOUT_SECONDS": "2", "TICKETSTREAM_BROKER_WAIT_SECONDS": "4",
-           "TICKETSTREAM_WEB_PORT": str(free_ports(1)[0])}
+    env = {
+        **os.environ,
+        "TICKETSTREAM_CONNECT_TIMEOUT_SECONDS": "2",
+        "TICKETSTREAM_BROKER_WAIT_SECONDS": "4",
+        "TICKETSTREAM_WEB_PORT": str(free_ports(1)[0]),
+    }
     env.pop("TICKETSTREAM_BOOTSTRAP_SERVERS", None)
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], input=stdin, capture_output=True,
-                          timeout=timeout, cwd=REPO, env=env, text=False)  # type: ignore[return-value]
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        input=stdin,
+        capture_output=True,
+        timeout=timeout,
+        cwd=REPO,
+        env=env,
+        text=False,
+    )  # type: ignore[return-value]
 
 
 BROKER_COMMANDS = [
-    ["topics", "describe"], ["topics", "create"], ["incidents", "list"], ["lag"], ["lag", "--group", "g"],
-    ["simulate", "--duration", "1", "--metrics-port", "0"], ["worker"], ["triage", "corrections"],
+    ["topics", "describe"],
+    ["topics", "create"],
+    ["incidents", "list"],
+    ["lag"],
+    ["lag", "--group", "g"],
+    ["simulate", "--duration", "1", "--metrics-port", "0"],
+    ["worker"],
+    ["triage", "corrections"],
 ]
 
 

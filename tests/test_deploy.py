@@ -46,6 +46,7 @@ def assert_env_is_settings(env: dict, where: str) -> None:
 
 # --- the image ------------------------------------------------------------------------------
 
+
 def test_dockerfile_is_multistage_pinned_non_root_without_compilers_and_checks_health():
     text = DOCKERFILE.read_text()
     args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
@@ -54,7 +55,7 @@ def test_dockerfile_is_multistage_pinned_non_root_without_compilers_and_checks_h
     for image, _ in stages:
         resolved = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], image)
         assert PINNED_TAG.match(resolved) and not resolved.endswith(":latest"), resolved
-    final = text[text.rindex("\nFROM "):]
+    final = text[text.rindex("\nFROM ") :]
     assert not re.search(r"\b(gcc|g\+\+|build-essential|make|clang)\b", final), "no compilers in the final stage"
     user = re.search(r"^USER (\S+)", final, re.M).group(1)
     assert user.split(":")[0] not in ("root", "0")
@@ -73,14 +74,16 @@ def test_dockerfile_is_multistage_pinned_non_root_without_compilers_and_checks_h
 
 # --- the compose stack ----------------------------------------------------------------------
 
+
 def compose_config(tmp_path: Path, with_token: bool = True) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if not k.startswith(ENV_PREFIX)}
     if with_token:
         env["TICKETSTREAM_LOOKUP_TOKEN"] = TOKEN
     binary = shutil.which("docker-compose")
     assert binary, "docker-compose (Debian's package) is installed by deploy/bootstrap.sh --with-monitoring"
-    return subprocess.run([binary, "-f", str(COMPOSE), "config"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run(
+        [binary, "-f", str(COMPOSE), "config"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,7 +127,9 @@ def test_compose_workers_scale_and_every_service_speaks_real_settings(compose):
     assert "ports" not in worker and "container_name" not in worker, "--scale worker=N needs neither"
     assert str(Settings().web_port) in [str(p) for p in worker["expose"]]
     assert worker["environment"]["TICKETSTREAM_LOOKUP_TOKEN"] == TOKEN
-    assert "worker" in " ".join(worker["entrypoint"]) and "TICKETSTREAM_WEB_ADVERTISED_HOST" in " ".join(worker["entrypoint"])
+    assert "worker" in " ".join(worker["entrypoint"]) and "TICKETSTREAM_WEB_ADVERTISED_HOST" in " ".join(
+        worker["entrypoint"]
+    )
     assert services["topics"]["command"] == ["topics", "create"]
     assert worker["depends_on"]["topics"]["condition"] == "service_completed_successfully"
     for name, svc in services.items():
@@ -142,28 +147,44 @@ def test_compose_prometheus_scrapes_the_ports_the_services_serve_and_loads_the_r
     prom = yaml.safe_load((COMPOSE.parent / "prometheus.yml").read_text())
     jobs = {job["job_name"]: job for job in prom["scrape_configs"]}
     assert jobs["ticketstream-workers"]["dns_sd_configs"][0] == {
-        "names": ["worker"], "type": "A", "port": Settings().web_port, "refresh_interval": "15s"}
+        "names": ["worker"],
+        "type": "A",
+        "port": Settings().web_port,
+        "refresh_interval": "15s",
+    }
     archiver_port = services["archiver"]["environment"]["TICKETSTREAM_ARCHIVE_METRICS_PORT"]
     assert jobs["ticketstream-archiver"]["static_configs"][0]["targets"] == [f"archiver:{archiver_port}"]
     bridge = services["alert-bridge"]["command"]
     assert jobs["ticketstream-alert-bridge"]["static_configs"][0]["targets"] == [
-        f"alert-bridge:{bridge[bridge.index('--metrics-port') + 1]}"]
+        f"alert-bridge:{bridge[bridge.index('--metrics-port') + 1]}"
+    ]
     for rule_file in prom["rule_files"]:
         assert (REPO / "monitoring" / rule_file).is_file(), rule_file
-    mounts = " ".join(services["prometheus"]["volumes"] if isinstance(services["prometheus"]["volumes"][0], str)
-                      else [v["source"] for v in services["prometheus"]["volumes"]])
+    mounts = " ".join(
+        services["prometheus"]["volumes"]
+        if isinstance(services["prometheus"]["volumes"][0], str)
+        else [v["source"] for v in services["prometheus"]["volumes"]]
+    )
     assert "monitoring/rules" in mounts
-    grafana = " ".join(v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in services["grafana"]["volumes"])
+    grafana = " ".join(
+        v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in services["grafana"]["volumes"]
+    )
     assert "monitoring/grafana/dashboards" in grafana and "provisioning/dashboards" in grafana
     promtool = shutil.which("promtool")
     assert promtool, "promtool is installed by deploy/bootstrap.sh --with-monitoring"
     rules = REPO / "monitoring"
-    check = subprocess.run([promtool, "check", "config", "--syntax-only", str(COMPOSE.parent / "prometheus.yml")],
-                           capture_output=True, text=True, cwd=rules, timeout=60)
+    check = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(COMPOSE.parent / "prometheus.yml")],
+        capture_output=True,
+        text=True,
+        cwd=rules,
+        timeout=60,
+    )
     assert check.returncode == 0, check.stdout + check.stderr
 
 
 # --- the Helm chart -------------------------------------------------------------------------
+
 
 def helm() -> str:
     found = Path(sys.executable).parent / "helm"
@@ -172,17 +193,30 @@ def helm() -> str:
     return binary
 
 
-VALUES = ["--set", "kafka.bootstrapServers=kafka-0.kafka:9092\\,kafka-1.kafka:9092",
-          "--set", f"secrets.lookupToken={TOKEN}",
-          "--set", "secrets.archiveDb=postgresql+psycopg://ts:pw@postgres:5432/ticketstream",
-          "--set", "kafka.securityProtocol=SASL_SSL", "--set", "kafka.saslMechanism=SCRAM-SHA-512",
-          "--set", "kafka.saslUsername=ticketstream", "--set", "kafka.saslPassword=kafka-secret",
-          "--set", "kafka.tlsSecretName=kafka-ca"]
+VALUES = [
+    "--set",
+    "kafka.bootstrapServers=kafka-0.kafka:9092\\,kafka-1.kafka:9092",
+    "--set",
+    f"secrets.lookupToken={TOKEN}",
+    "--set",
+    "secrets.archiveDb=postgresql+psycopg://ts:pw@postgres:5432/ticketstream",
+    "--set",
+    "kafka.securityProtocol=SASL_SSL",
+    "--set",
+    "kafka.saslMechanism=SCRAM-SHA-512",
+    "--set",
+    "kafka.saslUsername=ticketstream",
+    "--set",
+    "kafka.saslPassword=kafka-secret",
+    "--set",
+    "kafka.tlsSecretName=kafka-ca",
+]
 
 
 def render(*extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([helm(), "template", "ts", str(CHART), *VALUES, *extra], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [helm(), "template", "ts", str(CHART), *VALUES, *extra], capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.fixture(scope="module")
@@ -193,17 +227,30 @@ def chart() -> dict[tuple[str, str], dict]:
 
 
 def test_helm_lint_passes():
-    result = subprocess.run([helm(), "lint", "--strict", str(CHART), *VALUES], capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run(
+        [helm(), "lint", "--strict", str(CHART), *VALUES], capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_helm_refuses_a_release_without_brokers_or_lookup_token():
     bare = subprocess.run([helm(), "template", "ts", str(CHART)], capture_output=True, text=True, timeout=120)
     assert bare.returncode != 0 and "kafka.bootstrapServers is required" in bare.stderr
-    no_token = subprocess.run([helm(), "template", "ts", str(CHART), "--set", "kafka.bootstrapServers=k:9092",
-                               "--set", "secrets.archiveDb=postgresql+psycopg://a:b@c/d"],
-                              capture_output=True, text=True, timeout=120)
+    no_token = subprocess.run(
+        [
+            helm(),
+            "template",
+            "ts",
+            str(CHART),
+            "--set",
+            "kafka.bootstrapServers=k:9092",
+            "--set",
+            "secrets.archiveDb=postgresql+psycopg://a:b@c/d",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert no_token.returncode != 0 and "lookupToken" in no_token.stderr
 
 
@@ -235,7 +282,9 @@ def test_helm_workers_keep_their_state_probe_health_and_are_sized(chart):
     advertised = {e["name"]: e for e in container["env"]}["TICKETSTREAM_WEB_ADVERTISED_HOST"]
     assert advertised["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     requests = container["resources"]["requests"]
-    assert requests["cpu"] == "1" and requests["memory"] == "1Gi" and container["resources"]["limits"]["memory"] == "2Gi"
+    assert (
+        requests["cpu"] == "1" and requests["memory"] == "1Gi" and container["resources"]["limits"]["memory"] == "2Gi"
+    )
     assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
     pdb = next(doc for (kind, _), doc in chart.items() if kind == "PodDisruptionBudget")
     assert pdb["spec"]["selector"]["matchLabels"] == spec["selector"]["matchLabels"]
@@ -253,6 +302,6 @@ def test_helm_topics_job_and_keda_trigger_name_the_codes_topics_and_group(chart)
     assert trigger["metadata"]["consumerGroup"] == settings.app_id
     assert scaled["spec"]["maxReplicaCount"] <= settings.partitions
     prefixed = render("--set", "autoscaling.keda.enabled=true", "--set", "settings.topic_prefix=prod.")
-    assert "topic: \"prod.tickets.inbound\"" in prefixed.stdout
+    assert 'topic: "prod.tickets.inbound"' in prefixed.stdout
     too_many = render("--set", "autoscaling.keda.enabled=true", "--set", "autoscaling.keda.maxReplicas=24")
     assert too_many.returncode != 0 and "partitions" in too_many.stderr

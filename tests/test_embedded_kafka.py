@@ -24,7 +24,7 @@ def test_missing_java_is_named(monkeypatch, tmp_path: Path):
 def test_old_java_is_refused(monkeypatch, tmp_path: Path):
     fake = tmp_path / "bin" / "java"
     fake.parent.mkdir()
-    fake.write_text('#!/bin/sh\necho \'openjdk version "11.0.2" 2019-01-15\' >&2\n')
+    fake.write_text("#!/bin/sh\necho 'openjdk version \"11.0.2\" 2019-01-15' >&2\n")
     fake.chmod(0o755)
     monkeypatch.setenv("JAVA_HOME", str(tmp_path))
     with pytest.raises(KafkaLauncherError, match="Java 11"):
@@ -65,8 +65,9 @@ def test_three_nodes_keep_serving_when_one_dies(tmp_path: Path):
         admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap_servers)
         admin.create_topics([NewTopic("replicated", 3, 3, topic_configs={"min.insync.replicas": "2"})])
         admin.close()
-        producer = KafkaProducer(bootstrap_servers=cluster.bootstrap_servers, acks="all", retries=20,
-                                 request_timeout_ms=10_000)
+        producer = KafkaProducer(
+            bootstrap_servers=cluster.bootstrap_servers, acks="all", retries=20, request_timeout_ms=10_000
+        )
         for i in range(100):
             producer.send("replicated", key=str(i % 7).encode(), value=f"before-{i}".encode())
         producer.flush()
@@ -86,16 +87,22 @@ def test_three_nodes_keep_serving_when_one_dies(tmp_path: Path):
             for batch in consumer.poll(timeout_ms=500).values():
                 values.extend(r.value for r in batch)
         consumer.close()
-        assert sorted(values) == sorted([f"before-{i}".encode() for i in range(100)] +
-                                        [f"after-{i}".encode() for i in range(100)])
+        assert sorted(values) == sorted(
+            [f"before-{i}".encode() for i in range(100)] + [f"after-{i}".encode() for i in range(100)]
+        )
     finally:
         embedded_kafka.stop(tmp_path / "k3")
     assert not any(embedded_kafka._pid_alive(n.pid) for n in cluster.nodes)
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=Path(__file__).resolve().parents[1])
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=Path(__file__).resolve().parents[1],
+    )
 
 
 def _count(bootstrap: str, topic: str) -> int:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
+from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ALERTS, INBOUND, INCIDENTS, TRIAGED
-from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -23,8 +23,14 @@ POLICY = Path(__file__).parent / "data" / "fast_incident_policy.toml"
 def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tmp_path: Path):
     settings = isolated_settings(bootstrap, tmp_path, incident_policy=POLICY)
     create_topics(settings)
-    sim = Simulator(datetime.now(UTC), rate=2, seed=3, id_prefix="INC", lifecycle=False,
-                    shares=Shares(malformed=0, duplicate=0, late=0, out_of_order=0))
+    sim = Simulator(
+        datetime.now(UTC),
+        rate=2,
+        seed=3,
+        id_prefix="INC",
+        lifecycle=False,
+        shares=Shares(malformed=0, duplicate=0, late=0, out_of_order=0),
+    )
     sim.inject_incident("廣州", at=5, duration=20, count=200)
     messages = list(sim.schedule(30))
     burst = {m.key.decode() for m in messages if m.kind == "incident"}
@@ -41,10 +47,18 @@ def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tm
                 time.sleep(delay)
             producer.send(settings.topic(INBOUND), key=m.key, value=m.value)
         producer.flush()
-        wait_until(lambda: incidents.poll() and any(json.loads(r.value)["action"] == "close" for r in incidents.records),
-                   60, "the incident to close after the quiet period")
-        listed = subprocess.run([sys.executable, "-m", "workers.cli", "incidents", "list"], cwd=REPO,
-                                env=settings.as_env(), capture_output=True, timeout=60)
+        wait_until(
+            lambda: incidents.poll() and any(json.loads(r.value)["action"] == "close" for r in incidents.records),
+            60,
+            "the incident to close after the quiet period",
+        )
+        listed = subprocess.run(
+            [sys.executable, "-m", "workers.cli", "incidents", "list"],
+            cwd=REPO,
+            env=settings.as_env(),
+            capture_output=True,
+            timeout=60,
+        )
 
         def linked() -> dict[str, dict]:
             triaged.poll()
@@ -76,7 +90,9 @@ def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tm
     elsewhere = [t for t, body in latest.items() if body["region"]["city"] != "廣州"]
     assert elsewhere and not any(latest[t]["incident_id"] for t in elsewhere)
     alerts.poll()
-    incident_alerts = [json.loads(r.value) for r in alerts.records if json.loads(r.value)["labels"]["alertname"] == "MassIncident"]
+    incident_alerts = [
+        json.loads(r.value) for r in alerts.records if json.loads(r.value)["labels"]["alertname"] == "MassIncident"
+    ]
     assert {a["id"] for a in incident_alerts} == {f"mass_incident:{incident['id']}"}
     assert [a["status"] for a in incident_alerts] == ["firing", "resolved"]
     assert incident_alerts[0]["labels"]["incident"] == incident["id"]

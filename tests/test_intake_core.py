@@ -8,8 +8,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.deadletter import DeadLetter, ReasonCode, Source
-from ticketstream import intake
 from tests.factories import encode, lifecycle, received
+from ticketstream import intake
 
 SOURCE = Source(topic="tickets.inbound", partition=3, offset=42, key="T-1")
 
@@ -117,14 +117,20 @@ def test_duplicates_and_conflicts():
 def _event_json() -> st.SearchStrategy[bytes]:
     """JSON objects shaped like events, with fields randomly broken or retyped."""
     scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))
-    base = st.fixed_dictionaries({
-        "event_id": st.one_of(st.text(min_size=1, max_size=20), scalar),
-        "type": st.one_of(st.sampled_from(["complaint.received", "ticket.regraded", "ticket.assigned", "bogus"]), scalar),
-        "ticket_id": st.just("T-1"),
-        "occurred_at": st.one_of(st.just("2026-11-23T10:00:00+08:00"), st.just("2026-11-23T10:00:00"), scalar),
-        "schema_version": st.one_of(st.just(1), scalar),
-        "data": st.one_of(st.just(received()["data"]), st.dictionaries(st.text(max_size=10), scalar, max_size=5), scalar),
-    })
+    base = st.fixed_dictionaries(
+        {
+            "event_id": st.one_of(st.text(min_size=1, max_size=20), scalar),
+            "type": st.one_of(
+                st.sampled_from(["complaint.received", "ticket.regraded", "ticket.assigned", "bogus"]), scalar
+            ),
+            "ticket_id": st.just("T-1"),
+            "occurred_at": st.one_of(st.just("2026-11-23T10:00:00+08:00"), st.just("2026-11-23T10:00:00"), scalar),
+            "schema_version": st.one_of(st.just(1), scalar),
+            "data": st.one_of(
+                st.just(received()["data"]), st.dictionaries(st.text(max_size=10), scalar, max_size=5), scalar
+            ),
+        }
+    )
     return base.map(lambda d: json.dumps(d).encode())
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
+from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ACCEPTED, DLQ, INBOUND
-from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -21,8 +21,13 @@ def build_traffic(total: int, malformed_share: float, duplicate_share: float, se
     rng = random.Random(seed)
     n_bad = int(total * malformed_share)
     n_dup = int(total * duplicate_share)
-    sim = Simulator(datetime(2026, 11, 23, 2, tzinfo=UTC), rate=200, seed=seed, id_prefix=f"P{seed}",
-                    shares=Shares(malformed=0, duplicate=0, out_of_order=0.02, late=0.02))
+    sim = Simulator(
+        datetime(2026, 11, 23, 2, tzinfo=UTC),
+        rate=200,
+        seed=seed,
+        id_prefix=f"P{seed}",
+        shares=Shares(malformed=0, duplicate=0, out_of_order=0.02, late=0.02),
+    )
     valid = []
     for message in sim.schedule(10_000):
         valid.append((message.key, message.value))
@@ -54,8 +59,11 @@ def test_ten_thousand_events_all_accounted_for(bootstrap, tmp_path: Path):
     assert len(traffic) == 10_000
     send_all(settings, traffic)
     with worker_process(settings, tmp_path / "worker.log"):
-        wait_until(lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= 10_000,
-                   240, "intake to process all 10,000 messages")
+        wait_until(
+            lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= 10_000,
+            240,
+            "intake to process all 10,000 messages",
+        )
         assert metric_value(settings, "ticketstream_intake_duplicates_total") == len(dups)
         assert metric_value(settings, "ticketstream_deadletters_total", {"stage": "intake"}) == len(bad)
     accepted = TopicReader(settings, settings.topic(ACCEPTED))
@@ -91,19 +99,24 @@ def test_duplicates_are_still_dropped_after_a_worker_restart(bootstrap, tmp_path
     first, second = traffic[:200], traffic[200:]
     send_all(settings, first)
     with worker_process(settings, tmp_path / "w1.log"):
-        wait_until(lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= 200, 120,
-                   "the first half")
+        wait_until(
+            lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= 200, 120, "the first half"
+        )
     resent = first[:50]
     send_all(settings, resent + second)
     accepted = TopicReader(settings, settings.topic(ACCEPTED))
     with worker_process(settings, tmp_path / "w2.log"):
         # At-least-once: messages of the first run whose offsets were not yet committed are
         # read again, so at least the 50 re-sent ones are duplicates; none may be forwarded twice.
-        wait_until(lambda: metric_value(settings, "ticketstream_intake_duplicates_total") >= 50, 120,
-                   "the re-sent events to be recognised")
+        wait_until(
+            lambda: metric_value(settings, "ticketstream_intake_duplicates_total") >= 50,
+            120,
+            "the re-sent events to be recognised",
+        )
         accepted.read_until(400, 60)
-        wait_until(lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= 250, 60,
-                   "the second half")
+        wait_until(
+            lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= 250, 60, "the second half"
+        )
     accepted.poll()
     assert len(accepted.records) == 400
     assert len({json.loads(r.value)["event_id"] for r in accepted.records}) == 400

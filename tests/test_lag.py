@@ -34,12 +34,19 @@ def test_lag_per_partition_and_the_threshold(bootstrap, tmp_path: Path):
     producer.close()
     group = f"{settings.app_id}-lagcheck"
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False)
-    consumer.commit({TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1), TopicPartition(topic, 1): OffsetAndMetadata(4, "", -1)})
+    consumer.commit(
+        {TopicPartition(topic, 0): OffsetAndMetadata(3, "", -1), TopicPartition(topic, 1): OffsetAndMetadata(4, "", -1)}
+    )
     consumer.close()
 
     def lag(*extra: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "workers.cli", "lag", "--bootstrap-servers", bootstrap,
-                               "--group", group, *extra], capture_output=True, text=True, timeout=60, cwd=REPO)
+        return subprocess.run(
+            [sys.executable, "-m", "workers.cli", "lag", "--bootstrap-servers", bootstrap, "--group", group, *extra],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=REPO,
+        )
 
     shown = lag()
     assert shown.returncode == 0, shown.stderr

@@ -31,8 +31,11 @@ def imports_of(package: str) -> dict[str, set[str]]:
 
 @pytest.mark.parametrize("package", ["ticketstream", "schemas"])
 def test_the_core_and_the_schemas_import_no_shell(package):
-    offenders = {path: sorted(names & (SHELL_LIBRARIES | {"streams", "workers"}))
-                 for path, names in imports_of(package).items() if names & (SHELL_LIBRARIES | {"streams", "workers"})}
+    offenders = {
+        path: sorted(names & (SHELL_LIBRARIES | {"streams", "workers"}))
+        for path, names in imports_of(package).items()
+        if names & (SHELL_LIBRARIES | {"streams", "workers"})
+    }
     assert offenders == {}
 
 

@@ -57,11 +57,15 @@ def test_alertmanager_config_routes_and_inhibits():
 
     assert receiver("alertname=MassIncident", "incident=INC:1") == "oncall-incidents"
     assert receiver("alertname=TicketSlaBreach", "team=billing", "grade=L3") == "team-billing"
-    assert receiver("alertname=TicketSlaBreach", "team=network_ops", "grade=L1", "severity=critical") == \
-        "oncall-critical,team-network-ops"
+    assert (
+        receiver("alertname=TicketSlaBreach", "team=network_ops", "grade=L1", "severity=critical")
+        == "oncall-critical,team-network-ops"
+    )
     # Rule alerts carry team and grade now, and route like the stream alerts.
-    assert receiver("alertname=SlaBreachRateHigh", "team=billing", "grade=L2", "severity=critical") == \
-        "oncall-critical,team-billing"
+    assert (
+        receiver("alertname=SlaBreachRateHigh", "team=billing", "grade=L2", "severity=critical")
+        == "oncall-critical,team-billing"
+    )
     assert receiver("alertname=OnTimeRateLow", "team=frontline", "grade=L3", "stage=response") == "team-service"
     assert receiver("alertname=AlertBridgeFailing", "severity=critical") == "oncall-critical"
     assert receiver("alertname=DeadLetterRateHigh", "severity=warning") == "oncall-default"
@@ -72,7 +76,7 @@ def test_alertmanager_config_routes_and_inhibits():
 def test_ticket_breaches_are_grouped_per_team_grade_and_stage_with_calm_timings():
     # (No YAML parser among the dependencies; the real server test is test_alertmanager_grouping.py.)
     text = (MONITORING / "alertmanager.yml").read_text()
-    block = text[text.index('- matchers: [alertname="TicketSlaBreach"]'):].split("routes:")[0]
+    block = text[text.index('- matchers: [alertname="TicketSlaBreach"]') :].split("routes:")[0]
     assert "group_by: [alertname, team, grade, stage]" in block
     assert all(timing in block for timing in ("group_wait: 1m", "group_interval: 10m", "repeat_interval: 12h"))
 
@@ -119,8 +123,14 @@ def test_dashboards_are_generated_from_code_and_current():
 def test_every_dashboard_query_parses_and_uses_exported_metrics(tmp_path):
     queries = dashboard_queries()
     assert len(queries) >= 20
-    rules = {"groups": [{"name": "dashboards", "rules": [
-        {"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(queries)]}]}
+    rules = {
+        "groups": [
+            {
+                "name": "dashboards",
+                "rules": [{"record": f"dashboard:query_{i}", "expr": expr} for i, (_, expr) in enumerate(queries)],
+            }
+        ]
+    }
     rule_file = tmp_path / "dashboards.rules.yml"
     rule_file.write_text(json.dumps(rules))  # JSON is YAML
     result = run(tool("promtool"), "check", "rules", str(rule_file))
@@ -129,8 +139,11 @@ def test_every_dashboard_query_parses_and_uses_exported_metrics(tmp_path):
     functions = {"sum", "rate", "increase", "histogram_quantile", "by", "deriv", "on", "and"}
     for where, expr in queries:
         stripped = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', " ", expr)
-        used = {name for name in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", stripped)
-                if name not in functions and not name.startswith("le") and "_" in name or name == "up"}
+        used = {
+            name
+            for name in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", stripped)
+            if name not in functions and not name.startswith("le") and "_" in name or name == "up"
+        }
         used -= {"on_time"}
         missing = used - exported
         assert not missing, f"{where}: {missing}"
@@ -150,5 +163,22 @@ def test_a_live_worker_exposition_passes_promtool_check_metrics(bootstrap, tmp_p
     for line in text.decode().splitlines():
         if line.startswith("ticketstream_") and "{" in line:
             labels = set(re.findall(r'(\w+)="', line))
-            assert labels <= {"type", "stage", "reason", "channel", "category", "grade", "team", "kind", "on_time",
-                              "le", "version", "source", "action", "alertname", "year", "topic", "partition"}, line
+            assert labels <= {
+                "type",
+                "stage",
+                "reason",
+                "channel",
+                "category",
+                "grade",
+                "team",
+                "kind",
+                "on_time",
+                "le",
+                "version",
+                "source",
+                "action",
+                "alertname",
+                "year",
+                "topic",
+                "partition",
+            }, line

@@ -7,8 +7,11 @@ def test_what_counts():
     assert counted_as("breach", 100, 75) == "breach"
     assert counted_as("warning", 90, 75) == "at_risk" and counted_as("warning", 75, 75) == "at_risk"
     assert counted_as("warning", 75, 90) is None  # the policy says where at risk begins
-    assert counted_as("warning", 50, 75) is None and counted_as("met", None, 75) is None \
+    assert (
+        counted_as("warning", 50, 75) is None
+        and counted_as("met", None, 75) is None
         and counted_as("escalated", 150, 75) is None
+    )
 
 
 def test_keys_round_trip_and_carry_no_ticket():

@@ -9,8 +9,9 @@ from ticketstream import __version__
 
 
 def test_version_is_printed_from_the_installed_distribution():
-    result = subprocess.run([sys.executable, "-m", "workers.cli", "--version"], cwd=REPO, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "--version"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"ticketstream {__version__}"
     assert metadata("ticketstream")["Version"] == __version__

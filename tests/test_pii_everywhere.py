@@ -14,11 +14,11 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from schemas.deadletter import ReasonCode, Source
 from schemas.events import Event
+from tests.factories import encode, received
+from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from ticketstream import intake
 from ticketstream.privacy import mask_keyed_text
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, DLQ, INBOUND, STATE, TABLE_TICKETS, TRIAGED
-from tests.factories import encode, received
-from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from workers.topics import all_topics, create_topics
 
 NAME, PHONE, ID_NUMBER, STREET = "歐陽明珠", "13912345678", "110101199003071234", "體育西路191號"
@@ -27,9 +27,18 @@ SOURCE = Source(topic="tickets.inbound", partition=0, offset=7)
 
 
 def seeded(ticket_id: str, content: str | None = None) -> dict:
-    return received(ticket_id, customer={"id": f"C-{ticket_id}", "tier": "ordinary", "name": NAME, "phone": PHONE,
-                                         "id_number": ID_NUMBER, "address": f"廣東省廣州市天河區{STREET}"},
-                    content=content or f"寬帶斷網三天了，回電{PHONE}，身份證{ID_NUMBER}")
+    return received(
+        ticket_id,
+        customer={
+            "id": f"C-{ticket_id}",
+            "tier": "ordinary",
+            "name": NAME,
+            "phone": PHONE,
+            "id_number": ID_NUMBER,
+            "address": f"廣東省廣州市天河區{STREET}",
+        },
+        content=content or f"寬帶斷網三天了，回電{PHONE}，身份證{ID_NUMBER}",
+    )
 
 
 def forms(secret: str) -> list[bytes]:
@@ -49,8 +58,9 @@ def dead_letter_of(payload: bytes, key: bytes | None = b"T-1", mask: bool = True
     raise AssertionError("expected a rejection")
 
 
-@pytest.mark.parametrize("variant", ["not_utf8", "too_large", "invalid_json", "schema_invalid", "key_mismatch",
-                                     "binary"])
+@pytest.mark.parametrize(
+    "variant", ["not_utf8", "too_large", "invalid_json", "schema_invalid", "key_mismatch", "binary"]
+)
 def test_every_dead_letter_path_masks_names_phones_ids_and_addresses(variant):
     body = encode(seeded("T-1"))
     payload, expected = {
@@ -85,10 +95,10 @@ def test_broken_json_is_masked_by_key_even_when_cut_inside_a_value():
 
 
 def test_work_queue_copy_keeps_the_phone_and_drops_the_id_number():
+    from schemas.tickets import TRIAGED
     from ticketstream.engines import triage_engine
     from ticketstream.settings import Settings
     from ticketstream.workqueue import work_queue_copy
-    from schemas.tickets import TRIAGED
 
     record, _ = triage_engine(Settings()).triage(Event.model_validate(seeded("T-9")), [])
     queued = TRIAGED.dump_json(work_queue_copy(record))
@@ -115,8 +125,14 @@ def read_all(bootstrap: str, topic: str) -> list:
         consumer.seek_to_beginning(*parts)
         ends = consumer.end_offsets(parts)
         records: list = []
-        wait_until(lambda: (records.extend(r for batch in consumer.poll(timeout_ms=300).values() for r in batch)
-                            or all(consumer.position(p) >= ends[p] for p in parts)), 30, f"all of {topic}")
+        wait_until(
+            lambda: (
+                records.extend(r for batch in consumer.poll(timeout_ms=300).values() for r in batch)
+                or all(consumer.position(p) >= ends[p] for p in parts)
+            ),
+            30,
+            f"all of {topic}",
+        )
         return records
     finally:
         consumer.close()
@@ -145,8 +161,11 @@ def test_seeded_personal_data_stays_on_the_record_topics(bootstrap, tmp_path: Pa
     producer.close()
     log = tmp_path / "worker.log"
     with worker_process(settings, log):
-        wait_until(lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= len(inputs),
-                   90, "intake to see every input")
+        wait_until(
+            lambda: metric_value(settings, "ticketstream_intake_processing_seconds_count") >= len(inputs),
+            90,
+            "intake to see every input",
+        )
         dlq, state = TopicReader(settings, settings.topic(DLQ)), TopicReader(settings, settings.topic(STATE))
         dlq.read_until(len(inputs) - 1, 30)
         state.read_until(1, 60)

@@ -14,8 +14,13 @@ def test_mask_shapes():
 
 
 def test_mask_json_masks_personal_fields_by_name_and_text_everywhere():
-    masked = mask_json({"customer": {"name": "李四", "phone": "13912345678", "address": "廣州市天河區體育西路1號"},
-                        "content": "身份證440101199001011234丟了", "n": [{"mobile": 13700000000}]})
+    masked = mask_json(
+        {
+            "customer": {"name": "李四", "phone": "13912345678", "address": "廣州市天河區體育西路1號"},
+            "content": "身份證440101199001011234丟了",
+            "n": [{"mobile": 13700000000}],
+        }
+    )
     assert masked["customer"] == {"name": "李*", "phone": "139****5678", "address": "廣州市天河區***"}
     assert "440101199001011234" not in masked["content"]
     assert masked["n"][0]["mobile"] == "137****0000"

@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from ticketstream.engines import ticket_process
-from ticketstream.tickets.replay import Replay, replay_lines
-from ticketstream.simulation import Shares, Simulator
-from ticketstream.topology import INBOUND, INCIDENT_LINKS, SLA_EVENTS, STATE
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
+from ticketstream.engines import ticket_process
+from ticketstream.simulation import Shares, Simulator
+from ticketstream.tickets.replay import Replay, replay_lines
+from ticketstream.topology import INBOUND, INCIDENT_LINKS, SLA_EVENTS, STATE
 from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -43,8 +43,14 @@ def planned_log(start: datetime) -> list[tuple[float, bytes, bytes]]:
     # No out-of-order sends: the simulator's "out of order" sends an event before it occurs, which
     # a live worker sees at its wall-clock time and replay at the event's time (its virtual clock
     # is the latest event time seen). Late, duplicated and malformed messages stay in.
-    sim = Simulator(start, rate=12, seed=77, time_scale=2 / 3600, id_prefix=f"EQ{int(start.timestamp())}",
-                    shares=Shares(repeat_customer=0.1, out_of_order=0.0))
+    sim = Simulator(
+        start,
+        rate=12,
+        seed=77,
+        time_scale=2 / 3600,
+        id_prefix=f"EQ{int(start.timestamp())}",
+        shares=Shares(repeat_customer=0.1, out_of_order=0.0),
+    )
     out = [(m.at, m.key, m.value) for m in sim.schedule(25) if m.at <= SEND_SECONDS]
     extra = []
     for i, (at, _key, value) in enumerate(out):
@@ -55,23 +61,35 @@ def planned_log(start: datetime) -> list[tuple[float, bytes, bytes]]:
         if not isinstance(body, dict) or body.get("type") != "complaint.received" or i % 7 not in (0, 3, 5, 6):
             continue
         tid = body["ticket_id"]
-        kind, data, later = {0: ("ticket.reclassified", {"category": "business.tariff_billing", "agent": "Q1"}, 2.5),
-                             3: ("ticket.escalated", {"agent": "Q2"}, 4.0),
-                             5: ("link", {}, 1.5),
-                             6: ("ticket.regraded", {"grade": "L1", "agent": "Q3"}, 5.0)}[i % 7]
+        kind, data, later = {
+            0: ("ticket.reclassified", {"category": "business.tariff_billing", "agent": "Q1"}, 2.5),
+            3: ("ticket.escalated", {"agent": "Q2"}, 4.0),
+            5: ("link", {}, 1.5),
+            6: ("ticket.regraded", {"grade": "L1", "agent": "Q3"}, 5.0),
+        }[i % 7]
         if kind == "link":
-            extra.append((at + later, b"LINK:" + tid.encode(),
-                          json.dumps({"ticket_id": tid, "incident_id": f"INC:test|{tid}"}).encode()))
+            extra.append(
+                (
+                    at + later,
+                    b"LINK:" + tid.encode(),
+                    json.dumps({"ticket_id": tid, "incident_id": f"INC:test|{tid}"}).encode(),
+                )
+            )
             continue
         when = start + timedelta(seconds=at + later)
-        event = {"event_id": f"{tid}:{kind}:eq", "type": kind, "ticket_id": tid, "occurred_at": when.isoformat(),
-                 "schema_version": 1, "data": data}
+        event = {
+            "event_id": f"{tid}:{kind}:eq",
+            "type": kind,
+            "ticket_id": tid,
+            "occurred_at": when.isoformat(),
+            "schema_version": 1,
+            "data": data,
+        }
         extra.append((at + later, tid.encode(), json.dumps(event, ensure_ascii=False).encode()))
     return sorted(out + [e for e in extra if e[0] <= SEND_SECONDS], key=lambda m: m[0])
 
 
-def comparable_tickets(lines: list[str], sent: list[float], settings, until: datetime, window: float = 1.0
-                       ) -> set[str]:
+def comparable_tickets(lines: list[str], sent: list[float], settings, until: datetime, window: float = 1.0) -> set[str]:
     """Tickets whose threshold instants (fired, or pending in their final timings) are clear of
     their own events (when they occurred and when they were sent) by `window` seconds and fall
     before the end, by a dry replay."""
@@ -103,13 +121,21 @@ def comparable_tickets(lines: list[str], sent: list[float], settings, until: dat
             marks.setdefault(body["ticket_id"], []).append(sent_at)
             times[body["ticket_id"]].remove(sent_at)
     end = until.timestamp()
-    return {t for t in dry.tickets
-            if all(m <= end - 3 and all(abs(m - x) >= window for x in times.get(t, [])) for m in marks.get(t, []))}
+    return {
+        t
+        for t in dry.tickets
+        if all(m <= end - 3 and all(abs(m - x) >= window for x in times.get(t, [])) for m in marks.get(t, []))
+    }
 
 
 def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Path):
-    settings = isolated_settings(bootstrap, tmp_path, sla_policy=DATA / "graded_fast_sla_policy.toml",
-                                 incident_policy=DATA / "no_incident_policy.toml", sla_tick_seconds=0.1)
+    settings = isolated_settings(
+        bootstrap,
+        tmp_path,
+        sla_policy=DATA / "graded_fast_sla_policy.toml",
+        incident_policy=DATA / "no_incident_policy.toml",
+        sla_tick_seconds=0.1,
+    )
     create_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=2)
     sla_events = TopicReader(settings, settings.topic(SLA_EVENTS))
@@ -124,8 +150,11 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
             if delay > 0:
                 time.sleep(delay)  # paced sending: live sees each event when it happens
             if key.startswith(b"LINK:"):
-                producer.send(settings.topic(INCIDENT_LINKS), key=key[5:], value=json.dumps(
-                    {"incident_id": json.loads(value)["incident_id"]}).encode())
+                producer.send(
+                    settings.topic(INCIDENT_LINKS),
+                    key=key[5:],
+                    value=json.dumps({"incident_id": json.loads(value)["incident_id"]}).encode(),
+                )
             else:
                 producer.send(settings.topic(INBOUND), key=key, value=value)
             replay_input.append(value.decode("utf-8", "replace"))
@@ -138,10 +167,24 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
         config = tmp_path / "settings.toml"
         config.write_text(f'sla_policy = "{DATA / "graded_fast_sla_policy.toml"}"\n', encoding="utf-8")
         (tmp_path / "log.jsonl").write_text("\n".join(replay_input) + "\n", encoding="utf-8")
-        result = subprocess.run([sys.executable, "-m", "workers.cli", "replay", str(tmp_path / "log.jsonl"),
-                                 "--config", str(config), "--until", until.isoformat(),
-                                 "--states", str(tmp_path / "states.jsonl")],
-                                cwd=REPO, capture_output=True, timeout=300)
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "workers.cli",
+                "replay",
+                str(tmp_path / "log.jsonl"),
+                "--config",
+                str(config),
+                "--until",
+                until.isoformat(),
+                "--states",
+                str(tmp_path / "states.jsonl"),
+            ],
+            cwd=REPO,
+            capture_output=True,
+            timeout=300,
+        )
         assert result.returncode == 0, result.stderr.decode()
         replayed = {}
         for line in result.stdout.decode().splitlines():
@@ -153,7 +196,7 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
 
         def caught_up() -> bool:
             sla_events.poll()
-            for record in sla_events.records[len(live_seen):]:
+            for record in sla_events.records[len(live_seen) :]:
                 live_seen.append(record)
                 body = json.loads(record.value)
                 if body["ticket_id"] in keep:
@@ -168,8 +211,10 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
             missing = sorted(set(replayed) - set(live))
             tickets = {replayed[m]["ticket_id"] for m in missing[:3]}
             theirs = [b for b in live.values() if b["ticket_id"] in tickets]
-            raise AssertionError(f"{exc}: {len(missing)} missing, e.g. {[replayed[m] for m in missing[:3]]}; "
-                                 f"live has for those tickets {theirs}") from None
+            raise AssertionError(
+                f"{exc}: {len(missing)} missing, e.g. {[replayed[m] for m in missing[:3]]}; "
+                f"live has for those tickets {theirs}"
+            ) from None
     end = until.timestamp()
     live = {i: b for i, b in live.items() if datetime.fromisoformat(b["fired_at"]).timestamp() <= end}
     assert set(live) == set(replayed), (sorted(set(live) ^ set(replayed)))[:10]
@@ -185,17 +230,31 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
             got, want = {**got, "fired_at": None}, {**want, "fired_at": None}
         assert got == want
     # The final tickets.state of every kept ticket is the same record.
-    replay_states = {json.loads(line)["ticket_id"]: json.loads(line)
-                     for line in (tmp_path / "states.jsonl").read_text(encoding="utf-8").splitlines()}
+    replay_states = {
+        json.loads(line)["ticket_id"]: json.loads(line)
+        for line in (tmp_path / "states.jsonl").read_text(encoding="utf-8").splitlines()
+    }
     states.poll()
-    wait_until(lambda: states.poll() and keep <= {json.loads(r.value)["ticket_id"] for r in states.records},
-               30, "every kept ticket in tickets.state")
+    wait_until(
+        lambda: states.poll() and keep <= {json.loads(r.value)["ticket_id"] for r in states.records},
+        30,
+        "every kept ticket in tickets.state",
+    )
     live_states = {}
     for record in states.records:
         body = json.loads(record.value)
         live_states[body["ticket_id"]] = body
     differ = [t for t in keep if live_states[t] != replay_states[t]]
-    assert not differ, [(t, {k: (live_states[t][k], replay_states[t].get(k)) for k in live_states[t]
-                             if live_states[t][k] != replay_states[t].get(k)}) for t in differ[:2]]
+    assert not differ, [
+        (
+            t,
+            {
+                k: (live_states[t][k], replay_states[t].get(k))
+                for k in live_states[t]
+                if live_states[t][k] != replay_states[t].get(k)
+            },
+        )
+        for t in differ[:2]
+    ]
     sla_events.close()
     states.close()

@@ -58,8 +58,13 @@ def test_missing_or_broken_config_file(tmp_path: Path):
 
 
 def test_sasl_options_in_client_spelling():
-    s = Settings(bootstrap_servers="a:9092,b:9093", security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512",
-                 sasl_username="u", sasl_password="s3cr3t-pw")
+    s = Settings(
+        bootstrap_servers="a:9092,b:9093",
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username="u",
+        sasl_password="s3cr3t-pw",
+    )
     opts = s.kafka_client_options()
     assert opts["sasl_plain_password"] == "s3cr3t-pw"
     assert "s3cr3t-pw" not in repr(s)  # the secret never prints
@@ -68,7 +73,8 @@ def test_sasl_options_in_client_spelling():
 def test_worker_producer_uses_the_linger_setting(tmp_path: Path):
     from workers.app import create_app
 
-    settings = load_settings(environ={"TICKETSTREAM_PRODUCER_LINGER_MS": "40"},
-                             bootstrap_servers="127.0.0.1:9", data_dir=tmp_path)
+    settings = load_settings(
+        environ={"TICKETSTREAM_PRODUCER_LINGER_MS": "40"}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path
+    )
     assert create_app(settings).conf.producer_linger == pytest.approx(0.040)
     assert load_settings(environ={}).producer_linger_ms == 25

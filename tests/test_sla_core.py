@@ -7,9 +7,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Grade
+from ticketstream.policyfile import PolicyError
 from ticketstream.sla.calendar import CalendarOverrides, Unit, WorkCalendar, YearSchedule
 from ticketstream.sla.deadlines import DeadlineIndex
-from ticketstream.policyfile import PolicyError
 from ticketstream.sla.engine import SlaEngine, TicketSla, epoch
 from ticketstream.sla.policy import load_policy
 
@@ -63,10 +63,13 @@ def test_a_year_without_data_is_loud_and_falls_back_to_monday_friday(caplog):
 
 
 def test_operator_overrides_add_a_year_and_force_days():
-    cal = WorkCalendar(CalendarOverrides(
-        years={2031: YearSchedule(holidays=[date(2031, 1, 1)], workdays=[date(2031, 1, 4)])},
-        days={date(2026, 11, 24): "holiday"},
-    ), on_fallback=lambda y: pytest.fail(f"fallback for {y}"))
+    cal = WorkCalendar(
+        CalendarOverrides(
+            years={2031: YearSchedule(holidays=[date(2031, 1, 1)], workdays=[date(2031, 1, 4)])},
+            days={date(2026, 11, 24): "holiday"},
+        ),
+        on_fallback=lambda y: pytest.fail(f"fallback for {y}"),
+    )
     assert not cal.is_working_day(date(2031, 1, 1)) and cal.is_working_day(date(2031, 1, 4))
     assert not cal.is_working_day(date(2026, 11, 24))
 
@@ -91,7 +94,12 @@ def timing(state, stage, cycle=1):
 
 
 def test_default_targets_per_grade():
-    for grade, response_h, resolution_h in [(Grade.L1, 2, 24), (Grade.L2, 2, 12), (Grade.L3, 24, 48), (Grade.L4, 48, 72)]:
+    for grade, response_h, resolution_h in [
+        (Grade.L1, 2, 24),
+        (Grade.L2, 2, 12),
+        (Grade.L3, 24, 48),
+        (Grade.L4, 48, 72),
+    ]:
         s = state_with(grade)
         assert timing(s, "response").due_at == e("2026-11-23T10:00:00+08:00") + response_h * 3600
         assert timing(s, "resolution").due_at == e("2026-11-23T10:00:00+08:00") + resolution_h * 3600
@@ -107,18 +115,26 @@ def test_investigation_opens_for_l1_l2_or_when_started():
 
 
 def test_pause_moves_the_deadline_by_its_counting_time():
-    paused = state_with(facts=[("ticket.waiting_customer", "2026-11-23T12:00:00+08:00"),
-                               ("ticket.customer_replied", "2026-11-23T15:00:00+08:00")])
+    paused = state_with(
+        facts=[
+            ("ticket.waiting_customer", "2026-11-23T12:00:00+08:00"),
+            ("ticket.customer_replied", "2026-11-23T15:00:00+08:00"),
+        ]
+    )
     assert timing(paused, "response").due_at == e("2026-11-24T13:00:00+08:00")
 
 
 def test_pause_spanning_a_holiday_only_moves_by_working_time():
     # Survey (3 working days) of a ticket resolved Tue 2026-09-29; a pause from 09-30 12:00 to
     # 10-08 12:00 spans the National Day holiday: only the counted half of 09-30 and of 10-08 move it.
-    s = state_with(received="2026-09-28T10:00:00+08:00", facts=[
-        ("ticket.resolved", "2026-09-29T10:00:00+08:00"),
-        ("ticket.waiting_customer", "2026-09-30T12:00:00+08:00"),
-        ("ticket.customer_replied", "2026-10-08T12:00:00+08:00")])
+    s = state_with(
+        received="2026-09-28T10:00:00+08:00",
+        facts=[
+            ("ticket.resolved", "2026-09-29T10:00:00+08:00"),
+            ("ticket.waiting_customer", "2026-09-30T12:00:00+08:00"),
+            ("ticket.customer_replied", "2026-10-08T12:00:00+08:00"),
+        ],
+    )
     # Unpaused: counting 09-30, 10-08, 10-09 -> due 10-10 00:00. The pause holds 12 h of 09-30 and
     # 12 h of 10-08 (the holiday between does not count): one working day later, and Saturday
     # 10-10 is a make-up working day -> due 10-11 00:00.
@@ -132,10 +148,14 @@ def test_open_pause_means_nothing_is_due():
 
 
 def test_reopen_starts_a_new_cycle_and_cancels_the_open_survey():
-    s = state_with(facts=[("ticket.responded", "2026-11-23T11:00:00+08:00"),
-                          ("ticket.resolved", "2026-11-24T10:00:00+08:00"),
-                          ("ticket.feedback_sent", "2026-11-24T12:00:00+08:00"),
-                          ("ticket.reopened", "2026-11-25T10:00:00+08:00")])
+    s = state_with(
+        facts=[
+            ("ticket.responded", "2026-11-23T11:00:00+08:00"),
+            ("ticket.resolved", "2026-11-24T10:00:00+08:00"),
+            ("ticket.feedback_sent", "2026-11-24T12:00:00+08:00"),
+            ("ticket.reopened", "2026-11-25T10:00:00+08:00"),
+        ]
+    )
     survey1 = timing(s, "survey", 1)
     assert survey1.cancelled_at == e("2026-11-25T10:00:00+08:00")
     res2 = timing(s, "resolution", 2)
@@ -148,8 +168,9 @@ def test_reopen_starts_a_new_cycle_and_cancels_the_open_survey():
 
 
 def test_closed_ends_the_cycle_and_meets_the_survey():
-    s = state_with(facts=[("ticket.resolved", "2026-11-23T12:00:00+08:00"),
-                          ("ticket.closed", "2026-11-23T13:00:00+08:00")])
+    s = state_with(
+        facts=[("ticket.resolved", "2026-11-23T12:00:00+08:00"), ("ticket.closed", "2026-11-23T13:00:00+08:00")]
+    )
     assert timing(s, "survey").met_at == e("2026-11-23T13:00:00+08:00")
     assert timing(s, "result_feedback").cancelled_at == e("2026-11-23T13:00:00+08:00")
     assert timing(s, "response").cancelled_at == e("2026-11-23T13:00:00+08:00")
@@ -161,8 +182,12 @@ def test_warnings_and_breach_fire_in_order_with_deterministic_ids():
     out = ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
     assert out == []
     fired = ENGINE.advance(s, e("2026-11-23T12:00:00+08:00"))
-    assert [ev.id for ev in fired] == ["T:1:response:warning:50", "T:1:response:warning:75",
-                                       "T:1:response:warning:90", "T:1:response:breach:100"]
+    assert [ev.id for ev in fired] == [
+        "T:1:response:warning:50",
+        "T:1:response:warning:75",
+        "T:1:response:warning:90",
+        "T:1:response:breach:100",
+    ]
     assert fired[-1].fired_at == t("2026-11-23T12:00:00+08:00") and not fired[-1].retroactive
     assert ENGINE.advance(s, e("2026-11-23T12:00:00+08:00")) == []  # each id once
 
@@ -190,7 +215,9 @@ def test_a_met_event_that_arrives_before_its_stage_opens_still_counts():
     ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L3, now=e("2026-11-24T12:00:00+08:00"))
     out = ENGINE.fact(s, "ticket.resolved", e("2026-11-24T10:00:00+08:00"), "r", now=e("2026-11-24T12:00:00+08:00"))
     assert "T:1:result_feedback:met" in [ev.id for ev in out]
-    assert not any(ev.stage == "result_feedback" and ev.kind != "met" for ev in ENGINE.advance(s, e("2026-12-01T00:00:00+08:00")))
+    assert not any(
+        ev.stage == "result_feedback" and ev.kind != "met" for ev in ENGINE.advance(s, e("2026-12-01T00:00:00+08:00"))
+    )
 
 
 def test_retroactive_regrade_fires_only_the_most_severe_threshold():
@@ -228,13 +255,20 @@ def test_escalation_ladder_on_resolution():
     ENGINE.received(s, e("2026-11-23T10:00:00+08:00"), Grade.L2, now=e("2026-11-23T10:00:00+08:00"))
     out = ENGINE.advance(s, e("2026-11-25T10:00:00+08:00"))
     esc = [(ev.percent, ev.from_tier, ev.to_tier, ev.fired_at) for ev in out if ev.kind == "escalated"]
-    assert esc == [(100, 0, 1, t("2026-11-23T22:00:00+08:00")), (150, 1, 2, t("2026-11-24T04:00:00+08:00")),
-                   (200, 2, 3, t("2026-11-24T10:00:00+08:00"))]
+    assert esc == [
+        (100, 0, 1, t("2026-11-23T22:00:00+08:00")),
+        (150, 1, 2, t("2026-11-24T04:00:00+08:00")),
+        (200, 2, 3, t("2026-11-24T10:00:00+08:00")),
+    ]
 
 
 def test_duplicates_and_disorder_give_the_same_events():
-    facts = [("ticket.responded", "2026-11-23T11:00:00+08:00", "a"), ("ticket.resolved", "2026-11-25T10:00:00+08:00", "b"),
-             ("ticket.feedback_sent", "2026-11-25T11:00:00+08:00", "c"), ("ticket.closed", "2026-11-26T10:00:00+08:00", "d")]
+    facts = [
+        ("ticket.responded", "2026-11-23T11:00:00+08:00", "a"),
+        ("ticket.resolved", "2026-11-25T10:00:00+08:00", "b"),
+        ("ticket.feedback_sent", "2026-11-25T11:00:00+08:00", "c"),
+        ("ticket.closed", "2026-11-26T10:00:00+08:00", "d"),
+    ]
     end = e("2026-12-31T00:00:00+08:00")
 
     def run(order):
@@ -251,8 +285,10 @@ def test_duplicates_and_disorder_give_the_same_events():
 
 def test_policy_validation_names_the_problem(tmp_path):
     bad = tmp_path / "p.toml"
-    bad.write_text('warnings = [50, 120]\n[stages.x]\nunit = "natural_hours"\nstarts = "received"\n'
-                   'met_by = ["ticket.responded"]\ntargets = { L1 = 1, L2 = 1, L3 = 1 }\n')
+    bad.write_text(
+        'warnings = [50, 120]\n[stages.x]\nunit = "natural_hours"\nstarts = "received"\n'
+        'met_by = ["ticket.responded"]\ntargets = { L1 = 1, L2 = 1, L3 = 1 }\n'
+    )
     with pytest.raises(PolicyError) as err:
         load_policy(bad)
     assert "warnings" in str(err.value) and "L4" in str(err.value)
@@ -270,8 +306,10 @@ def test_deadline_index_pops_only_due_and_current_entries():
 
 
 # -- properties ------------------------------------------------------------------------------
-@given(st.lists(st.tuples(st.sampled_from("abcdefgh"), st.none() | st.floats(min_value=0, max_value=100))),
-       st.floats(min_value=0, max_value=120))
+@given(
+    st.lists(st.tuples(st.sampled_from("abcdefgh"), st.none() | st.floats(min_value=0, max_value=100))),
+    st.floats(min_value=0, max_value=120),
+)
 def test_a_loaded_index_pops_what_the_scheduled_one_pops(entries, now):
     """The rebuild after a rebalance (load) and live scheduling agree on what is due."""
     scheduled, loaded = DeadlineIndex(), DeadlineIndex()
@@ -286,12 +324,18 @@ def test_a_loaded_index_pops_what_the_scheduled_one_pops(entries, now):
 
 
 instants = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 12, 20)).map(
-    lambda d: epoch(d.replace(tzinfo=CAL.tz)))
+    lambda d: epoch(d.replace(tzinfo=CAL.tz))
+)
 units = st.sampled_from(list(Unit))
 
 
-@given(units, instants, st.floats(min_value=0.1, max_value=200), st.floats(min_value=0, max_value=100),
-       st.floats(min_value=0, max_value=100))
+@given(
+    units,
+    instants,
+    st.floats(min_value=0.1, max_value=200),
+    st.floats(min_value=0, max_value=100),
+    st.floats(min_value=0, max_value=100),
+)
 def test_a_pause_never_makes_a_deadline_earlier(unit, start, hours, pause_at_h, pause_len_h):
     seconds = hours * 3600
     plain = ENGINE.deadline(unit, start, seconds, [])
@@ -302,7 +346,9 @@ def test_a_pause_never_makes_a_deadline_earlier(unit, start, hours, pause_at_h, 
 
 @given(units, instants, st.floats(min_value=0.1, max_value=200), st.floats(min_value=0, max_value=50))
 def test_a_longer_target_never_makes_a_deadline_earlier(unit, start, hours, more):
-    assert ENGINE.deadline(unit, start, (hours + more) * 3600, []) >= ENGINE.deadline(unit, start, hours * 3600, []) - 1e-6
+    assert (
+        ENGINE.deadline(unit, start, (hours + more) * 3600, []) >= ENGINE.deadline(unit, start, hours * 3600, []) - 1e-6
+    )
 
 
 @given(instants, st.floats(min_value=0, max_value=72))
@@ -310,12 +356,30 @@ def test_natural_hours_are_plain_arithmetic(start, hours):
     assert ENGINE.deadline(Unit.NATURAL_HOURS, start, hours * 3600, []) == pytest.approx(start + hours * 3600)
 
 
-@given(st.lists(st.tuples(st.sampled_from(["ticket.responded", "ticket.resolved", "ticket.feedback_sent",
-                                          "ticket.waiting_customer", "ticket.customer_replied", "ticket.reopened",
-                                          "ticket.survey_completed", "ticket.closed", "ticket.investigation_started",
-                                          "ticket.investigation_completed"]),
-                          st.integers(0, 200)), max_size=8),
-       st.sampled_from(list(Grade)), st.integers(0, 400))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(
+                [
+                    "ticket.responded",
+                    "ticket.resolved",
+                    "ticket.feedback_sent",
+                    "ticket.waiting_customer",
+                    "ticket.customer_replied",
+                    "ticket.reopened",
+                    "ticket.survey_completed",
+                    "ticket.closed",
+                    "ticket.investigation_started",
+                    "ticket.investigation_completed",
+                ]
+            ),
+            st.integers(0, 200),
+        ),
+        max_size=8,
+    ),
+    st.sampled_from(list(Grade)),
+    st.integers(0, 400),
+)
 def test_any_event_history_fires_each_id_at_most_once(facts, grade, end_h):
     s = TicketSla("T")
     base = e("2026-11-02T09:00:00+08:00")
@@ -354,8 +418,9 @@ def test_calendar_coverage_ends_where_the_data_ends():
     shipped = WorkCalendar()
     assert shipped.covered_until(date(last, 6, 1)) == date(last, 12, 31)
     assert shipped.covered_until(date(last + 1, 1, 5)) == date(last, 12, 31)  # this year has no data
-    extended = WorkCalendar(CalendarOverrides(years={last + 1: YearSchedule(holidays=[date(last + 1, 1, 1)]),
-                                                      last + 2: YearSchedule()}))
+    extended = WorkCalendar(
+        CalendarOverrides(years={last + 1: YearSchedule(holidays=[date(last + 1, 1, 1)]), last + 2: YearSchedule()})
+    )
     assert extended.covered_until(date(last, 6, 1)) == date(last + 2, 12, 31)
     assert extended.covered_years() >= {last, last + 1, last + 2}
 
@@ -369,13 +434,21 @@ def test_calendar_check_says_how_far_and_how_to_extend(tmp_path):
 
     year = date.today().year
     extended = tmp_path / "calendar.toml"
-    extended.write_text(f"[years.{year}]\nholidays = [{year}-01-01]\n[years.{year + 1}]\nholidays = [{year + 1}-01-01]\n")
-    ok = subprocess.run([sys.executable, "-m", "workers.cli", "calendar", "check", "--calendar", str(extended)],
-                        cwd=REPO, capture_output=True, text=True, timeout=60)
+    extended.write_text(
+        f"[years.{year}]\nholidays = [{year}-01-01]\n[years.{year + 1}]\nholidays = [{year + 1}-01-01]\n"
+    )
+    ok = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "calendar", "check", "--calendar", str(extended)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert ok.returncode == 0, ok.stderr
     assert f"covered until: {year + 1}-12-31" in ok.stdout
-    shipped = subprocess.run([sys.executable, "-m", "workers.cli", "calendar", "check"], cwd=REPO,
-                             capture_output=True, text=True, timeout=60)
+    shipped = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "calendar", "check"], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
     until = WorkCalendar().covered_until(date.today())
     assert f"covered until: {until.isoformat()}" in shipped.stdout
     if (until - date.today()).days < 45:

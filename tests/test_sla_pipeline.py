@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from ticketstream.topology import ALERTS, INBOUND, SLA_EVENTS, STATE
 from tests.factories import encode, lifecycle, received
 from tests.harness import TopicReader, isolated_settings, wait_until, worker_process
+from ticketstream.topology import ALERTS, INBOUND, SLA_EVENTS, STATE
 from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -69,8 +69,11 @@ def test_warnings_breaches_met_and_escalations_on_time_and_once(bootstrap, tmp_p
     time.sleep(0.1)
     stopped_at = time.time()
     with worker_process(settings, tmp_path / "w2.log"):
-        wait_until(lambda: {"A:1:resolution:escalated:200", "C:1:resolution:breach:100"} <= watch.ids(), 60,
-                   "the thresholds due while the worker was down")
+        wait_until(
+            lambda: {"A:1:resolution:escalated:200", "C:1:resolution:breach:100"} <= watch.ids(),
+            60,
+            "the thresholds due while the worker was down",
+        )
         send(lifecycle("ticket.resolved", "A", occurred_at=now_iso()))
         wait_until(lambda: "A:1:resolution:met" in watch.ids(), 30, "A's resolution met")
         # Live lookup on the worker's web port.
@@ -84,8 +87,18 @@ def test_warnings_breaches_met_and_escalations_on_time_and_once(bootstrap, tmp_p
         assert missing.value.code == 404
     ids = watch.ids()
     expected_a = {f"A:1:response:{k}" for k in ("warning:50", "warning:75", "warning:90", "breach:100")} | {
-        f"A:1:resolution:{k}" for k in ("warning:50", "warning:75", "warning:90", "breach:100", "escalated:100",
-                                         "escalated:150", "escalated:200", "met")}
+        f"A:1:resolution:{k}"
+        for k in (
+            "warning:50",
+            "warning:75",
+            "warning:90",
+            "breach:100",
+            "escalated:100",
+            "escalated:150",
+            "escalated:200",
+            "met",
+        )
+    }
     assert expected_a <= ids
     assert "B:1:response:met" in ids and "B:1:response:breach:100" not in ids
     assert "C:1:response:breach:100" in ids
@@ -110,9 +123,18 @@ def test_warnings_breaches_met_and_escalations_on_time_and_once(bootstrap, tmp_p
     assert datetime.fromisoformat(c_breach["due_at"]).timestamp() > start + 4
     # The compacted state topic holds the full ticket.
     state = TopicReader(settings, settings.topic(STATE))
-    wait_until(lambda: state.poll() and any(json.loads(r.value)["ticket_id"] == "A" and
-                                            any(s["stage"] == "resolution" and s["met_at"] for s in json.loads(r.value)["stages"])
-                                            for r in state.records), 30, "A's final state")
+    wait_until(
+        lambda: (
+            state.poll()
+            and any(
+                json.loads(r.value)["ticket_id"] == "A"
+                and any(s["stage"] == "resolution" and s["met_at"] for s in json.loads(r.value)["stages"])
+                for r in state.records
+            )
+        ),
+        30,
+        "A's final state",
+    )
     final = [json.loads(r.value) for r in state.records if r.key == b"A"][-1]
     assert final["triage"]["escalation_tier"] == 3 and final["triage"]["team"] == "management"
     state.close()
@@ -132,11 +154,15 @@ def test_a_team_with_many_breaches_in_a_window_raises_one_overload_alert(bootstr
     producer.flush()
     alerts = TopicReader(settings, settings.topic(ALERTS))
     with worker_process(settings, tmp_path / "w.log"):
+
         def overloads() -> list[dict]:
             alerts.poll()
-            return [json.loads(r.value) for r in alerts.records
-                    if json.loads(r.value)["labels"]["alertname"] == "TeamOverload"
-                    and json.loads(r.value)["labels"]["stage"] == "response"]
+            return [
+                json.loads(r.value)
+                for r in alerts.records
+                if json.loads(r.value)["labels"]["alertname"] == "TeamOverload"
+                and json.loads(r.value)["labels"]["stage"] == "response"
+            ]
 
         wait_until(overloads, 60, "a team-overload alert")
         watch = Watch(settings)
@@ -145,10 +171,19 @@ def test_a_team_with_many_breaches_in_a_window_raises_one_overload_alert(bootstr
     response_alerts = overloads()
     assert len(response_alerts) == 1  # 8 breaches pass the 5-minute threshold (5) once; the hour's (50) not
     alert = response_alerts[0]
-    assert alert["labels"] == {"alertname": "TeamOverload", "team": "network_ops", "grade": "L3", "stage": "response",
-                               "window": "5m", "severity": "warning"}
+    assert alert["labels"] == {
+        "alertname": "TeamOverload",
+        "team": "network_ops",
+        "grade": "L3",
+        "stage": "response",
+        "window": "5m",
+        "severity": "warning",
+    }
     # Each breached ticket also raised its own alert (which an incident would inhibit).
-    tickets = {json.loads(r.value)["labels"].get("ticket") for r in alerts.records
-               if json.loads(r.value)["labels"]["alertname"] == "TicketSlaBreach"}
+    tickets = {
+        json.loads(r.value)["labels"].get("ticket")
+        for r in alerts.records
+        if json.loads(r.value)["labels"]["alertname"] == "TicketSlaBreach"
+    }
     assert tickets == {f"N{i}" for i in range(8)}
     alerts.close()

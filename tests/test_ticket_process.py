@@ -32,14 +32,16 @@ def now(hours: float) -> float:
 
 
 def triaged(ticket_id: str = "P-1", content: str = "家里网速有点慢，看视频卡", **extra):
-    record, _ = TRIAGE.triage(Event.model_validate(received(ticket_id, occurred_at=T0.isoformat(), content=content,
-                                                            **extra)), [])
+    record, _ = TRIAGE.triage(
+        Event.model_validate(received(ticket_id, occurred_at=T0.isoformat(), content=content, **extra)), []
+    )
     return record
 
 
 def event(kind: str, hours: float, ticket_id: str = "P-1", **data) -> Event:
-    return Event.model_validate(lifecycle(kind, ticket_id, occurred_at=at(hours),
-                                          event_id=f"{ticket_id}:{kind}:{hours}", **data))
+    return Event.model_validate(
+        lifecycle(kind, ticket_id, occurred_at=at(hours), event_id=f"{ticket_id}:{kind}:{hours}", **data)
+    )
 
 
 def test_an_assignment_relabels_every_later_sla_event():
@@ -56,11 +58,14 @@ def test_an_assignment_relabels_every_later_sla_event():
 def test_a_reclassification_regrades_and_reroutes():
     state = TicketState.new("P-1")
     PROCESS.on_triage(state, triaged(), now(0))
-    fx = PROCESS.on_lifecycle(state, event("ticket.reclassified", 1, category="business.tariff_billing", agent="A9"),
-                              now(1))
+    fx = PROCESS.on_lifecycle(
+        state, event("ticket.reclassified", 1, category="business.tariff_billing", agent="A9"), now(1)
+    )
     assert state.triage.category.value == "business.tariff_billing" and state.triage.team is Team.BILLING
-    assert fx.revisions[0].cause == "ticket.reclassified" and "reclassified business.tariff_billing by A9" in \
-        state.triage.overrides
+    assert (
+        fx.revisions[0].cause == "ticket.reclassified"
+        and "reclassified business.tariff_billing by A9" in state.triage.overrides
+    )
     assert fx.view["triage"]["team"] == "billing"
 
 
@@ -140,22 +145,44 @@ def test_state_round_trips_and_a_previous_release_value_still_loads():
         TicketState.from_value("X", {"v": 9})
 
 
-LIFECYCLE = ["ticket.responded", "ticket.assigned", "ticket.investigation_started", "ticket.waiting_customer",
-             "ticket.customer_replied", "ticket.regraded", "ticket.reclassified", "ticket.resolved",
-             "ticket.feedback_sent", "ticket.survey_completed", "ticket.closed", "ticket.reopened", "ticket.escalated"]
-DATA = {"ticket.assigned": {"team": "billing"}, "ticket.regraded": {"grade": "L1"},
-        "ticket.reclassified": {"category": "business.handling"}, "ticket.survey_completed": {"score": 4}}
+LIFECYCLE = [
+    "ticket.responded",
+    "ticket.assigned",
+    "ticket.investigation_started",
+    "ticket.waiting_customer",
+    "ticket.customer_replied",
+    "ticket.regraded",
+    "ticket.reclassified",
+    "ticket.resolved",
+    "ticket.feedback_sent",
+    "ticket.survey_completed",
+    "ticket.closed",
+    "ticket.reopened",
+    "ticket.escalated",
+]
+DATA = {
+    "ticket.assigned": {"team": "billing"},
+    "ticket.regraded": {"grade": "L1"},
+    "ticket.reclassified": {"category": "business.handling"},
+    "ticket.survey_completed": {"score": 4},
+}
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from(LIFECYCLE), st.floats(0, 200)), max_size=12),
-       st.floats(0, 5), st.lists(st.floats(0, 300), max_size=6))
+@given(
+    st.lists(st.tuples(st.sampled_from(LIFECYCLE), st.floats(0, 200)), max_size=12),
+    st.floats(0, 5),
+    st.lists(st.floats(0, 300), max_size=6),
+)
 def test_any_sequence_keeps_ids_unique_and_never_fires_before_its_cause(steps, triage_delay, ticks):
     """Whatever arrives in whatever order: every SLA id is emitted once, a retroactive event never
     fires before the change that caused it, and the state survives a save/load at every step."""
     state = TicketState.new("P-1")
-    inputs = [(triage_delay, "triage", None)] + [(h, "event", (k, i)) for i, (k, h) in enumerate(steps)] + \
-             [(h, "tick", None) for h in ticks]
+    inputs = (
+        [(triage_delay, "triage", None)]
+        + [(h, "event", (k, i)) for i, (k, h) in enumerate(steps)]
+        + [(h, "tick", None) for h in ticks]
+    )
     emitted: dict[str, object] = {}
     clock = 0.0
     for hours, what, payload in sorted(inputs, key=lambda x: x[0]):
@@ -167,8 +194,13 @@ def test_any_sequence_keeps_ids_unique_and_never_fires_before_its_cause(steps, t
             fx = PROCESS.on_tick(state, now(clock))
         else:
             kind, i = payload
-            fx = PROCESS.on_lifecycle(state, Event.model_validate(lifecycle(
-                kind, "P-1", occurred_at=at(hours), event_id=f"P-1:{kind}:{i}", **DATA.get(kind, {}))), now(clock))
+            fx = PROCESS.on_lifecycle(
+                state,
+                Event.model_validate(
+                    lifecycle(kind, "P-1", occurred_at=at(hours), event_id=f"P-1:{kind}:{i}", **DATA.get(kind, {}))
+                ),
+                now(clock),
+            )
         for e in fx.sla_events:
             assert e.id not in emitted, e.id
             emitted[e.id] = e

@@ -8,16 +8,17 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from schemas.events import Category, Channel, Event, Grade, Team, Tier
-from ticketstream.triage.classify import Classifier, load_rules as load_classifier_rules
-from ticketstream.triage.grading import SEVERITY, GradeInputs, amounts_in, raise_by
-from ticketstream.triage.matching import PhraseMatcher
+from tests.factories import received
 from ticketstream.policyfile import PolicyError
-from ticketstream.triage.routing import Router
-from ticketstream.triage.text import normalize, to_simplified
+from ticketstream.triage.classify import Classifier
+from ticketstream.triage.classify import load_rules as load_classifier_rules
 from ticketstream.triage.engine import TriageEngine, earlier_in_window, remember
 from ticketstream.triage.evaluation import evaluate, read_labelled
+from ticketstream.triage.grading import SEVERITY, GradeInputs, amounts_in, raise_by
+from ticketstream.triage.matching import PhraseMatcher
+from ticketstream.triage.routing import Router
+from ticketstream.triage.text import normalize, to_simplified
 from ticketstream.triage.training import load_examples
-from tests.factories import received
 
 ENGINE = TriageEngine()
 HELDOUT = Path(__file__).parent / "data" / "heldout"
@@ -73,8 +74,9 @@ def test_a_tie_between_rules_is_settled_by_the_model_or_shown_unsure():
 
 
 def test_where_the_model_is_unsure_the_rules_answer(tmp_path):
-    sure_model_only = TriageEngine(Classifier(load_classifier_rules().with_settings(model_min_confidence=1.0),
-                                              ENGINE.model), model=ENGINE.model)
+    sure_model_only = TriageEngine(
+        Classifier(load_classifier_rules().with_settings(model_min_confidence=1.0), ENGINE.model), model=ENGINE.model
+    )
     result = sure_model_only.evidence("客服態度太差了，直接掛我電話").classification
     assert result.category is Category.SERVICE_ATTITUDE and not result.by_model
     assert "态度差" in result.evidence or "挂我电话" in result.evidence
@@ -94,11 +96,18 @@ def test_rule_files_are_validated_with_the_exact_problem(tmp_path):
         load_classifier_rules(twice)
 
 
-def grade(text: str, category=Category.TECHNICAL_NETWORK_QUALITY, channel=Channel.HOTLINE, tier=Tier.ORDINARY,
-          earlier=0, incident=None):
+def grade(
+    text: str,
+    category=Category.TECHNICAL_NETWORK_QUALITY,
+    channel=Channel.HOTLINE,
+    tier=Tier.ORDINARY,
+    earlier=0,
+    incident=None,
+):
     ev = ENGINE.evidence(text)
-    return ENGINE.grader.grade(ev.normalized, ev.signals, GradeInputs(category, channel, tier, earlier, incident,
-                                                                      model_grade=ev.grade_opinion))
+    return ENGINE.grader.grade(
+        ev.normalized, ev.signals, GradeInputs(category, channel, tier, earlier, incident, model_grade=ev.grade_opinion)
+    )
 
 
 @pytest.mark.parametrize(
@@ -146,8 +155,9 @@ def test_raising_never_lowers(grade_, steps, cap):
     assert SEVERITY[raise_by(grade_, steps, cap)] <= SEVERITY[grade_]
 
 
-@given(st.text(max_size=80), st.sampled_from(list(Channel)), st.sampled_from(list(Tier)), st.integers(0, 5),
-       st.booleans())
+@given(
+    st.text(max_size=80), st.sampled_from(list(Channel)), st.sampled_from(list(Tier)), st.integers(0, 5), st.booleans()
+)
 def test_modifiers_never_lower_the_content_grade(text, channel, tier, earlier, incident):
     decision = grade(text or "x", channel=channel, tier=tier, earlier=earlier, incident="I" if incident else None)
     assert SEVERITY[decision.grade] <= SEVERITY[decision.content_grade]
@@ -162,7 +172,13 @@ def test_any_text_classifies_and_grades(text):
 
 
 def test_amounts_in_digits_and_chinese():
-    assert amounts_in(normalize("扣了一万多元，又扣了2万块，还有6000多块和300元，八千塊")) == [10000, 20000, 6000, 300, 8000]
+    assert amounts_in(normalize("扣了一万多元，又扣了2万块，还有6000多块和300元，八千塊")) == [
+        10000,
+        20000,
+        6000,
+        300,
+        8000,
+    ]
 
 
 @pytest.mark.parametrize(
@@ -186,8 +202,9 @@ def test_routing_table(category, grade_, channel, team):
     route = Router().route(category, grade_, channel, "廣東", "廣州")
     assert route.team is team
     assert route.escalation_tier == 0
-    assert route.queue == (f"{team.value}/廣東/廣州" if team in (Team.FRONTLINE, Team.NETWORK_OPS, Team.TECH_SUPPORT)
-                           else team.value)
+    assert route.queue == (
+        f"{team.value}/廣東/廣州" if team in (Team.FRONTLINE, Team.NETWORK_OPS, Team.TECH_SUPPORT) else team.value
+    )
 
 
 def test_l1_notifies_management_and_privacy_tells_data_security():
@@ -234,12 +251,17 @@ def test_complaint_about_handling_links_the_previous_ticket():
 
 
 def test_overrides_make_a_new_revision():
-    record, _ = ENGINE.triage(complaint("T1", "C1", datetime.fromisoformat("2026-11-01T10:00:00+08:00"),
-                                        "网速有点慢"), [])
+    record, _ = ENGINE.triage(
+        complaint("T1", "C1", datetime.fromisoformat("2026-11-01T10:00:00+08:00"), "网速有点慢"), []
+    )
     assert (record.team, record.revision) == (Team.NETWORK_OPS, 1)
     moved = ENGINE.retriage(record, category=Category.BUSINESS_TARIFF_BILLING, note="reclassified")
     assert (moved.category, moved.team, moved.revision, moved.triage_id) == (
-        Category.BUSINESS_TARIFF_BILLING, Team.BILLING, 2, "T1:triage:2")
+        Category.BUSINESS_TARIFF_BILLING,
+        Team.BILLING,
+        2,
+        "T1:triage:2",
+    )
     lowered = ENGINE.retriage(moved, grade=Grade.L4, note="regraded")
     assert lowered.grade is Grade.L4 and lowered.category is Category.BUSINESS_TARIFF_BILLING
     assert any("override:regraded" in r for r in lowered.grade_reasons)
@@ -248,8 +270,12 @@ def test_overrides_make_a_new_revision():
 
 
 def test_first_contact_owner_is_kept_apart_from_the_team():
-    record, _ = ENGINE.triage(complaint("T1", "C1", datetime.fromisoformat("2026-11-01T10:00:00+08:00"),
-                                        "网速有点慢", first_contact_agent="A0007"), [])
+    record, _ = ENGINE.triage(
+        complaint(
+            "T1", "C1", datetime.fromisoformat("2026-11-01T10:00:00+08:00"), "网速有点慢", first_contact_agent="A0007"
+        ),
+        [],
+    )
     assert record.owner == "A0007" and record.team is Team.NETWORK_OPS
 
 
@@ -274,10 +300,18 @@ def test_no_held_out_complaint_is_in_the_training_examples():
 def _maximal_occurrences(phrases: list[tuple[str, str]], text: str) -> list[tuple[str, str]]:
     """The matcher's contract, spelled out slowly: every occurrence not strictly inside another
     occurrence's span (one group here), ordered by start and longest first, each pair once."""
-    occurrences = [(i, i + len(p), k, p, payload) for k, (p, payload) in enumerate(phrases)
-                   for i in range(len(text)) if text.startswith(p, i)]
-    inside = {o for o in occurrences for other in occurrences
-              if (other[0], other[1]) != (o[0], o[1]) and other[0] <= o[0] and o[1] <= other[1]}
+    occurrences = [
+        (i, i + len(p), k, p, payload)
+        for k, (p, payload) in enumerate(phrases)
+        for i in range(len(text))
+        if text.startswith(p, i)
+    ]
+    inside = {
+        o
+        for o in occurrences
+        for other in occurrences
+        if (other[0], other[1]) != (o[0], o[1]) and other[0] <= o[0] and o[1] <= other[1]
+    }
     kept: list[tuple[str, str]] = []
     for _, _, _, p, payload in sorted((o for o in occurrences if o not in inside), key=lambda o: (o[0], -o[1], o[2])):
         if (p, payload) not in kept:
@@ -285,7 +319,9 @@ def _maximal_occurrences(phrases: list[tuple[str, str]], text: str) -> list[tupl
     return kept
 
 
-@given(st.lists(st.tuples(st.text("abc", min_size=2, max_size=4), st.sampled_from("xyz")), max_size=12, unique=True),
-       st.text("abcd", max_size=30))
+@given(
+    st.lists(st.tuples(st.text("abc", min_size=2, max_size=4), st.sampled_from("xyz")), max_size=12, unique=True),
+    st.text("abcd", max_size=30),
+)
 def test_matcher_finds_exactly_the_maximal_occurrences(phrases, text):
     assert PhraseMatcher(phrases).find(text) == _maximal_occurrences(phrases, text)

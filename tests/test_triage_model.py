@@ -11,15 +11,14 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import Category, Channel, Grade, Tier
-from ticketstream.triage.grading import GradeInputs, amounts_in, chinese_number
-from ticketstream.triage.text import normalize
-from ticketstream.triage.engine import TriageEngine
-from ticketstream.triage.model import ModelFileError, load_model, shipped_model
-from ticketstream.triage.training import LabelledExample, TrainingParams, train
-from schemas.events import Event
+from schemas.events import Category, Channel, Event, Grade, Tier
 from tests.factories import received
 from tests.harness import REPO
+from ticketstream.triage.engine import TriageEngine
+from ticketstream.triage.grading import GradeInputs, amounts_in, chinese_number
+from ticketstream.triage.model import ModelFileError, load_model, shipped_model
+from ticketstream.triage.text import normalize
+from ticketstream.triage.training import LabelledExample, TrainingParams, train
 
 ENGINE = TriageEngine()
 DIGITS = "零一二三四五六七八九"
@@ -73,20 +72,36 @@ def test_colloquial_units_are_read_as_people_say_them(a, b):
     assert amounts_in(normalize(f"扣了{a}k")) == [a * 1_000]
 
 
-@given(st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
-       st.sampled_from(["户", "米", "次", "个", "人", "天", "G", "兆"]), st.integers(1, 99))
+@given(
+    st.from_regex(r"1[3-9][0-9]{9}", fullmatch=True),
+    st.sampled_from(["户", "米", "次", "个", "人", "天", "G", "兆"]),
+    st.integers(1, 99),
+)
 def test_counts_and_phone_numbers_are_not_money(phone, unit, n):
     assert amounts_in(normalize(f"我的号码{phone}，上网卡")) == []
     assert amounts_in(normalize(f"小区里{n}万{unit}都受影响")) == []
     assert amounts_in(normalize("千万别再扣费了，万一再出错")) == []
 
 
-@pytest.mark.parametrize("text", ["被多扣了8,600多元", "一共损失了5萬多", "被骗走一萬二", "乱扣费扣了三千五百元又扣了一千五百元以上",
-                                  "賠我 6000 蚊"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "被多扣了8,600多元",
+        "一共损失了5萬多",
+        "被骗走一萬二",
+        "乱扣费扣了三千五百元又扣了一千五百元以上",
+        "賠我 6000 蚊",
+    ],
+)
 def test_a_major_loss_in_any_form_is_l1(text):
     evidence = ENGINE.evidence(text)
-    decision = ENGINE.grader.grade(evidence.normalized, evidence.signals, GradeInputs(
-        Category.BUSINESS_TARIFF_BILLING, Channel.HOTLINE, Tier.ORDINARY, model_grade=evidence.grade_opinion))
+    decision = ENGINE.grader.grade(
+        evidence.normalized,
+        evidence.signals,
+        GradeInputs(
+            Category.BUSINESS_TARIFF_BILLING, Channel.HOTLINE, Tier.ORDINARY, model_grade=evidence.grade_opinion
+        ),
+    )
     if "三千五百" in text:  # two amounts below the line: the largest counts, not their sum
         assert decision.grade is not Grade.L1
     else:
@@ -115,15 +130,22 @@ def test_an_enquiry_is_classified_by_its_topic_and_graded_l4(category, text, rec
     assert record.grade is Grade.L4, record.grade_reasons
 
 
-@pytest.mark.parametrize("text", ["为什么又多扣了我50块？你们能不能管管？", "网速慢成这样有没有人管啊？还能不能用了？",
-                                  "客服态度这么差，可不可以换个人接电话？"])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "为什么又多扣了我50块？你们能不能管管？",
+        "网速慢成这样有没有人管啊？还能不能用了？",
+        "客服态度这么差，可不可以换个人接电话？",
+    ],
+)
 def test_question_words_alone_are_no_enquiry(text, received_event):
     record, _ = ENGINE.triage(received_event(text), [])
     assert record.grade is not Grade.L4, record.grade_reasons
 
 
-@pytest.mark.parametrize("text", ["屋企上唔到網成日都係咁，今日成日都冇得用", "家里网完全上不了，一整天了",
-                                  "電視盒開唔到機，成晚睇唔到電視"])
+@pytest.mark.parametrize(
+    "text", ["屋企上唔到網成日都係咁，今日成日都冇得用", "家里网完全上不了，一整天了", "電視盒開唔到機，成晚睇唔到電視"]
+)
 def test_paraphrased_interruptions_are_urgent(text, received_event):
     record, _ = ENGINE.triage(received_event(text), [])
     assert record.grade is Grade.L2, record.grade_reasons
@@ -137,17 +159,21 @@ def test_every_triage_record_names_its_model(received_event):
 
 # -- the model file ----------------------------------------------------------------------------
 
-TOY = [LabelledExample(content=text, category=cat, content_grade=grade, source=f"s{i % 3}")
-       for i, (text, cat, grade) in enumerate([
-           ("宽带断网了上不了网", Category.TECHNICAL_NETWORK_QUALITY, Grade.L2),
-           ("网速慢看视频卡", Category.TECHNICAL_NETWORK_QUALITY, Grade.L3),
-           ("晚上网速慢", Category.TECHNICAL_NETWORK_QUALITY, Grade.L3),
-           ("话费多扣了钱", Category.BUSINESS_TARIFF_BILLING, Grade.L3),
-           ("账单多扣费", Category.BUSINESS_TARIFF_BILLING, Grade.L3),
-           ("请问账单怎么看", Category.BUSINESS_TARIFF_BILLING, Grade.L4),
-           ("宽带断网一天", Category.TECHNICAL_NETWORK_QUALITY, Grade.L2),
-           ("请问话费怎么查", Category.BUSINESS_TARIFF_BILLING, Grade.L4),
-       ])]
+TOY = [
+    LabelledExample(content=text, category=cat, content_grade=grade, source=f"s{i % 3}")
+    for i, (text, cat, grade) in enumerate(
+        [
+            ("宽带断网了上不了网", Category.TECHNICAL_NETWORK_QUALITY, Grade.L2),
+            ("网速慢看视频卡", Category.TECHNICAL_NETWORK_QUALITY, Grade.L3),
+            ("晚上网速慢", Category.TECHNICAL_NETWORK_QUALITY, Grade.L3),
+            ("话费多扣了钱", Category.BUSINESS_TARIFF_BILLING, Grade.L3),
+            ("账单多扣费", Category.BUSINESS_TARIFF_BILLING, Grade.L3),
+            ("请问账单怎么看", Category.BUSINESS_TARIFF_BILLING, Grade.L4),
+            ("宽带断网一天", Category.TECHNICAL_NETWORK_QUALITY, Grade.L2),
+            ("请问话费怎么查", Category.BUSINESS_TARIFF_BILLING, Grade.L4),
+        ]
+    )
+]
 
 
 @pytest.fixture(scope="module")
@@ -199,8 +225,14 @@ def test_a_bad_model_file_is_refused_naming_the_file_and_problem(tmp_path, toy_m
 
 
 def cli(*args: str, env: dict | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "workers.cli", *args], cwd=REPO, input=stdin, capture_output=True,
-                          timeout=300, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", "workers.cli", *args],
+        cwd=REPO,
+        input=stdin,
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def test_a_worker_or_command_with_a_bad_model_stops_with_a_clear_error(tmp_path):
@@ -214,8 +246,10 @@ def test_a_worker_or_command_with_a_bad_model_stops_with_a_clear_error(tmp_path)
 
 def test_train_then_classify_with_the_new_model(tmp_path):
     examples = tmp_path / "examples.jsonl"
-    examples.write_text("\n".join(json.dumps(e.model_dump(mode="json", exclude_none=True), ensure_ascii=False)
-                                  for e in TOY), encoding="utf-8")
+    examples.write_text(
+        "\n".join(json.dumps(e.model_dump(mode="json", exclude_none=True), ensure_ascii=False) for e in TOY),
+        encoding="utf-8",
+    )
     model = tmp_path / "model.npz"
     result = cli("triage", "train", "--examples", str(examples), "--out", str(model), "--min-df", "1")
     assert result.returncode == 0, result.stderr.decode()
@@ -227,9 +261,11 @@ def test_train_then_classify_with_the_new_model(tmp_path):
 
 def test_evaluate_prints_accuracy_per_category_and_confusion(tmp_path):
     labelled = tmp_path / "labelled.jsonl"
-    rows = [{"content": "家里宽带断网三天了", "category": "technical.network_quality", "grade": "L2"},
-            {"content": "这个月话费莫名其妙多扣了100元", "category": "business.tariff_billing", "grade": "L3"},
-            {"content": "营业厅门口施工太吵了", "category": "business.tariff_billing", "grade": "L3"}]
+    rows = [
+        {"content": "家里宽带断网三天了", "category": "technical.network_quality", "grade": "L2"},
+        {"content": "这个月话费莫名其妙多扣了100元", "category": "business.tariff_billing", "grade": "L3"},
+        {"content": "营业厅门口施工太吵了", "category": "business.tariff_billing", "grade": "L3"},
+    ]
     labelled.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
     text = cli("triage", "evaluate", str(labelled))
     assert text.returncode == 0, text.stderr.decode()

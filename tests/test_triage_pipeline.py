@@ -11,12 +11,12 @@ import pytest
 from kafka import KafkaProducer
 
 from schemas.events import Category, Event, Grade, Team
+from tests.factories import encode, lifecycle, received
+from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ACCEPTED, INBOUND, TRIAGED, queue_topic
 from ticketstream.triage.engine import TriageEngine
 from ticketstream.triage.training import load_examples
-from tests.factories import encode, lifecycle, received
-from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -46,10 +46,18 @@ def latest_by_ticket(records) -> dict[str, dict]:
 
 def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, tmp_path: Path):
     # 100 complaints a second would make every city a mass incident; this test is about triage.
-    settings = isolated_settings(bootstrap, tmp_path, incident_policy=Path(__file__).parent / "data" / "no_incident_policy.toml")
+    settings = isolated_settings(
+        bootstrap, tmp_path, incident_policy=Path(__file__).parent / "data" / "no_incident_policy.toml"
+    )
     create_topics(settings)
-    sim = Simulator(datetime.now(UTC) - timedelta(hours=1), rate=100, seed=21, id_prefix="TRI", lifecycle=False,
-                    shares=Shares(malformed=0, duplicate=0, repeat_customer=0))
+    sim = Simulator(
+        datetime.now(UTC) - timedelta(hours=1),
+        rate=100,
+        seed=21,
+        id_prefix="TRI",
+        lifecycle=False,
+        shares=Shares(malformed=0, duplicate=0, repeat_customer=0),
+    )
     complaints = [json.loads(m.value) for m in sim.schedule(60)][:5000]
     assert len(complaints) == 5000
     sender = Sender(settings)
@@ -60,8 +68,11 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
     sender.send(regulator)
     # Overrides, sent before their triage exists (they must wait for it, not be lost).
     target = complaints[7]["ticket_id"]
-    sender.send(lifecycle("ticket.reclassified", target, occurred_at=t0.isoformat(), category="business.tariff_billing",
-                          agent="A9"))
+    sender.send(
+        lifecycle(
+            "ticket.reclassified", target, occurred_at=t0.isoformat(), category="business.tariff_billing", agent="A9"
+        )
+    )
     regraded = complaints[8]["ticket_id"]
     sender.send(lifecycle("ticket.regraded", regraded, occurred_at=t0.isoformat(), grade="L1"))
     sender.flush()
@@ -85,9 +96,13 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
 
     with worker_process(settings, tmp_path / "worker.log"):
         wait_until(lambda: triaged_at_least(5001), 240, "5,001 complaints triaged")
-        wait_until(lambda: newest(target).get("category") == "business.tariff_billing"
-                   and newest(regraded).get("grade") == "L1", 240,
-                   "both early overrides applied")
+        wait_until(
+            lambda: (
+                newest(target).get("category") == "business.tariff_billing" and newest(regraded).get("grade") == "L1"
+            ),
+            240,
+            "both early overrides applied",
+        )
         # A repeat complainant: three network complaints in ten days, each sent after the last was triaged.
         for i, day in enumerate((0, 4, 9)):
             at = t0 - timedelta(days=10 - day)
@@ -100,8 +115,7 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
         moved = complaints[9]["ticket_id"]
         sender.send(lifecycle("ticket.assigned", moved, occurred_at=datetime.now(UTC).isoformat(), team="product"))
         sender.flush()
-        wait_until(lambda: newest(moved).get("team") == "product", 120,
-                   "the assignment applied")
+        wait_until(lambda: newest(moved).get("team") == "product", 120, "the assignment applied")
     latest = latest_by_ticket(triaged.records)
     # Nothing lost, nothing duplicated: one revision-1 record per complaint.
     firsts = [json.loads(r.value) for r in triaged.records if json.loads(r.value)["revision"] == 1]
@@ -112,7 +126,10 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
         expected, _ = ENGINE.triage(Event.model_validate(event), [])
         got = next(f for f in firsts if f["ticket_id"] == event["ticket_id"])
         assert (got["category"], got["grade"], got["team"]) == (
-            expected.category.value, expected.grade.value, expected.team.value)
+            expected.category.value,
+            expected.grade.value,
+            expected.team.value,
+        )
     # Regulator channel: at least L2, complaint desk.
     assert latest["REG-1"]["grade"] in ("L1", "L2") and latest["REG-1"]["team"] == "complaint_desk"
     # Repeat complaints: the third within 30 days is graded up. (They were received days ago, so
@@ -131,13 +148,17 @@ def test_five_thousand_complaints_are_triaged_routed_and_overridable(bootstrap, 
 
         def in_queue() -> set[str]:
             queue.poll()
-            return {json.loads(r.value)["ticket_id"] for r in queue.records if json.loads(r.value)["team"] == team.value}
+            return {
+                json.loads(r.value)["ticket_id"] for r in queue.records if json.loads(r.value)["team"] == team.value
+            }
 
         wait_until(lambda: routed <= in_queue(), 30, f"every ticket routed to {team.value} in its queue")
         # A record of another team in this queue is a ticket leaving it after an override.
         movers = {target, regraded, moved, "REP-0", "REP-1", "REP-2"}  # overrides; old complaints escalated
-        assert all(json.loads(r.value)["team"] == team.value or json.loads(r.value)["ticket_id"] in movers
-                   for r in queue.records)
+        assert all(
+            json.loads(r.value)["team"] == team.value or json.loads(r.value)["ticket_id"] in movers
+            for r in queue.records
+        )
         queue.close()
     triaged.close()
 
@@ -148,14 +169,33 @@ def test_peoples_corrections_come_out_as_labelled_examples(bootstrap, tmp_path: 
     sender = Sender(settings)
     at = datetime.now(UTC) - timedelta(hours=2)
     sender.send(received("COR-1", occurred_at=at.isoformat(), content="我的账单上多了一项看不懂的费用"))
-    sender.send(lifecycle("ticket.reclassified", "COR-1", occurred_at=(at + timedelta(minutes=5)).isoformat(),
-                          category="service.content", agent="A7", reason="a promotion, not a billing error"))
-    sender.send(lifecycle("ticket.reclassified", "COR-1", occurred_at=(at + timedelta(minutes=9)).isoformat(),
-                          event_id="COR-1:reclassified:2", category="business.tariff_billing", agent="A8"))
+    sender.send(
+        lifecycle(
+            "ticket.reclassified",
+            "COR-1",
+            occurred_at=(at + timedelta(minutes=5)).isoformat(),
+            category="service.content",
+            agent="A7",
+            reason="a promotion, not a billing error",
+        )
+    )
+    sender.send(
+        lifecycle(
+            "ticket.reclassified",
+            "COR-1",
+            occurred_at=(at + timedelta(minutes=9)).isoformat(),
+            event_id="COR-1:reclassified:2",
+            category="business.tariff_billing",
+            agent="A8",
+        )
+    )
     sender.send(lifecycle("ticket.regraded", "COR-1", occurred_at=(at + timedelta(minutes=6)).isoformat(), grade="L2"))
     sender.send(received("COR-2", occurred_at=at.isoformat(), content="請問寬帶移機要幾天？"))
-    sender.send(lifecycle("ticket.regraded", "COR-2", occurred_at=(at + timedelta(minutes=1)).isoformat(), grade="L4",
-                          agent="A9"))
+    sender.send(
+        lifecycle(
+            "ticket.regraded", "COR-2", occurred_at=(at + timedelta(minutes=1)).isoformat(), grade="L4", agent="A9"
+        )
+    )
     sender.send(received("COR-3", occurred_at=at.isoformat(), content="网速有点慢"))
     sender.flush()
     accepted = TopicReader(settings, settings.topic(ACCEPTED))
@@ -163,20 +203,40 @@ def test_peoples_corrections_come_out_as_labelled_examples(bootstrap, tmp_path: 
         accepted.read_until(7, 120)
     accepted.close()
     out = tmp_path / "corrections.jsonl"
-    result = subprocess.run([sys.executable, "-m", "workers.cli", "triage", "corrections", "--out", str(out)],
-                            cwd=REPO, env=settings.as_env(), capture_output=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "triage", "corrections", "--out", str(out)],
+        cwd=REPO,
+        env=settings.as_env(),
+        capture_output=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr.decode()
     assert b"2 corrected ticket(s) written" in result.stderr
     rows = {r["ticket_id"]: r for r in map(json.loads, out.read_text(encoding="utf-8").splitlines())}
     assert set(rows) == {"COR-1", "COR-2"}
     assert rows["COR-1"]["content"] == "我的账单上多了一项看不懂的费用"
     assert (rows["COR-1"]["category"], rows["COR-1"]["category_by"], rows["COR-1"]["grade"]) == (
-        "business.tariff_billing", "A8", "L2")
+        "business.tariff_billing",
+        "A8",
+        "L2",
+    )
     assert rows["COR-2"]["grade"] == "L4" and "category" not in rows["COR-2"] and rows["COR-2"]["grade_by"] == "A9"
     # What it writes is what `triage train` reads.
     examples = load_examples([out])
     assert {e.category for e in examples} == {Category.BUSINESS_TARIFF_BILLING, None}
-    later = subprocess.run([sys.executable, "-m", "workers.cli", "triage", "corrections",
-                            "--since", (datetime.now(UTC) + timedelta(hours=1)).isoformat()],
-                           cwd=REPO, env=settings.as_env(), capture_output=True, timeout=120)
+    later = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "workers.cli",
+            "triage",
+            "corrections",
+            "--since",
+            (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        ],
+        cwd=REPO,
+        env=settings.as_env(),
+        capture_output=True,
+        timeout=120,
+    )
     assert later.returncode == 0 and later.stdout == b"" and b"0 corrected ticket(s)" in later.stderr

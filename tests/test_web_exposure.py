@@ -36,9 +36,20 @@ def get(url: str, token: str | None = None) -> tuple[int, dict, dict]:
         return err.code, json.loads(err.read() or b"null"), dict(err.headers)
 
 
-@pytest.mark.parametrize("host,loopback", [("127.0.0.1", True), ("127.0.0.2", True), ("localhost", True),
-                                           ("::1", True), ("[::1]", True), ("0.0.0.0", False), ("::", False),
-                                           ("10.1.2.3", False), ("worker-0.ticketstream", False)])
+@pytest.mark.parametrize(
+    "host,loopback",
+    [
+        ("127.0.0.1", True),
+        ("127.0.0.2", True),
+        ("localhost", True),
+        ("::1", True),
+        ("[::1]", True),
+        ("0.0.0.0", False),
+        ("::", False),
+        ("10.1.2.3", False),
+        ("worker-0.ticketstream", False),
+    ],
+)
 def test_loopback_is_only_what_this_machine_alone_reaches(host, loopback):
     assert is_loopback(host) is loopback
 
@@ -73,12 +84,12 @@ def test_exposed_without_a_token_is_refused_and_with_one_allowed():
 
 def test_the_worker_refuses_to_start_beyond_loopback_without_a_token_in_one_line(tmp_path: Path):
     """Before any Kafka contact: the bootstrap address points nowhere and is never dialled."""
-    env = Settings(bootstrap_servers=f"127.0.0.1:{free_ports(1)[0]}", web_host="0.0.0.0",
-                   data_dir=tmp_path).as_env()
+    env = Settings(bootstrap_servers=f"127.0.0.1:{free_ports(1)[0]}", web_host="0.0.0.0", data_dir=tmp_path).as_env()
     env.pop("TICKETSTREAM_LOOKUP_TOKEN", None)
     started = time.monotonic()
-    result = subprocess.run([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", "workers.cli", "worker"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "lookup_token" in lines[0] and "0.0.0.0" in lines[0], result.stderr
@@ -109,12 +120,16 @@ def test_two_workers_guard_the_lookup_and_forward_the_token_to_the_owner(bootstr
     producer = KafkaProducer(bootstrap_servers=first.bootstrap_servers, acks="all", linger_ms=0)
     tickets = [f"EXP-{n}" for n in range(8)]
     for ticket in tickets:
-        producer.send(first.topic(INBOUND), key=ticket.encode(),
-                      value=encode(received(ticket, occurred_at=datetime.now(UTC).isoformat(), content="网速有点慢")))
+        producer.send(
+            first.topic(INBOUND),
+            key=ticket.encode(),
+            value=encode(received(ticket, occurred_at=datetime.now(UTC).isoformat(), content="网速有点慢")),
+        )
     producer.flush()
     producer.close()
     base_a, base_b = f"http://127.0.0.1:{first.web_port}", f"http://127.0.0.1:{second.web_port}"
     with worker_process(first, tmp_path / "a.log"), worker_process(second, tmp_path / "b.log"):
+
         def both_ready() -> bool:
             return get(f"{base_a}/health")[0] == 200 and get(f"{base_b}/health")[0] == 200
 

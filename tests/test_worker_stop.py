@@ -5,7 +5,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from kafka import KafkaProducer
 
 from tests.factories import encode, received
@@ -30,8 +29,11 @@ def test_worker_exits_within_its_stop_deadline_when_the_broker_is_gone(tmp_path:
                 producer.send(settings.topic(INBOUND), key=f"S-{i}".encode(), value=encode(received(f"S-{i}")))
             producer.flush()
             producer.close()
-            wait_until(lambda: metric_value(settings, "ticketstream_ticket_messages_total", {"source": "triage"}) >= 50,
-                       60, "the worker busy with the complaints")
+            wait_until(
+                lambda: metric_value(settings, "ticketstream_ticket_messages_total", {"source": "triage"}) >= 50,
+                60,
+                "the worker busy with the complaints",
+            )
             embedded_kafka.stop(tmp_path / "kafka")
             proc.send_signal(signal.SIGTERM)
             started = time.monotonic()

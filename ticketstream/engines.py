@@ -8,19 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from ticketstream.sla.calendar import WorkCalendar, load_overrides
-from ticketstream.triage.classify import Classifier
-from ticketstream.triage.classify import load_rules as load_classifier_rules
-from ticketstream.triage.grading import Grader
-from ticketstream.triage.grading import load_rules as load_grading_rules
-from ticketstream.triage.routing import Router
-from ticketstream.triage.routing import load_table as load_routing_table
 from ticketstream.settings import Settings
+from ticketstream.sla.calendar import WorkCalendar, load_overrides
 from ticketstream.sla.engine import SlaEngine
 from ticketstream.sla.policy import load_policy
 from ticketstream.tickets.process import TicketProcess
+from ticketstream.triage.classify import Classifier
+from ticketstream.triage.classify import load_rules as load_classifier_rules
 from ticketstream.triage.engine import TriageEngine
+from ticketstream.triage.grading import Grader
+from ticketstream.triage.grading import load_rules as load_grading_rules
 from ticketstream.triage.model import load_model
+from ticketstream.triage.routing import Router
+from ticketstream.triage.routing import load_table as load_routing_table
 
 
 def triage_engine(settings: Settings) -> TriageEngine:
@@ -37,10 +37,13 @@ def triage_engine(settings: Settings) -> TriageEngine:
 def sla_engine(settings: Settings, on_calendar_fallback: Callable[[int], None] | None = None) -> SlaEngine:
     """The SLA engine with the operator's policy and calendar; `on_calendar_fallback(year)` is
     told of every date looked up in a year without calendar data."""
-    return SlaEngine(load_policy(settings.sla_policy), WorkCalendar(load_overrides(settings.calendar),
-                                                                    on_fallback=on_calendar_fallback))
+    return SlaEngine(
+        load_policy(settings.sla_policy),
+        WorkCalendar(load_overrides(settings.calendar), on_fallback=on_calendar_fallback),
+    )
 
 
-def ticket_process(settings: Settings, triage: TriageEngine | None = None, sla: SlaEngine | None = None
-                   ) -> TicketProcess:
+def ticket_process(
+    settings: Settings, triage: TriageEngine | None = None, sla: SlaEngine | None = None
+) -> TicketProcess:
     return TicketProcess(triage or triage_engine(settings), sla or sla_engine(settings))

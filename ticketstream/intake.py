@@ -65,38 +65,55 @@ def parse_event(raw: bytes, key: bytes | None = None, check_key: bool = True) ->
     if not raw:
         raise Rejected(Reason(code=ReasonCode.EMPTY, message="the message value is empty"))
     if len(raw) > MAX_EVENT_BYTES:
-        raise Rejected(Reason(
-            code=ReasonCode.TOO_LARGE,
-            message=f"the message is {len(raw)} bytes; at most {MAX_EVENT_BYTES} are accepted",
-        ))
+        raise Rejected(
+            Reason(
+                code=ReasonCode.TOO_LARGE,
+                message=f"the message is {len(raw)} bytes; at most {MAX_EVENT_BYTES} are accepted",
+            )
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise Rejected(Reason(code=ReasonCode.NOT_UTF8, message=f"not UTF-8 text: invalid byte at position {exc.start}")) from None
+        raise Rejected(
+            Reason(code=ReasonCode.NOT_UTF8, message=f"not UTF-8 text: invalid byte at position {exc.start}")
+        ) from None
     try:
         parsed = json.loads(text)
     except (json.JSONDecodeError, RecursionError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise Rejected(Reason(code=ReasonCode.INVALID_JSON, message=f"not valid JSON{where}")) from None
     if not isinstance(parsed, dict):
-        raise Rejected(Reason(code=ReasonCode.NOT_AN_OBJECT, message=f"expected a JSON object, got {type(parsed).__name__}"))
+        raise Rejected(
+            Reason(code=ReasonCode.NOT_AN_OBJECT, message=f"expected a JSON object, got {type(parsed).__name__}")
+        )
     version = parsed.get("schema_version")
     if version is not None and version != 1:
-        raise Rejected(Reason(
-            code=ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
-            message=f"schema_version {mask_text(str(version))[:20]} is not supported; this worker reads version 1",
-        ), parsed)
+        raise Rejected(
+            Reason(
+                code=ReasonCode.UNSUPPORTED_SCHEMA_VERSION,
+                message=f"schema_version {mask_text(str(version))[:20]} is not supported; this worker reads version 1",
+            ),
+            parsed,
+        )
     try:
         event = Event.model_validate(parsed)
     except ValidationError as exc:
         errors = _errors(exc)
         summary = "; ".join(f"{e.loc}: {e.message}" for e in errors[:5])
-        raise Rejected(Reason(code=ReasonCode.SCHEMA_INVALID, message=f"{exc.error_count()} schema error(s): {summary}", errors=errors), parsed) from None
+        raise Rejected(
+            Reason(
+                code=ReasonCode.SCHEMA_INVALID, message=f"{exc.error_count()} schema error(s): {summary}", errors=errors
+            ),
+            parsed,
+        ) from None
     if check_key and key != event.ticket_id.encode("utf-8"):
-        raise Rejected(Reason(
-            code=ReasonCode.KEY_MISMATCH,
-            message="the message key must be the ticket_id, so that a ticket's events stay in order on one partition",
-        ), parsed)
+        raise Rejected(
+            Reason(
+                code=ReasonCode.KEY_MISMATCH,
+                message="the message key must be the ticket_id, so that a ticket's events stay in order on one partition",
+            ),
+            parsed,
+        )
     return event
 
 
@@ -128,11 +145,20 @@ def _masked_original(raw: bytes, parsed: dict[str, Any] | None, digest: str) -> 
         if isinstance(candidate, (dict, list)):
             parsed = candidate  # type: ignore[assignment]
         elif not is_text:  # not UTF-8 and not JSON: nothing here can be masked with confidence
-            return Original(encoding="utf-8", value="", masked=True, truncated=len(raw) > 0, size=len(raw),
-                            sha256=digest, omitted=True)
+            return Original(
+                encoding="utf-8",
+                value="",
+                masked=True,
+                truncated=len(raw) > 0,
+                size=len(raw),
+                sha256=digest,
+                omitted=True,
+            )
         else:
             value, truncated = _truncate_utf8(mask_keyed_text(text), MAX_ORIGINAL_BYTES)
-            return Original(encoding="utf-8", value=value, masked=True, truncated=truncated, size=len(raw), sha256=digest)
+            return Original(
+                encoding="utf-8", value=value, masked=True, truncated=truncated, size=len(raw), sha256=digest
+            )
     value, truncated = _truncate_utf8(json.dumps(mask_json(parsed), ensure_ascii=False), MAX_ORIGINAL_BYTES)
     return Original(encoding="utf-8", value=value, masked=True, truncated=truncated, size=len(raw), sha256=digest)
 
@@ -144,10 +170,23 @@ def _original(raw: bytes, parsed: dict[str, Any] | None, masked: bool) -> Origin
     truncated = len(raw) > MAX_ORIGINAL_BYTES
     body = raw[:MAX_ORIGINAL_BYTES]
     try:
-        return Original(encoding="utf-8", value=body.decode("utf-8"), masked=False, truncated=truncated, size=len(raw), sha256=digest)
+        return Original(
+            encoding="utf-8",
+            value=body.decode("utf-8"),
+            masked=False,
+            truncated=truncated,
+            size=len(raw),
+            sha256=digest,
+        )
     except UnicodeDecodeError:
-        return Original(encoding="base64", value=base64.b64encode(body).decode("ascii"), masked=False,
-                        truncated=truncated, size=len(raw), sha256=digest)
+        return Original(
+            encoding="base64",
+            value=base64.b64encode(body).decode("ascii"),
+            masked=False,
+            truncated=truncated,
+            size=len(raw),
+            sha256=digest,
+        )
 
 
 def dead_letter(

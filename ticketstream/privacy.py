@@ -20,10 +20,22 @@ _LANDLINE_RE = re.compile(r"(?<![0-9])(0[1-9][0-9]{1,2})-([0-9]{3,4})([0-9]{4})(
 _LONG_DIGITS_RE = re.compile(r"(?<![0-9])[0-9]{11,}(?![0-9])")
 _EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
-PERSONAL_KEYS = frozenset({
-    "name", "phone", "mobile", "tel", "id_number", "idcard", "id_card", "address", "email",
-    "customer_name", "contact", "contact_phone",
-})
+PERSONAL_KEYS = frozenset(
+    {
+        "name",
+        "phone",
+        "mobile",
+        "tel",
+        "id_number",
+        "idcard",
+        "id_card",
+        "address",
+        "email",
+        "customer_name",
+        "contact",
+        "contact_phone",
+    }
+)
 
 
 def mask_phone(phone: str) -> str:
@@ -71,8 +83,7 @@ def looks_personal(text: str) -> bool:
     """Whether free text carries a mobile or landline number, a national ID number or an e-mail
     address. (A run of 11+ other digits is not counted here: ids with a timestamp in them are
     operational references; `mask_text` still masks such runs wherever text is masked.)"""
-    return bool(_ID_RE.search(text) or _MOBILE_RE.search(text) or _LANDLINE_RE.search(text)
-                or _EMAIL_RE.search(text))
+    return bool(_ID_RE.search(text) or _MOBILE_RE.search(text) or _LANDLINE_RE.search(text) or _EMAIL_RE.search(text))
 
 
 def _mask_field(key: str, value: str) -> str:
@@ -89,8 +100,8 @@ def _mask_field(key: str, value: str) -> str:
 
 
 _KEYED_STRING_RE = re.compile(
-    r'("(' + "|".join(sorted(PERSONAL_KEYS)) + r')"\s*:\s*)("((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*)',
-    re.IGNORECASE)
+    r'("(' + "|".join(sorted(PERSONAL_KEYS)) + r')"\s*:\s*)("((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*)', re.IGNORECASE
+)
 
 
 def mask_keyed_text(text: str) -> str:

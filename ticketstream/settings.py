@@ -48,87 +48,124 @@ class Settings(BaseModel):
     app_id: str = Field(default="ticketstream", description="Kafka consumer group / Faust app id.")
     partitions: int = Field(default=12, ge=1, le=10_000)
     replication_factor: int | None = Field(
-        default=None, ge=1, le=15,
+        default=None,
+        ge=1,
+        le=15,
         description="Replication factor of the topics ticketstream creates. Unset: min(3, brokers), "
-        "with min.insync.replicas 2 at 3 (`ticketstream.topology.replication`).")
+        "with min.insync.replicas 2 at 3 (`ticketstream.topology.replication`).",
+    )
     web_host: str = Field(
         default="127.0.0.1",
         description="Address the worker's web server binds to (/metrics, /health, /tickets/{id}). Anything but "
-        "loopback needs lookup_token: the ticket lookup returns customers' names and phones.")
+        "loopback needs lookup_token: the ticket lookup returns customers' names and phones.",
+    )
     web_port: int = Field(default=6066, ge=1, le=65_535)
     web_advertised_host: str | None = Field(
         default=None,
         description="Host other workers use to reach this one when they forward a /tickets lookup to the owner "
         "of the key (default: web_host). Set it (pod IP, container address) when web_host is 0.0.0.0, else every "
-        "worker advertises 0.0.0.0 and answers lookups only for its own partitions.")
+        "worker advertises 0.0.0.0 and answers lookups only for its own partitions.",
+    )
     lookup_token: SecretStr | None = Field(
         default=None,
         description="Bearer token that GET /tickets/{id} requires (at least 16 characters). Required when "
-        "web_host is not loopback; when set it is required on loopback too. /metrics and /health stay open.")
+        "web_host is not loopback; when set it is required on loopback too. /metrics and /health stay open.",
+    )
     data_dir: Path = Field(default=Path(".ticketstream/worker"))
     store: Literal["memory", "rocksdb"] = "memory"
     rocksdb_write_buffer_mb: int = Field(
-        default=16, ge=1, le=1024,
+        default=16,
+        ge=1,
+        le=1024,
         description="RocksDB store: memtable size per table partition (two are kept). Bounds the "
-        "memory of recent writes; Faust's default of 3 x 64 MB per partition is sized for big hosts.")
+        "memory of recent writes; Faust's default of 3 x 64 MB per partition is sized for big hosts.",
+    )
     rocksdb_block_cache_mb: int = Field(
-        default=16, ge=1, le=65_536,
-        description="RocksDB store: read cache per table partition (Faust's default: 2 GB each).")
+        default=16,
+        ge=1,
+        le=65_536,
+        description="RocksDB store: read cache per table partition (Faust's default: 2 GB each).",
+    )
     dlq_original: Literal["masked", "raw"] = Field(
         default="masked",
         description="How dead-letter records carry the original bytes: 'masked' hides personal "
         "data (DOMAIN §8); 'raw' keeps them byte-exact for a dead-letter topic with restricted access.",
     )
     classifier_rules: Path | None = Field(default=None, description="Classifier rule file (default: shipped).")
-    triage_model: Path | None = Field(default=None, description="Learned triage model file (`ticketstream triage "
-                                      "train`; default: shipped).")
+    triage_model: Path | None = Field(
+        default=None, description="Learned triage model file (`ticketstream triage train`; default: shipped)."
+    )
     grading_rules: Path | None = Field(default=None, description="Grading rule file (default: shipped).")
     routing_rules: Path | None = Field(default=None, description="Routing table file (default: shipped).")
     sla_policy: Path | None = Field(default=None, description="SLA policy file (default: shipped).")
     calendar: Path | None = Field(default=None, description="Working-calendar overrides file (default: shipped).")
-    sla_tick_seconds: float = Field(default=0.25, gt=0, le=60, description="How often a worker looks for due thresholds.")
+    sla_tick_seconds: float = Field(
+        default=0.25, gt=0, le=60, description="How often a worker looks for due thresholds."
+    )
     incident_policy: Path | None = Field(default=None, description="Mass-incident detection policy (default: shipped).")
-    overload_breaches_5m: int = Field(default=10, ge=1, description="Team-overload alert: breaches of one team/grade/stage in 5 minutes.")
+    overload_breaches_5m: int = Field(
+        default=10, ge=1, description="Team-overload alert: breaches of one team/grade/stage in 5 minutes."
+    )
     overload_breaches_1h: int = Field(default=50, ge=1, description="Team-overload alert: the same in 1 hour.")
     producer_linger_ms: int = Field(
-        default=25, ge=0, le=1000,
+        default=25,
+        ge=0,
+        le=1000,
         description="How long a worker's producer waits to fill a batch. Every complaint passes about "
         "five hops, so this trades at most that many lingers of latency for throughput: 25 ms "
-        "took a worker from about 1,600 to 2,000 events/s against 5 ms (bench_intake.py).")
+        "took a worker from about 1,600 to 2,000 events/s against 5 ms (bench_intake.py).",
+    )
     connect_timeout_seconds: float = Field(
-        default=10, gt=0, le=600,
+        default=10,
+        gt=0,
+        le=600,
         description="How long a command or client waits for the first answer of the bootstrap servers "
-        "before it says it cannot reach Kafka.")
+        "before it says it cannot reach Kafka.",
+    )
     broker_wait_seconds: float = Field(
-        default=60, ge=0, le=86_400,
+        default=60,
+        ge=0,
+        le=86_400,
         description="How long a starting worker keeps retrying an unreachable Kafka (saying that it "
-        "waits) before it gives up with an error; brokers and workers often start together.")
+        "waits) before it gives up with an error; brokers and workers often start together.",
+    )
     stop_timeout_seconds: float = Field(
-        default=30, gt=0, le=3600,
+        default=30,
+        gt=0,
+        le=3600,
         description="After SIGTERM/SIGINT a worker commits and leaves its group; if that takes longer "
-        "(brokers gone), it exits anyway.")
+        "(brokers gone), it exits anyway.",
+    )
     archive_db: str | None = Field(
         default=None,
         description="SQLAlchemy URL of the archive: sqlite:///FILE or postgresql+psycopg://user:pw@host/db. "
-        "Unset: the SQLite file archive.db under data_dir.")
+        "Unset: the SQLite file archive.db under data_dir.",
+    )
     archive_pii: Literal["encrypt", "mask"] = Field(
         default="mask",
         description="How the archive stores personal data (name, phone, national ID, address): 'mask' keeps "
         "only masked values (nothing to leak, nothing to recover); 'encrypt' keeps masked values plus the "
-        "originals encrypted with archive_key, readable with `tickets show --reveal`.")
+        "originals encrypted with archive_key, readable with `tickets show --reveal`.",
+    )
     archive_key: SecretStr | None = Field(
         default=None,
         description="Fernet key for archive_pii = 'encrypt' (`ticketstream archive keygen`); comma-separate "
-        "several to rotate: the first encrypts, any decrypts.")
+        "several to rotate: the first encrypts, any decrypts.",
+    )
     archive_retention: str = Field(
         default="3y",
         description="How long the archive keeps a ticket after it was received (DOMAIN §8: at least 3 years); "
-        "`archive purge` removes older ones. N followed by y, m (months) or d.")
-    archive_metrics_port: int = Field(default=6069, ge=0, le=65_535,
-                                      description="The archiver's /metrics port (0: none).")
+        "`archive purge` removes older ones. N followed by y, m (months) or d.",
+    )
+    archive_metrics_port: int = Field(
+        default=6069, ge=0, le=65_535, description="The archiver's /metrics port (0: none)."
+    )
     archive_batch_size: int = Field(
-        default=2000, ge=1, le=100_000,
-        description="Records the archiver writes per database transaction (and then commits offsets for).")
+        default=2000,
+        ge=1,
+        le=100_000,
+        description="Records the archiver writes per database transaction (and then commits offsets for).",
+    )
     kafka_dir: Path = Field(default=Path(".ticketstream/kafka"), description="Embedded broker state and logs.")
     log_level: Literal["debug", "info", "warn", "error"] = "info"
 
@@ -241,7 +278,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[str, str]:
     found: dict[str, str] = {}
     for key, value in environ.items():
         if key.startswith(ENV_PREFIX):
-            name = key[len(ENV_PREFIX):].lower()
+            name = key[len(ENV_PREFIX) :].lower()
             if name in fields:
                 found[name] = value
     return found

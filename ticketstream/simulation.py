@@ -26,25 +26,58 @@ from typing import Any
 from schemas.events import Category, Channel
 
 CITIES: list[tuple[str, str]] = [
-    ("廣東", "廣州"), ("廣東", "深圳"), ("廣東", "東莞"), ("北京", "北京"), ("上海", "上海"),
-    ("浙江", "杭州"), ("浙江", "寧波"), ("江蘇", "南京"), ("江蘇", "蘇州"), ("四川", "成都"),
-    ("湖北", "武漢"), ("湖南", "長沙"), ("陝西", "西安"), ("山東", "濟南"), ("山東", "青島"),
-    ("河南", "鄭州"), ("福建", "廈門"), ("重慶", "重慶"), ("天津", "天津"), ("遼寧", "沈陽"),
+    ("廣東", "廣州"),
+    ("廣東", "深圳"),
+    ("廣東", "東莞"),
+    ("北京", "北京"),
+    ("上海", "上海"),
+    ("浙江", "杭州"),
+    ("浙江", "寧波"),
+    ("江蘇", "南京"),
+    ("江蘇", "蘇州"),
+    ("四川", "成都"),
+    ("湖北", "武漢"),
+    ("湖南", "長沙"),
+    ("陝西", "西安"),
+    ("山東", "濟南"),
+    ("山東", "青島"),
+    ("河南", "鄭州"),
+    ("福建", "廈門"),
+    ("重慶", "重慶"),
+    ("天津", "天津"),
+    ("遼寧", "沈陽"),
 ]
 
 CHANNEL_WEIGHTS: dict[Channel, float] = {
-    Channel.HOTLINE: 40, Channel.APP: 14, Channel.WECHAT: 12, Channel.ONLINE: 8, Channel.WEB: 5,
-    Channel.STORE: 6, Channel.SOCIAL: 3, Channel.SMS: 2, Channel.EMAIL: 1, Channel.GOV_12345: 3,
-    Channel.CONSUMER_12315: 2, Channel.MIIT: 2, Channel.OTHER: 2,
+    Channel.HOTLINE: 40,
+    Channel.APP: 14,
+    Channel.WECHAT: 12,
+    Channel.ONLINE: 8,
+    Channel.WEB: 5,
+    Channel.STORE: 6,
+    Channel.SOCIAL: 3,
+    Channel.SMS: 2,
+    Channel.EMAIL: 1,
+    Channel.GOV_12345: 3,
+    Channel.CONSUMER_12315: 2,
+    Channel.MIIT: 2,
+    Channel.OTHER: 2,
 }
 
 # Shares shaped by DOMAIN §2 (003 §1.1: network 41.7 % of complaints, service quality overall
 # the largest group, process/billing next).
 CATEGORY_WEIGHTS: dict[Category, float] = {
-    Category.TECHNICAL_NETWORK_QUALITY: 30, Category.TECHNICAL_EQUIPMENT_FAULT: 6,
-    Category.TECHNICAL_SYSTEM_ISSUE: 5, Category.SERVICE_ATTITUDE: 8, Category.SERVICE_EFFICIENCY: 10,
-    Category.SERVICE_CONTENT: 5, Category.BUSINESS_TARIFF_BILLING: 14, Category.BUSINESS_PLAN_CHANGE: 6,
-    Category.BUSINESS_HANDLING: 6, Category.OTHER_COMPLAINT_HANDLING: 4, Category.OTHER_PRIVACY: 2,
+    Category.TECHNICAL_NETWORK_QUALITY: 30,
+    Category.TECHNICAL_EQUIPMENT_FAULT: 6,
+    Category.TECHNICAL_SYSTEM_ISSUE: 5,
+    Category.SERVICE_ATTITUDE: 8,
+    Category.SERVICE_EFFICIENCY: 10,
+    Category.SERVICE_CONTENT: 5,
+    Category.BUSINESS_TARIFF_BILLING: 14,
+    Category.BUSINESS_PLAN_CHANGE: 6,
+    Category.BUSINESS_HANDLING: 6,
+    Category.OTHER_COMPLAINT_HANDLING: 4,
+    Category.OTHER_PRIVACY: 2,
     Category.OTHER_GENERAL: 4,
 }
 
@@ -237,10 +270,14 @@ class Simulator:
         if rng.random() < 0.6:
             customer["name"] = rng.choice("王李張劉陳楊黃趙吳周") + rng.choice(["先生", "女士", "偉", "芳", "敏"])
         if rng.random() < 0.1:
-            customer["id_number"] = f"{rng.randrange(11, 65)}0101{rng.randrange(1960, 2005)}0{rng.randrange(1, 9)}{rng.randrange(10, 28)}{rng.randrange(1000):03d}{rng.choice('0123456789X')}"
+            customer["id_number"] = (
+                f"{rng.randrange(11, 65)}0101{rng.randrange(1960, 2005)}0{rng.randrange(1, 9)}{rng.randrange(10, 28)}{rng.randrange(1000):03d}{rng.choice('0123456789X')}"
+            )
         return customer
 
-    def complaint(self, at: float, category: Category | None = None, city: tuple[str, str] | None = None) -> dict[str, Any]:
+    def complaint(
+        self, at: float, category: Category | None = None, city: tuple[str, str] | None = None
+    ) -> dict[str, Any]:
         rng = self.rng
         self._tickets += 1
         ticket_id = f"{self.id_prefix}-{self._tickets:08d}"
@@ -251,7 +288,9 @@ class Simulator:
             "customer": self._customer(),
             "region": {"province": province, "city": cty},
             "content": self._content(category),
-            "service_type": "broadband" if "宽带" in TEMPLATES[category][0] else rng.choice(["mobile", "broadband", "iptv", "fixed"]),
+            "service_type": "broadband"
+            if "宽带" in TEMPLATES[category][0]
+            else rng.choice(["mobile", "broadband", "iptv", "fixed"]),
             "first_contact_agent": f"A{rng.randrange(1, 400):04d}",
         }
         return self._envelope(ticket_id, "complaint.received", at, data, "received")
@@ -262,9 +301,27 @@ class Simulator:
         hour = 3600.0 * scale
         out: list[tuple[float, dict[str, Any]]] = []
         t = at + rng.uniform(0.05, 3.0) * hour
-        out.append((t, self._envelope(tid, "ticket.responded", t, {"agent": received["data"]["first_contact_agent"]}, "responded")))
+        out.append(
+            (
+                t,
+                self._envelope(
+                    tid, "ticket.responded", t, {"agent": received["data"]["first_contact_agent"]}, "responded"
+                ),
+            )
+        )
         t += rng.uniform(0.01, 0.5) * hour
-        out.append((t, self._envelope(tid, "ticket.assigned", t, {"team": rng.choice(["frontline", "network_ops", "billing", "tech_support"])}, "assigned")))
+        out.append(
+            (
+                t,
+                self._envelope(
+                    tid,
+                    "ticket.assigned",
+                    t,
+                    {"team": rng.choice(["frontline", "network_ops", "billing", "tech_support"])},
+                    "assigned",
+                ),
+            )
+        )
         if rng.random() < 0.2:
             t += rng.uniform(0.1, 2) * hour
             out.append((t, self._envelope(tid, "ticket.investigation_started", t, {}, "inv-start")))
@@ -277,7 +334,18 @@ class Simulator:
             out.append((t, self._envelope(tid, "ticket.customer_replied", t, {}, "replied")))
         if rng.random() < 0.05:
             t += rng.uniform(0.1, 2) * hour
-            out.append((t, self._envelope(tid, "ticket.regraded", t, {"grade": rng.choice(["L1", "L2", "L3"]), "reason": "人工复核"}, "regraded")))
+            out.append(
+                (
+                    t,
+                    self._envelope(
+                        tid,
+                        "ticket.regraded",
+                        t,
+                        {"grade": rng.choice(["L1", "L2", "L3"]), "reason": "人工复核"},
+                        "regraded",
+                    ),
+                )
+            )
         t += rng.uniform(1, 40) * hour
         out.append((t, self._envelope(tid, "ticket.resolved", t, {}, "resolved")))
         if rng.random() < 0.08:
@@ -297,9 +365,18 @@ class Simulator:
     def _malformed(self, at: float) -> Scheduled:
         rng = self.rng
         tid = f"{self.id_prefix}-BAD-{self._next_seq()}"
-        good = self._envelope(tid, "complaint.received", at, {
-            "channel": "hotline", "customer": {"id": "C1", "tier": "ordinary", "phone": "13800138000"},
-            "region": {"province": "廣東", "city": "廣州"}, "content": "信号差"}, "x")
+        good = self._envelope(
+            tid,
+            "complaint.received",
+            at,
+            {
+                "channel": "hotline",
+                "customer": {"id": "C1", "tier": "ordinary", "phone": "13800138000"},
+                "region": {"province": "廣東", "city": "廣州"},
+                "content": "信号差",
+            },
+            "x",
+        )
         kind = rng.randrange(8)
         if kind == 0:
             value = b""
@@ -369,13 +446,35 @@ class Simulator:
                 msg = self._message(send_at, event, kind)
                 heapq.heappush(heap, msg)
                 if rng.random() < shares.duplicate:
-                    heapq.heappush(heap, Scheduled(send_at + rng.uniform(0.0, 2.0), self._next_seq(), msg.key, msg.value, "duplicate", msg.event_id))
+                    heapq.heappush(
+                        heap,
+                        Scheduled(
+                            send_at + rng.uniform(0.0, 2.0),
+                            self._next_seq(),
+                            msg.key,
+                            msg.value,
+                            "duplicate",
+                            msg.event_id,
+                        ),
+                    )
             if rng.random() < shares.duplicate:
-                yield Scheduled(t, self._next_seq(), str(received["ticket_id"]).encode(),
-                                json.dumps(received, ensure_ascii=False).encode(), "duplicate", received["event_id"])
+                yield Scheduled(
+                    t,
+                    self._next_seq(),
+                    str(received["ticket_id"]).encode(),
+                    json.dumps(received, ensure_ascii=False).encode(),
+                    "duplicate",
+                    received["event_id"],
+                )
         while heap:
             yield heapq.heappop(heap)
 
     def _message(self, at: float, event: dict[str, Any], kind: str = "valid") -> Scheduled:
-        return Scheduled(at, self._next_seq(), event["ticket_id"].encode(),
-                         json.dumps(event, ensure_ascii=False).encode(), kind, event["event_id"])
+        return Scheduled(
+            at,
+            self._next_seq(),
+            event["ticket_id"].encode(),
+            json.dumps(event, ensure_ascii=False).encode(),
+            kind,
+            event["event_id"],
+        )

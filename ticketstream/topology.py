@@ -34,9 +34,14 @@ TABLE_TICKETS = "tickets"
 TABLE_INCIDENT_KEYS = "incident_keys"
 TABLE_BREACHES_5M = "breaches_5m"
 TABLE_BREACHES_1H = "breaches_1h"
-TABLES: dict[str, str] = {TABLE_INTAKE_SEEN: "compact", TABLE_CUSTOMER_HISTORY: "compact", TABLE_TICKETS: "compact",
-                          TABLE_INCIDENT_KEYS: "compact",
-                          TABLE_BREACHES_5M: "compact,delete", TABLE_BREACHES_1H: "compact,delete"}
+TABLES: dict[str, str] = {
+    TABLE_INTAKE_SEEN: "compact",
+    TABLE_CUSTOMER_HISTORY: "compact",
+    TABLE_TICKETS: "compact",
+    TABLE_INCIDENT_KEYS: "compact",
+    TABLE_BREACHES_5M: "compact,delete",
+    TABLE_BREACHES_1H: "compact,delete",
+}
 WINDOWED_RETENTION_MS = {TABLE_BREACHES_5M: 3 * 3600 * 1000, TABLE_BREACHES_1H: 3 * DAY_MS}
 
 
@@ -66,25 +71,46 @@ def system_topics() -> list[TopicSpec]:
     """Every topic ticketstream reads or writes, in flow order (logical names, prefix not applied)."""
     specs = [
         TopicSpec(INBOUND, "ticket_id", "every inbound event from channel and handling systems"),
-        TopicSpec(DLQ, "dead-letter id", "inputs that could not be accepted, with reason and source", retention_ms=30 * DAY_MS),
-        TopicSpec(ACCEPTED, "ticket_id", "validated, de-duplicated events: the audit history", retention_ms=90 * DAY_MS),
+        TopicSpec(
+            DLQ, "dead-letter id", "inputs that could not be accepted, with reason and source", retention_ms=30 * DAY_MS
+        ),
+        TopicSpec(
+            ACCEPTED, "ticket_id", "validated, de-duplicated events: the audit history", retention_ms=90 * DAY_MS
+        ),
         TopicSpec(BY_CUSTOMER, "customer_id", "complaints re-keyed by customer for repeat detection"),
         TopicSpec(TRIAGED, "ticket_id", "classified, graded and routed complaints", retention_ms=30 * DAY_MS),
         *[
             TopicSpec(queue_topic(team), "ticket_id", f"work queue of team {team.value}", retention_ms=30 * DAY_MS)
             for team in Team
         ],
-        TopicSpec(SLA_EVENTS, "ticket_id", "SLA warnings, breaches, met and escalation events", retention_ms=30 * DAY_MS),
-        TopicSpec(SLA_TICKS, "ticket_id", "internal: wake-ups from the deadline index to the ticket's owner",
-                  retention_ms=1 * DAY_MS),
-        TopicSpec(SLA_BY_TEAM, "team|grade|stage|kind", "breaches and at-risk warnings re-keyed for the windowed counts",
-                  retention_ms=1 * DAY_MS),
-        TopicSpec(INCIDENTS_BY_KEY, "city|category", "new complaints re-keyed for incident detection",
-                  retention_ms=1 * DAY_MS),
+        TopicSpec(
+            SLA_EVENTS, "ticket_id", "SLA warnings, breaches, met and escalation events", retention_ms=30 * DAY_MS
+        ),
+        TopicSpec(
+            SLA_TICKS,
+            "ticket_id",
+            "internal: wake-ups from the deadline index to the ticket's owner",
+            retention_ms=1 * DAY_MS,
+        ),
+        TopicSpec(
+            SLA_BY_TEAM,
+            "team|grade|stage|kind",
+            "breaches and at-risk warnings re-keyed for the windowed counts",
+            retention_ms=1 * DAY_MS,
+        ),
+        TopicSpec(
+            INCIDENTS_BY_KEY, "city|category", "new complaints re-keyed for incident detection", retention_ms=1 * DAY_MS
+        ),
         TopicSpec(INCIDENTS, "incident_id", "mass-incident open/update/close records", retention_ms=90 * DAY_MS),
         TopicSpec(INCIDENT_LINKS, "ticket_id", "internal: tickets to link to an incident", retention_ms=7 * DAY_MS),
-        TopicSpec(STATE, "ticket_id", "latest full ticket record, read by archive consumers", cleanup_policy="compact",
-                  retention_ms=None, extra={"min.compaction.lag.ms": "60000"}),
+        TopicSpec(
+            STATE,
+            "ticket_id",
+            "latest full ticket record, read by archive consumers",
+            cleanup_policy="compact",
+            retention_ms=None,
+            extra={"min.compaction.lag.ms": "60000"},
+        ),
         TopicSpec(ALERTS, "alert fingerprint", "alerts for on-call (Alertmanager bridge)", retention_ms=7 * DAY_MS),
     ]
     return specs
@@ -104,7 +130,12 @@ def replication(brokers: int, configured: int | None = None) -> tuple[int, int |
 def changelog_topics(settings: Settings) -> list[TopicSpec]:
     """The changelog topics of the worker's Faust tables (named by Faust after the app id)."""
     return [
-        TopicSpec(f"{settings.app_id}-{table}-changelog", "table key", f"changelog of table {table}",
-                  cleanup_policy=policy, retention_ms=WINDOWED_RETENTION_MS.get(table))
+        TopicSpec(
+            f"{settings.app_id}-{table}-changelog",
+            "table key",
+            f"changelog of table {table}",
+            cleanup_policy=policy,
+            retention_ms=WINDOWED_RETENTION_MS.get(table),
+        )
         for table, policy in TABLES.items()
     ]

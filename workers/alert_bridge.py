@@ -30,21 +30,32 @@ from ticketstream.topology import ALERTS, DLQ
 
 log = logging.getLogger(__name__)
 
-RECORDS = Counter("ticketstream_bridge_records", "Alert records read by the bridge, by outcome (delivered, "
-                  "dead_lettered, unchanged re-deliveries, superseded by a newer record of the same alert).",
-                  ["outcome"])
+RECORDS = Counter(
+    "ticketstream_bridge_records",
+    "Alert records read by the bridge, by outcome (delivered, "
+    "dead_lettered, unchanged re-deliveries, superseded by a newer record of the same alert).",
+    ["outcome"],
+)
 DELIVERED = Counter("ticketstream_bridge_delivered", "Alerts Alertmanager accepted, by status.", ["status"])
 DEAD_LETTERED = Counter("ticketstream_bridge_dead_lettered", "Alert records dead-lettered, by reason.", ["reason"])
 RETRIED = Counter("ticketstream_bridge_retries", "Alerts put back to wait after a failed post (5xx or no answer).")
-POSTS = Counter("ticketstream_bridge_posts", "Requests to Alertmanager, by result (ok, refused = 4xx, "
-                "failed = 5xx, unreachable = no answer).", ["result"])
-OLDEST = Gauge("ticketstream_bridge_oldest_undelivered_age_seconds",
-               "Age of the oldest alert not yet delivered nor dead-lettered (0: none waits).")
+POSTS = Counter(
+    "ticketstream_bridge_posts",
+    "Requests to Alertmanager, by result (ok, refused = 4xx, failed = 5xx, unreachable = no answer).",
+    ["result"],
+)
+OLDEST = Gauge(
+    "ticketstream_bridge_oldest_undelivered_age_seconds",
+    "Age of the oldest alert not yet delivered nor dead-lettered (0: none waits).",
+)
 PENDING = Gauge("ticketstream_bridge_pending_alerts", "Alerts waiting for delivery.")
 ACTIVE = Gauge("ticketstream_bridge_active_alerts", "Firing stream alerts the bridge keeps re-sending.")
 
-DEAD_REASONS = {"invalid_alert": ReasonCode.INVALID_ALERT, "alert_rejected": ReasonCode.ALERT_REJECTED,
-                "alert_undeliverable": ReasonCode.ALERT_UNDELIVERABLE}
+DEAD_REASONS = {
+    "invalid_alert": ReasonCode.INVALID_ALERT,
+    "alert_rejected": ReasonCode.ALERT_REJECTED,
+    "alert_undeliverable": ReasonCode.ALERT_UNDELIVERABLE,
+}
 MAX_PENDING = 20_000
 """Pause reading while this many alerts wait (Alertmanager away): memory stays bounded, Kafka keeps the rest."""
 
@@ -62,8 +73,12 @@ def http_post(url: str, timeout: float = 10.0) -> Any:
     """A `Post` for BridgeCore: POST a JSON list to Alertmanager, the answer as a PostResult."""
 
     def post(bodies: list[dict[str, Any]]) -> PostResult:
-        request = urllib.request.Request(url, data=json.dumps(bodies, ensure_ascii=False).encode(),
-                                         headers={"Content-Type": "application/json"}, method="POST")
+        request = urllib.request.Request(
+            url,
+            data=json.dumps(bodies, ensure_ascii=False).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
         try:
             with urllib.request.urlopen(request, timeout=timeout) as response:
                 response.read()
@@ -95,19 +110,25 @@ class _Revocations(ConsumerRebalanceListener):
 class AlertBridge:
     """Kafka consumer + producer around a BridgeCore; `step()` is one round of the loop."""
 
-    def __init__(self, settings: Settings, alertmanager_url: str, resend_seconds: float = 60.0,
-                 max_backoff: float = 60.0) -> None:
+    def __init__(
+        self, settings: Settings, alertmanager_url: str, resend_seconds: float = 60.0, max_backoff: float = 60.0
+    ) -> None:
         self.settings = settings
         self.topic = settings.topic(ALERTS)
         self.url = alertmanager_url.rstrip("/") + "/api/v2/alerts"
         self.core = BridgeCore(http_post(self.url), resend_seconds=resend_seconds, max_backoff=max_backoff)
         servers = settings.bootstrap_servers.split(",")  # type: ignore[union-attr]
         self.consumer = KafkaConsumer(
-            bootstrap_servers=servers, group_id=f"{settings.app_id}-alert-bridge", enable_auto_commit=False,
-            auto_offset_reset="earliest", **settings.kafka_client_options())
+            bootstrap_servers=servers,
+            group_id=f"{settings.app_id}-alert-bridge",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            **settings.kafka_client_options(),
+        )
         self.consumer.subscribe([self.topic], listener=_Revocations(self))
-        self.producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5,
-                                      **settings.kafka_client_options())
+        self.producer = KafkaProducer(
+            bootstrap_servers=servers, acks="all", linger_ms=5, **settings.kafka_client_options()
+        )
         self.committed: dict[int, int] = {}
         self.seen = dict.fromkeys(OUTCOMES, 0)
         self.posts_seen = dict(self.core.posts)
@@ -132,16 +153,23 @@ class AlertBridge:
         if not dead:
             return
         for item in dead:
-            source = Source(topic=self.topic, partition=item.partition, offset=item.offset,
-                            key=item.alert_id)
+            source = Source(topic=self.topic, partition=item.partition, offset=item.offset, key=item.alert_id)
             reason = Reason(code=DEAD_REASONS[item.code], message=item.message)
-            record = intake.dead_letter(item.raw, reason, source, stage="alert_bridge",
-                                        mask_original=self.settings.dlq_original == "masked")
-            self.producer.send(self.settings.topic(DLQ), key=record.id.encode(),
-                               value=record.model_dump_json().encode())
+            record = intake.dead_letter(
+                item.raw, reason, source, stage="alert_bridge", mask_original=self.settings.dlq_original == "masked"
+            )
+            self.producer.send(
+                self.settings.topic(DLQ), key=record.id.encode(), value=record.model_dump_json().encode()
+            )
             DEAD_LETTERED.labels(reason=item.code).inc()
-            log.warning("dead-lettered alert %s (%s:%s): %s: %s", item.alert_id or "?", item.partition,
-                        item.offset, item.code, item.message[:300])
+            log.warning(
+                "dead-lettered alert %s (%s:%s): %s: %s",
+                item.alert_id or "?",
+                item.partition,
+                item.offset,
+                item.code,
+                item.message[:300],
+            )
         self.producer.flush(timeout=30)
 
     def commit(self) -> None:
@@ -184,8 +212,13 @@ class AlertBridge:
             self.producer.close(timeout=10)
 
 
-def run_bridge(settings: Settings, alertmanager_url: str, resend_seconds: float,
-               stop: threading.Event | None = None, max_backoff: float = 60.0) -> None:
+def run_bridge(
+    settings: Settings,
+    alertmanager_url: str,
+    resend_seconds: float,
+    stop: threading.Event | None = None,
+    max_backoff: float = 60.0,
+) -> None:
     stop = stop or threading.Event()
     bridge = AlertBridge(settings, alertmanager_url, resend_seconds, max_backoff)
     try:

@@ -34,7 +34,9 @@ def _credentials(settings: Settings) -> Any:
     if protocol in ("SSL", "SASL_SSL"):
         context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
         if settings.ssl_certfile:
-            context.load_cert_chain(str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None)
+            context.load_cert_chain(
+                str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None
+            )
     if protocol.startswith("SASL"):
         return faust.SASLCredentials(
             username=settings.sasl_username,
@@ -56,9 +58,11 @@ def _watch_calendar(sla: SlaEngine) -> None:
     end = datetime.combine(until + timedelta(days=1), datetime.min.time(), calendar.tz)
     metrics.CALENDAR_COVERED_UNTIL.set(end.timestamp())
     if until < today:
-        log.warning("no working-calendar data for %s: working-day SLA clocks fall back to Monday-Friday; "
-                    "add the State Council's schedule to the calendar file (`ticketstream calendar check`)",
-                    today.year)
+        log.warning(
+            "no working-calendar data for %s: working-day SLA clocks fall back to Monday-Friday; "
+            "add the State Council's schedule to the calendar file (`ticketstream calendar check`)",
+            today.year,
+        )
 
 
 def check_exposure(settings: Settings) -> None:
@@ -70,7 +74,8 @@ def check_exposure(settings: Settings) -> None:
         raise SettingsError(
             f"setting 'web_host' is {settings.web_host!r}, beyond loopback, but 'lookup_token' is unset: the ticket "
             "lookup would give customers' names and phones to anyone who reaches the port; set "
-            "TICKETSTREAM_LOOKUP_TOKEN (at least 16 characters) or bind 127.0.0.1")
+            "TICKETSTREAM_LOOKUP_TOKEN (at least 16 characters) or bind 127.0.0.1"
+        )
 
 
 class Readiness:
@@ -128,7 +133,9 @@ def create_app(settings: Settings) -> faust.App:
     outputs = TriageOutputs(app, settings)
     intake.register(app, settings, dead_letters)
     triage.register(app, settings, engine, outputs, dead_letters)
-    sla = sla_engine(settings, on_calendar_fallback=lambda year: metrics.CALENDAR_FALLBACKS.labels(year=str(year)).inc())
+    sla = sla_engine(
+        settings, on_calendar_fallback=lambda year: metrics.CALENDAR_FALLBACKS.labels(year=str(year)).inc()
+    )
     metrics.initialise(list(sla.policy.stages))
     _watch_calendar(sla)
     tickets.register(app, settings, TicketProcess(engine, sla), outputs, dead_letters)
@@ -146,7 +153,9 @@ def create_app(settings: Settings) -> faust.App:
             except Exception:  # noqa: BLE001 - a partition moving away mid-loop is normal
                 continue
             if position is not None and highwater is not None:
-                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, highwater - position))
+                metrics.CONSUMER_LAG.labels(topic=tp.topic, partition=str(tp.partition)).set(
+                    max(0, highwater - position)
+                )
 
     @app.page("/metrics")
     async def metrics_page(web: Any, request: Any) -> Any:
@@ -168,7 +177,9 @@ def create_app(settings: Settings) -> faust.App:
     async def ready(web: Any, request: Any) -> Any:
         """Readiness: 200 only after recovery and between rebalances, else 503 with the reason."""
         state = readiness.state()
-        return web.json({"status": state, "app_id": settings.app_id, "rebalances": app.rebalancing_count},
-                        status=200 if state == "ready" else 503)
+        return web.json(
+            {"status": state, "app_id": settings.app_id, "rebalances": app.rebalancing_count},
+            status=200 if state == "ready" else 503,
+        )
 
     return app

@@ -43,18 +43,26 @@ log = logging.getLogger("ticketstream.archiver")
 TOPICS = (STATE, ACCEPTED, SLA_EVENTS, INCIDENTS)
 STAGE = "archive"
 
-ROWS = Counter("ticketstream_archive_rows", "Rows written to the archive, by table (upserts, including no-op ones).",
-               ["table"])
+ROWS = Counter(
+    "ticketstream_archive_rows", "Rows written to the archive, by table (upserts, including no-op ones).", ["table"]
+)
 RECORDS = Counter("ticketstream_archive_records", "Records read by the archiver, by topic.", ["topic"])
-FAILURES = Counter("ticketstream_archive_failures",
-                   "Archiver failures: dead-lettered records by reason code, and database retries (reason=database).",
-                   ["reason"])
+FAILURES = Counter(
+    "ticketstream_archive_failures",
+    "Archiver failures: dead-lettered records by reason code, and database retries (reason=database).",
+    ["reason"],
+)
 EXPIRED = Counter("ticketstream_archive_expired", "Records older than the retention period, not archived.")
 LAG = Gauge("ticketstream_archive_lag_messages", "Messages the archiver has not yet archived, by topic.", ["topic"])
-LAST_COMMIT = Gauge("ticketstream_archive_last_commit_timestamp_seconds",
-                    "When the archiver last committed a batch (database and offsets).")
-BATCH_SECONDS = Histogram("ticketstream_archive_batch_seconds", "Time to map and write one batch and commit it.",
-                          buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
+LAST_COMMIT = Gauge(
+    "ticketstream_archive_last_commit_timestamp_seconds",
+    "When the archiver last committed a batch (database and offsets).",
+)
+BATCH_SECONDS = Histogram(
+    "ticketstream_archive_batch_seconds",
+    "Time to map and write one batch and commit it.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
 
 
 def _initialise() -> None:
@@ -77,8 +85,14 @@ def transient(exc: BaseException) -> bool:
 
 
 class Archiver:
-    def __init__(self, settings: Settings, store: Store, protector: Protector,
-                 stop: threading.Event | None = None, now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        protector: Protector,
+        stop: threading.Event | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.settings = settings
         self.store = store
         self.protector = protector
@@ -93,11 +107,19 @@ class Archiver:
         servers = (self.settings.bootstrap_servers or "").split(",")
         options = self.settings.kafka_client_options()
         self.consumer = KafkaConsumer(
-            *self.names, bootstrap_servers=servers, group_id=f"{self.settings.app_id}-archiver",
-            enable_auto_commit=False, auto_offset_reset="earliest", max_poll_records=self.settings.archive_batch_size,
+            *self.names,
+            bootstrap_servers=servers,
+            group_id=f"{self.settings.app_id}-archiver",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=self.settings.archive_batch_size,
             # A crashed archiver's partitions move after 10 s (kafka-python 3 waits 45 s by default,
             # as Kafka's Java client does), the same failover time as the workers'.
-            session_timeout_ms=10_000, heartbeat_interval_ms=3_000, max_poll_interval_ms=600_000, **options)
+            session_timeout_ms=10_000,
+            heartbeat_interval_ms=3_000,
+            max_poll_interval_ms=600_000,
+            **options,
+        )
         self.producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=5, **options)
 
     def run(self, max_idle_seconds: float | None = None) -> None:
@@ -184,8 +206,9 @@ class Archiver:
                     self._isolate(mapped)
                     return
                 FAILURES.labels(reason="database").inc()
-                log.warning("archive database unavailable (%s); retrying the batch in %.1f s",
-                            type(exc).__name__, delay)
+                log.warning(
+                    "archive database unavailable (%s); retrying the batch in %.1f s", type(exc).__name__, delay
+                )
                 if self.stop.wait(delay):
                     raise SystemExit(1) from None  # stopping: nothing committed, the batch comes again
                 delay = min(delay * 2, 30)
@@ -203,8 +226,11 @@ class Archiver:
                 if transient(exc):
                     raise
                 # The class name only: database messages can quote the row, personal data included.
-                self._dead_letter(record, ReasonCode.PROCESSING_ERROR.value,
-                                  f"the archive database refused the record ({type(exc).__name__})")
+                self._dead_letter(
+                    record,
+                    ReasonCode.PROCESSING_ERROR.value,
+                    f"the archive database refused the record ({type(exc).__name__})",
+                )
 
     def _dead_letter(self, record: Any, code: str, message: str) -> None:
         assert self.producer is not None
@@ -215,10 +241,20 @@ class Archiver:
             parsed = parsed if isinstance(parsed, dict) else None
         except ValueError:
             pass
-        letter = dead_letter(raw, Reason(code=ReasonCode(code), message=message),
-                             Source(topic=record.topic, partition=record.partition, offset=record.offset,
-                                    timestamp_ms=record.timestamp, key=key_text(record.key)),
-                             stage=STAGE, parsed=parsed, mask_original=self.settings.dlq_original == "masked")
+        letter = dead_letter(
+            raw,
+            Reason(code=ReasonCode(code), message=message),
+            Source(
+                topic=record.topic,
+                partition=record.partition,
+                offset=record.offset,
+                timestamp_ms=record.timestamp,
+                key=key_text(record.key),
+            ),
+            stage=STAGE,
+            parsed=parsed,
+            mask_original=self.settings.dlq_original == "masked",
+        )
         self.producer.send(self.settings.topic(DLQ), key=letter.id.encode(), value=letter.model_dump_json().encode())
         FAILURES.labels(reason=code).inc()
         self.dead_letters += 1
@@ -242,12 +278,18 @@ class Archiver:
 
 def run_archiver(settings: Settings, max_idle_seconds: float | None = None) -> Archiver:
     """Migrate the archive to the newest schema, then archive until SIGTERM/SIGINT."""
-    protector = Protector(settings.archive_pii,
-                          settings.archive_key.get_secret_value() if settings.archive_key else None)
+    protector = Protector(
+        settings.archive_pii, settings.archive_key.get_secret_value() if settings.archive_key else None
+    )
     store = Store.open(settings.archive_url)
     revision = store.migrate()
-    log.info("archiving %s into %s (schema %s, personal data %s)", ", ".join(settings.topic(t) for t in TOPICS),
-             redacted(settings.archive_url), revision, settings.archive_pii)
+    log.info(
+        "archiving %s into %s (schema %s, personal data %s)",
+        ", ".join(settings.topic(t) for t in TOPICS),
+        redacted(settings.archive_url),
+        revision,
+        settings.archive_pii,
+    )
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())

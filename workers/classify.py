@@ -28,9 +28,16 @@ def classify_lines(lines: Iterable[str], engine: TriageEngine, full: bool = Fals
         try:
             event = complaint_event(json.loads(line), number)
         except (ValueError, ValidationError) as exc:
-            message = str(exc).splitlines()[0] if not isinstance(exc, ValidationError) else (
-                f"{exc.error_count()} schema error(s): " + "; ".join(
-                    f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)[:3]))
+            message = (
+                str(exc).splitlines()[0]
+                if not isinstance(exc, ValidationError)
+                else (
+                    f"{exc.error_count()} schema error(s): "
+                    + "; ".join(
+                        f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors(include_input=False)[:3]
+                    )
+                )
+            )
             yield {"line": number, "ticket_id": None, "error": message}
             continue
         customer = event.complaint.customer.id
@@ -39,10 +46,19 @@ def classify_lines(lines: Iterable[str], engine: TriageEngine, full: bool = Fals
             yield {"line": number, **json.loads(TRIAGED.dump_json(record))}
             continue
         yield {
-            "line": number, "ticket_id": record.ticket_id, "category": record.category.value,
-            "grade": record.grade.value, "team": record.team.value, "queue": record.queue,
-            "confidence": record.confidence, "manual_triage": record.manual_triage,
-            "reasons": record.grade_reasons, "evidence": record.evidence, "notify": [t.value for t in record.notify],
-            "repeat_count": record.repeat_count, "linked_ticket_id": record.linked_ticket_id,
-            "routing_reason": record.routing_reason, "model_version": record.model_version,
+            "line": number,
+            "ticket_id": record.ticket_id,
+            "category": record.category.value,
+            "grade": record.grade.value,
+            "team": record.team.value,
+            "queue": record.queue,
+            "confidence": record.confidence,
+            "manual_triage": record.manual_triage,
+            "reasons": record.grade_reasons,
+            "evidence": record.evidence,
+            "notify": [t.value for t in record.notify],
+            "repeat_count": record.repeat_count,
+            "linked_ticket_id": record.linked_ticket_id,
+            "routing_reason": record.routing_reason,
+            "model_version": record.model_version,
         }

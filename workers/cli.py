@@ -12,9 +12,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
-from ticketstream.sla.calendar import CalendarError
 from ticketstream.policyfile import PolicyError
 from ticketstream.settings import Settings, SettingsError, load_settings
+from ticketstream.sla.calendar import CalendarError
 
 DESCRIPTION = """\
 ticketstream: a Kafka + Faust stream processor for telecom complaint tickets (投訴工單).
@@ -78,8 +78,9 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     settings = _settings(args)
     directory = Path(args.dir) if args.dir else settings.kafka_dir
     if args.action == "start":
-        cluster = embedded_kafka.start(directory, nodes=args.nodes, fresh=args.fresh,
-                                       progress=lambda m: print(m, file=sys.stderr))
+        cluster = embedded_kafka.start(
+            directory, nodes=args.nodes, fresh=args.fresh, progress=lambda m: print(m, file=sys.stderr)
+        )
         print(f"Kafka {cluster.version} running: {cluster.bootstrap_servers} (cluster {cluster.cluster_id})")
         print(f"export TICKETSTREAM_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
         print(f"logs: {', '.join(str(Path(n.dir) / 'server.log') for n in cluster.nodes)}")
@@ -93,12 +94,16 @@ def cmd_kafka(args: argparse.Namespace) -> int:
         return 1
     up = sum(s.running for s in states)
     word = "running" if up == len(states) else "degraded" if up else "not running"
-    print(f"{word}: {up} of {len(states)} node(s) up, cluster {cluster.cluster_id}, Kafka {cluster.version}, "
-          f"bootstrap {cluster.bootstrap_servers}")
+    print(
+        f"{word}: {up} of {len(states)} node(s) up, cluster {cluster.cluster_id}, Kafka {cluster.version}, "
+        f"bootstrap {cluster.bootstrap_servers}"
+    )
     for state in states:
         node = state.node
-        print(f"  node {node.node_id}: {'running' if state.running else 'dead':7} pid {node.pid}, port {node.port}, "
-              f"controller port {node.controller_port}, log {Path(node.dir) / 'server.log'}")
+        print(
+            f"  node {node.node_id}: {'running' if state.running else 'dead':7} pid {node.pid}, port {node.port}, "
+            f"controller port {node.controller_port}, log {Path(node.dir) / 'server.log'}"
+        )
     if up < len(states):
         print("  `ticketstream kafka start` restarts the dead node(s) with their data")
     return 0 if up == len(states) else 1
@@ -141,12 +146,16 @@ def cmd_lag(args: argparse.Namespace) -> int:
         print(f"group {group}: total lag {sum(r.lag for r in mine)}")
         for r in mine:
             committed = "-" if r.committed is None else str(r.committed)
-            print(f"  {f'{r.topic}[{r.partition}]':{width}}  committed {committed:>10}  end {r.end:>10}  lag {r.lag:>8}")
+            print(
+                f"  {f'{r.topic}[{r.partition}]':{width}}  committed {committed:>10}  end {r.end:>10}  lag {r.lag:>8}"
+            )
     if args.max is not None:
         over = [r for r in rows if r.lag > args.max]
         if over:
-            print(f"ticketstream: {len(over)} partition(s) lag more than {args.max} (largest {max(r.lag for r in over)})",
-                  file=sys.stderr)
+            print(
+                f"ticketstream: {len(over)} partition(s) lag more than {args.max} (largest {max(r.lag for r in over)})",
+                file=sys.stderr,
+            )
             return 1
     return 0
 
@@ -168,8 +177,10 @@ def _serve_metrics(settings: Settings, port: int) -> None:
     try:
         start_http_server(port, addr=settings.web_host)
     except OSError as exc:
-        raise SettingsError(f"--metrics-port {port}: cannot serve /metrics on {settings.web_host}:{port} ({exc}); "
-                            "choose a free port, or 0 for none") from exc
+        raise SettingsError(
+            f"--metrics-port {port}: cannot serve /metrics on {settings.web_host}:{port} ({exc}); "
+            "choose a free port, or 0 for none"
+        ) from exc
     print(f"metrics on http://{settings.web_host}:{port}/metrics", file=sys.stderr)
 
 
@@ -181,11 +192,15 @@ def cmd_publish(args: argparse.Namespace) -> int:
     try:
         report = publish_file(args.file, settings, rate=args.rate)
     except PublishUnreachable as exc:
-        print(f"validated every line: {exc.report.unsent} valid, {len(exc.report.rejected)} rejected; "
-              "nothing was sent", file=sys.stderr)
+        print(
+            f"validated every line: {exc.report.unsent} valid, {len(exc.report.rejected)} rejected; nothing was sent",
+            file=sys.stderr,
+        )
         raise exc.cause from None
-    print(f"published {report.sent} event(s); rejected {len(report.rejected)} line(s); send failures {report.failed}",
-          file=sys.stderr)
+    print(
+        f"published {report.sent} event(s); rejected {len(report.rejected)} line(s); send failures {report.failed}",
+        file=sys.stderr,
+    )
     return 0 if report.ok else 1
 
 
@@ -197,12 +212,23 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     _serve_metrics(settings, args.metrics_port)
     shares = Shares(malformed=args.malformed, duplicate=args.duplicates)
     report = run_simulation(
-        settings, rate=args.rate, duration=args.duration, seed=args.seed, time_scale=args.time_scale,
-        drain=args.drain, fast=args.fast, shares=shares, incident_city=args.incident, progress=sys.stderr,
+        settings,
+        rate=args.rate,
+        duration=args.duration,
+        seed=args.seed,
+        time_scale=args.time_scale,
+        drain=args.drain,
+        fast=args.fast,
+        shares=shares,
+        incident_city=args.incident,
+        progress=sys.stderr,
     )
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(report.sent.items()))
-    print(f"sent {report.total} message(s) ({kinds}); {report.skipped_after_window} lifecycle event(s) fell after "
-          f"the drain window; send failures {report.failed}", file=sys.stderr)
+    print(
+        f"sent {report.total} message(s) ({kinds}); {report.skipped_after_window} lifecycle event(s) fell after "
+        f"the drain window; send failures {report.failed}",
+        file=sys.stderr,
+    )
     return 0 if not report.failed else 1
 
 
@@ -231,17 +257,23 @@ def cmd_triage(args: argparse.Namespace) -> int:
             raise SettingsError("triage train needs --out FILE, the model file to write")
         examples = load_examples(args.examples)
         defaults = TrainingParams()
-        params = TrainingParams(min_df=args.min_df, c_category=args.c_category or defaults.c_category,
-                                c_grade=args.c_grade or defaults.c_grade)
+        params = TrainingParams(
+            min_df=args.min_df,
+            c_category=args.c_category or defaults.c_category,
+            c_grade=args.c_grade or defaults.c_grade,
+        )
         model, reports = train(examples, params, progress=lambda m: print(m, file=sys.stderr))
         try:
             model.save(args.out)
         except OSError as exc:
             raise SettingsError(f"--out {args.out}: cannot write the model ({exc.strerror})") from None
         for name, report in reports.items():
-            print(f"{name}: {report.examples} examples, out-of-fold accuracy {report.out_of_fold_accuracy:.1%}, "
-                  f"temperature {report.temperature:.2f}", file=sys.stderr)
-        print(f"wrote {args.out} (model_version {model.version}); use it with triage_model = \"{args.out}\"")
+            print(
+                f"{name}: {report.examples} examples, out-of-fold accuracy {report.out_of_fold_accuracy:.1%}, "
+                f"temperature {report.temperature:.2f}",
+                file=sys.stderr,
+            )
+        print(f'wrote {args.out} (model_version {model.version}); use it with triage_model = "{args.out}"')
         return 0
     if args.action == "evaluate":
         from ticketstream.engines import triage_engine
@@ -263,8 +295,12 @@ def cmd_triage(args: argparse.Namespace) -> int:
         return 0
     from workers.corrections import export_corrections
 
-    return export_corrections(_connected(_settings(args)), since=_time_option("--since", args.since),
-                              until=_time_option("--until", args.until), out=args.out)
+    return export_corrections(
+        _connected(_settings(args)),
+        since=_time_option("--since", args.since),
+        until=_time_option("--until", args.until),
+        out=args.out,
+    )
 
 
 def _time_option(name: str, value: str | None) -> datetime | None:
@@ -281,8 +317,8 @@ def _time_option(name: str, value: str | None) -> datetime | None:
 
 def cmd_replay(args: argparse.Namespace) -> int:
     from ticketstream.engines import ticket_process
-    from ticketstream.tickets.replay import Replay, replay_lines
     from ticketstream.sla.engine import SLA_EVENT
+    from ticketstream.tickets.replay import Replay, replay_lines
 
     until = _time_option("--until", args.until)
     settings = _settings(args)
@@ -304,8 +340,11 @@ def cmd_replay(args: argparse.Namespace) -> int:
                     out.write(json.dumps(view, ensure_ascii=False) + "\n")
         except OSError as exc:
             raise SettingsError(f"--states {args.states}: cannot write ({exc.strerror})") from None
-    print(f"replayed {len(replay.seen)} event(s) of {len(replay.tickets)} ticket(s): {count} SLA event(s); "
-          f"{len(replay.rejected)} line(s) skipped", file=sys.stderr)
+    print(
+        f"replayed {len(replay.seen)} event(s) of {len(replay.tickets)} ticket(s): {count} SLA event(s); "
+        f"{len(replay.rejected)} line(s) skipped",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -337,13 +376,16 @@ def cmd_calendar(args: argparse.Namespace) -> int:
     left = (until - today).days
     known = sorted(package_years())
     print(f"chinese-calendar package: {known[0]}-{known[-1]}")
-    print(f"override file: {path or 'shipped calendar.toml'}: "
-          f"{', '.join(map(str, sorted(calendar.overrides.years))) or 'no years'}")
+    print(
+        f"override file: {path or 'shipped calendar.toml'}: "
+        f"{', '.join(map(str, sorted(calendar.overrides.years))) or 'no years'}"
+    )
     print(f"covered until: {until.isoformat()} ({left} day(s) from today, {today.isoformat()})")
     if left >= HORIZON_WARNING_DAYS:
         return 0
     year = max(today.year, until.year + 1)
-    print(f"""
+    print(
+        f"""
 Working-day SLA clocks after {until.isoformat()} fall back to Monday-Friday. When the State Council
 publishes the {year} holiday schedule (国务院办公厅关于{year}年部分节假日安排的通知), add it to the
 calendar file (the `calendar` setting), or upgrade the chinese-calendar package:
@@ -351,7 +393,9 @@ calendar file (the `calendar` setting), or upgrade the chinese-calendar package:
 [years.{year}]
 holidays = [{year}-01-01, ...]   # every public holiday
 workdays = [...]                # weekend days that are working days (调休)
-""", file=sys.stderr)
+""",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -363,9 +407,13 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     from ticketstream.topology import INCIDENTS
 
     settings = _connected(_settings(args))
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
-                             consumer_timeout_ms=1500, **settings.kafka_client_options(),
-                             **settings.kafka_connect_options())
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers.split(","),
+        enable_auto_commit=False,
+        consumer_timeout_ms=1500,
+        **settings.kafka_client_options(),
+        **settings.kafka_connect_options(),
+    )
     topic = settings.topic(INCIDENTS)
     parts = [TopicPartition(topic, p) for p in (consumer.partitions_for_topic(topic) or [])]
     if not parts:
@@ -385,8 +433,10 @@ def cmd_incidents(args: argparse.Namespace) -> int:
     open_rows = [r for r in rows if r["action"] != "close"]
     print(f"open incidents: {len(open_rows)}")
     for r in open_rows:
-        print(f"  {r['id']}  {r['city']} {r['category']}  {r['count']} complaints since {when(r['first_at'])}, "
-              f"latest {when(r['latest_at'])}")
+        print(
+            f"  {r['id']}  {r['city']} {r['category']}  {r['count']} complaints since {when(r['first_at'])}, "
+            f"latest {when(r['latest_at'])}"
+        )
     closed = [r for r in rows if r["action"] == "close"][: args.recent]
     print(f"recently closed: {len(closed)}")
     for r in closed:
@@ -400,8 +450,10 @@ def cmd_alert_bridge(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _connected(_settings(args))
     _serve_metrics(settings, args.metrics_port)
-    print(f"alert-bridge: {settings.topic('alerts')} -> {args.alertmanager} (re-send every {args.resend_seconds:g} s)",
-          file=sys.stderr)
+    print(
+        f"alert-bridge: {settings.topic('alerts')} -> {args.alertmanager} (re-send every {args.resend_seconds:g} s)",
+        file=sys.stderr,
+    )
     run_bridge(settings, args.alertmanager, args.resend_seconds)
     return 0
 
@@ -412,10 +464,15 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
     settings = _settings(args)
     directory = Path(args.dir).resolve() if args.dir else monitoring.default_directory(settings)
     if args.action == "start":
-        monitoring.start(settings, directory, prometheus_port=args.prometheus_port,
-                         alertmanager_port=args.alertmanager_port, bridge_port=args.bridge_port,
-                         alertmanager_config=Path(args.alertmanager_config) if args.alertmanager_config else None,
-                         resend_seconds=args.resend_seconds)
+        monitoring.start(
+            settings,
+            directory,
+            prometheus_port=args.prometheus_port,
+            alertmanager_port=args.alertmanager_port,
+            bridge_port=args.bridge_port,
+            alertmanager_config=Path(args.alertmanager_config) if args.alertmanager_config else None,
+            resend_seconds=args.resend_seconds,
+        )
         return 0
     if args.action == "stop":
         return 0 if monitoring.stop(directory) else 1
@@ -428,8 +485,10 @@ def cmd_schema(args: argparse.Namespace) -> int:
     try:
         paths = export_schemas(Path(args.directory)) + export_feed_schemas(Path(args.directory) / "topics")
     except OSError as exc:
-        raise SettingsError(f"{args.directory}: cannot write the schemas there ({exc.strerror or exc}); "
-                            "give a DIR that can be created and written") from None
+        raise SettingsError(
+            f"{args.directory}: cannot write the schemas there ({exc.strerror or exc}); "
+            "give a DIR that can be created and written"
+        ) from None
     for path in paths:
         print(path)
     return 0
@@ -456,8 +515,9 @@ def _version() -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ticketstream", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="ticketstream", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--version", action="version", version=f"ticketstream {_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -467,17 +527,29 @@ def build_parser() -> argparse.ArgumentParser:
         _common(p)
         return p
 
-    p = add("demo", "run the whole pipeline on an embedded Kafka with simulated traffic, showing live progress", cmd_demo)
-    p.add_argument("--duration", type=float, default=60.0,
-                   help="seconds of simulated traffic (default 60; 0 runs until Ctrl-C)")
+    p = add(
+        "demo", "run the whole pipeline on an embedded Kafka with simulated traffic, showing live progress", cmd_demo
+    )
+    p.add_argument(
+        "--duration", type=float, default=60.0, help="seconds of simulated traffic (default 60; 0 runs until Ctrl-C)"
+    )
     p.add_argument("--rate", type=float, default=20.0, help="complaints per second (default 20)")
 
-    p = add("kafka", "start, stop or inspect the embedded Apache Kafka broker (KRaft) used by the demo and tests", cmd_kafka)
+    p = add(
+        "kafka", "start, stop or inspect the embedded Apache Kafka broker (KRaft) used by the demo and tests", cmd_kafka
+    )
     p.add_argument("action", choices=["start", "stop", "status"])
-    p.add_argument("--nodes", type=int, choices=[1, 3],
-                   help="a new cluster: 1 broker, or 3 for replication (default 1; an existing cluster keeps its size)")
-    p.add_argument("--fresh", action="store_true",
-                   help="start: stop and DELETE the existing cluster and all its data, then format a new one")
+    p.add_argument(
+        "--nodes",
+        type=int,
+        choices=[1, 3],
+        help="a new cluster: 1 broker, or 3 for replication (default 1; an existing cluster keeps its size)",
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start: stop and DELETE the existing cluster and all its data, then format a new one",
+    )
     p.add_argument("--dir", help="state and log directory (default .ticketstream/kafka)")
 
     p = add("topics", "create every system topic (idempotent) or describe them", cmd_topics)
@@ -485,59 +557,95 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="describe as JSON")
 
     p = add("lag", "committed offset, end offset and lag of consumer groups, per partition", cmd_lag)
-    p.add_argument("--group", action="append", metavar="GROUP",
-                   help="only this consumer group (repeatable; default: every group; a worker's group is its app id)")
+    p.add_argument(
+        "--group",
+        action="append",
+        metavar="GROUP",
+        help="only this consumer group (repeatable; default: every group; a worker's group is its app id)",
+    )
     p.add_argument("--max", type=int, metavar="N", help="exit 1 when any partition lags more than N messages")
 
     p = add("worker", "run a stream-processing worker (start more with the same settings to scale out)", cmd_worker)
     p.add_argument("--no-create-topics", action="store_true", help="do not create missing topics at start")
 
-    p = add("publish", "validate JSON-lines events and publish them to tickets.inbound (for channel systems)", cmd_publish)
+    p = add(
+        "publish", "validate JSON-lines events and publish them to tickets.inbound (for channel systems)", cmd_publish
+    )
     p.add_argument("file", metavar="FILE|-", help="JSON lines, one event per line; - reads standard input")
     p.add_argument("--rate", type=float, help="at most this many events per second (default: as fast as possible)")
-    p.add_argument("--metrics-port", type=int, default=0,
-                   help="serve this client's /metrics (messages sent, failures, rejected lines) on this port (default 0: none)")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=0,
+        help="serve this client's /metrics (messages sent, failures, rejected lines) on this port (default 0: none)",
+    )
 
     p = add("simulate", "publish realistic simulated complaints and their lifecycle events", cmd_simulate)
     p.add_argument("--rate", type=float, default=10.0, help="new complaints per second (default 10)")
     p.add_argument("--duration", type=float, default=60.0, help="seconds of new complaints (default 60)")
     p.add_argument("--seed", type=int, default=1, help="random seed: the same seed gives the same traffic")
-    p.add_argument("--metrics-port", type=int, default=6068,
-                   help="port of the simulator's own /metrics (messages sent by kind, failures); 0: none (default 6068)")
-    p.add_argument("--time-scale", type=float, default=0.002,
-                   help="how fast ticket life passes: 1.0 real time, 0.002 (default) one hour in 7.2 s")
-    p.add_argument("--drain", type=float, default=30.0, help="seconds to keep sending lifecycle events after --duration")
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=6068,
+        help="port of the simulator's own /metrics (messages sent by kind, failures); 0: none (default 6068)",
+    )
+    p.add_argument(
+        "--time-scale",
+        type=float,
+        default=0.002,
+        help="how fast ticket life passes: 1.0 real time, 0.002 (default) one hour in 7.2 s",
+    )
+    p.add_argument(
+        "--drain", type=float, default=30.0, help="seconds to keep sending lifecycle events after --duration"
+    )
     p.add_argument("--fast", action="store_true", help="send everything at once, ignoring the schedule")
     p.add_argument("--malformed", type=float, default=0.01, help="share of extra malformed messages (default 0.01)")
     p.add_argument("--duplicates", type=float, default=0.01, help="share of re-sent duplicates (default 0.01)")
     p.add_argument("--incident", metavar="CITY", help="inject a mass-incident burst of network complaints in CITY")
 
-    p = add("classify", "classify, grade and route complaints offline with the workers' exact code (test rule changes)",
-            cmd_classify)
-    p.add_argument("file", metavar="FILE|-", nargs="?", default="-",
-                   help="JSON lines: complaint.received events, or objects with 'content' (default: stdin)")
+    p = add(
+        "classify",
+        "classify, grade and route complaints offline with the workers' exact code (test rule changes)",
+        cmd_classify,
+    )
+    p.add_argument(
+        "file",
+        metavar="FILE|-",
+        nargs="?",
+        default="-",
+        help="JSON lines: complaint.received events, or objects with 'content' (default: stdin)",
+    )
     p.add_argument("--full", action="store_true", help="write the whole triage record per line")
     p.add_argument("--classifier-rules", metavar="FILE", help="classifier rule file (TOML) instead of the shipped one")
     p.add_argument("--grading-rules", metavar="FILE", help="grading rule file (TOML)")
     p.add_argument("--routing-rules", metavar="FILE", help="routing table file (TOML)")
 
-    p = add("triage", "the learned triage model: export people's corrections, retrain, evaluate on labelled data",
-            cmd_triage)
+    p = add(
+        "triage",
+        "the learned triage model: export people's corrections, retrain, evaluate on labelled data",
+        cmd_triage,
+    )
     p.description = (
         "corrections: ticket.reclassified / ticket.regraded events from tickets.accepted, paired with their "
         "complaint, as labelled JSON lines (content, corrected category/grade, who, when).\n"
         "train: fit the category and content-grade model on labelled JSON lines (needs scikit-learn: "
         "pip install 'ticketstream[train]'); workers load it with the triage_model setting.\n"
         "evaluate: accuracy, per-category precision and recall and confusion matrices of the workers' "
-        "triage (the model named by --model or triage_model) on a labelled JSON-lines file.")
+        "triage (the model named by --model or triage_model) on a labelled JSON-lines file."
+    )
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument("action", choices=["corrections", "train", "evaluate"])
     p.add_argument("file", metavar="FILE", nargs="?", help="evaluate: labelled JSON lines (content, category, grade)")
     p.add_argument("--since", metavar="TIME", help="corrections: made at or after this ISO 8601 time")
     p.add_argument("--until", metavar="TIME", help="corrections: made before this ISO 8601 time")
     p.add_argument("--out", metavar="FILE", help="corrections: write here instead of stdout; train: the model file")
-    p.add_argument("--examples", metavar="FILE", nargs="+",
-                   help="train: labelled JSON lines (default: the shipped examples); add your corrections")
+    p.add_argument(
+        "--examples",
+        metavar="FILE",
+        nargs="+",
+        help="train: labelled JSON lines (default: the shipped examples); add your corrections",
+    )
     p.add_argument("--min-df", type=int, default=2, help="train: n-grams in fewer examples are ignored (default 2)")
     p.add_argument("--c-category", type=float, help="train: inverse regularisation of the category head")
     p.add_argument("--c-grade", type=float, help="train: inverse regularisation of the content-grade head")
@@ -545,21 +653,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["text", "json"], default="text", help="evaluate: output format")
     p.add_argument("--errors", action="store_true", help="evaluate: list every wrong line")
 
-    p = add("replay", "run the workers' ticket process offline over recorded events on a virtual clock "
-            "(what would a policy have done?)", cmd_replay)
-    p.add_argument("file", metavar="FILE|-", nargs="?", default="-",
-                   help="JSON lines of inbound events and incident links {ticket_id, incident_id} (default: stdin)")
+    p = add(
+        "replay",
+        "run the workers' ticket process offline over recorded events on a virtual clock "
+        "(what would a policy have done?)",
+        cmd_replay,
+    )
+    p.add_argument(
+        "file",
+        metavar="FILE|-",
+        nargs="?",
+        default="-",
+        help="JSON lines of inbound events and incident links {ticket_id, incident_id} (default: stdin)",
+    )
     p.add_argument("--policy", metavar="FILE", help="SLA policy (TOML) instead of the settings' sla_policy")
-    p.add_argument("--calendar", metavar="FILE", help="working-calendar overrides (TOML) instead of the settings' calendar")
-    p.add_argument("--until", metavar="TIME", help="advance the clock to this ISO 8601 time at the end "
-                                                      "(default: the last event time)")
+    p.add_argument(
+        "--calendar", metavar="FILE", help="working-calendar overrides (TOML) instead of the settings' calendar"
+    )
+    p.add_argument(
+        "--until",
+        metavar="TIME",
+        help="advance the clock to this ISO 8601 time at the end (default: the last event time)",
+    )
     p.add_argument("--states", metavar="FILE", help="also write each ticket's final tickets.state record here")
 
-    p = add("alert-bridge", "forward the alerts topic to Alertmanager's API, with de-duplication and re-sends",
-            cmd_alert_bridge)
+    p = add(
+        "alert-bridge",
+        "forward the alerts topic to Alertmanager's API, with de-duplication and re-sends",
+        cmd_alert_bridge,
+    )
     p.add_argument("--alertmanager", default="http://127.0.0.1:9093", help="Alertmanager base URL")
-    p.add_argument("--resend-seconds", type=float, default=60.0,
-                   help="re-send firing alerts this often; keep it well below Alertmanager's resolve_timeout")
+    p.add_argument(
+        "--resend-seconds",
+        type=float,
+        default=60.0,
+        help="re-send firing alerts this often; keep it well below Alertmanager's resolve_timeout",
+    )
     p.add_argument("--metrics-port", type=int, default=6067, help="port of the bridge's own /metrics (0: none)")
 
     p = add("calendar", "check how far the working calendar (statutory holidays, 调休) reaches", cmd_calendar)
@@ -567,8 +696,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--calendar", metavar="FILE", help="calendar override file instead of the settings' calendar")
     p.epilog = "exit status 1 when fewer than 45 days are covered from today"
 
-    p = add("monitoring", "start, stop or inspect Prometheus, Alertmanager and the alert bridge (loopback, absolute paths)",
-            cmd_monitoring)
+    p = add(
+        "monitoring",
+        "start, stop or inspect Prometheus, Alertmanager and the alert bridge (loopback, absolute paths)",
+        cmd_monitoring,
+    )
     p.add_argument("action", choices=["start", "stop", "status"])
     p.add_argument("--dir", help="state, data and logs (default: .ticketstream/monitoring, made absolute)")
     p.add_argument("--prometheus-port", type=int, default=9090, help="default 9090 (a free one if busy)")
@@ -585,8 +717,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     register_archive(sub, add, _settings, _connected)
 
-    p = add("schema", "export the JSON Schema of every event type for channel systems, and of the records on "
-                      "tickets.state, tickets.accepted, sla.events and incidents for archive consumers", cmd_schema)
+    p = add(
+        "schema",
+        "export the JSON Schema of every event type for channel systems, and of the records on "
+        "tickets.state, tickets.accepted, sla.events and incidents for archive consumers",
+        cmd_schema,
+    )
     p.add_argument("action", choices=["export"])
     p.add_argument("directory", metavar="DIR")
     return parser

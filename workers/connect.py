@@ -23,7 +23,8 @@ class BrokerUnreachable(RuntimeError):
         super().__init__(
             f"cannot reach Kafka at {bootstrap or '(no address)'}{waited_text}{f' ({detail})' if detail else ''}: "
             "check that it runs, or point at it with TICKETSTREAM_BOOTSTRAP_SERVERS / --bootstrap-servers "
-            "(an embedded one: `ticketstream kafka start`)")
+            "(an embedded one: `ticketstream kafka start`)"
+        )
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -42,17 +43,21 @@ def probe(settings: Settings) -> None:
     from kafka import KafkaAdminClient
 
     try:
-        KafkaAdminClient(bootstrap_servers=(settings.bootstrap_servers or "").split(","),
-                         client_id=f"{settings.app_id}-probe", **settings.kafka_client_options(),
-                         **settings.kafka_connect_options()).close()
+        KafkaAdminClient(
+            bootstrap_servers=(settings.bootstrap_servers or "").split(","),
+            client_id=f"{settings.app_id}-probe",
+            **settings.kafka_client_options(),
+            **settings.kafka_connect_options(),
+        ).close()
     except Exception as exc:  # noqa: BLE001 - only "unreachable" becomes BrokerUnreachable
         if is_unreachable(exc):
             raise BrokerUnreachable(settings.bootstrap_servers, type(exc).__name__) from None
         raise
 
 
-def wait_for_broker(settings: Settings, say: Callable[[str], None],
-                    clock: Callable[[], float] = time.monotonic) -> None:
+def wait_for_broker(
+    settings: Settings, say: Callable[[str], None], clock: Callable[[], float] = time.monotonic
+) -> None:
     """Retry `probe` until it answers or `broker_wait_seconds` have passed (then raise)."""
     started = clock()
     announced = False
@@ -67,7 +72,9 @@ def wait_for_broker(settings: Settings, say: Callable[[str], None],
             if waited >= settings.broker_wait_seconds:
                 raise BrokerUnreachable(settings.bootstrap_servers, waited=waited) from exc
             if not announced:
-                say(f"waiting for Kafka at {settings.bootstrap_servers} (up to {settings.broker_wait_seconds:.0f} s, "
-                    "setting broker_wait_seconds) ...")
+                say(
+                    f"waiting for Kafka at {settings.bootstrap_servers} (up to {settings.broker_wait_seconds:.0f} s, "
+                    "setting broker_wait_seconds) ..."
+                )
                 announced = True
             time.sleep(min(1.0, max(0.0, settings.broker_wait_seconds - waited)))

@@ -10,17 +10,21 @@ from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
 from schemas.events import Event
-from ticketstream.triage.corrections import CorrectionCollector
 from ticketstream.settings import Settings, SettingsError
 from ticketstream.topology import ACCEPTED
+from ticketstream.triage.corrections import CorrectionCollector
 
 
 def export_corrections(settings: Settings, since: datetime | None, until: datetime | None, out: str | None) -> int:
     """Scan `tickets.accepted` from its beginning to its current end and write one labelled JSON
     line per corrected ticket (to `out`, or stdout); progress goes to stderr."""
     assert settings.bootstrap_servers
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","), enable_auto_commit=False,
-                             consumer_timeout_ms=2000, **settings.kafka_client_options())
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers.split(","),
+        enable_auto_commit=False,
+        consumer_timeout_ms=2000,
+        **settings.kafka_client_options(),
+    )
     topic = settings.topic(ACCEPTED)
     try:
         parts = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or [])]
@@ -60,7 +64,10 @@ def export_corrections(settings: Settings, since: datetime | None, until: dateti
     finally:
         if out:
             sink.close()
-    print(f"\r{read} event(s) read from {topic}; {len(examples)} corrected ticket(s) written"
-          + (f"; {missing} correction(s) without their complaint (past retention)" if missing else "")
-          + (f"; {skipped} unreadable record(s)" if skipped else ""), file=sys.stderr)
+    print(
+        f"\r{read} event(s) read from {topic}; {len(examples)} corrected ticket(s) written"
+        + (f"; {missing} correction(s) without their complaint (past retention)" if missing else "")
+        + (f"; {skipped} unreadable record(s)" if skipped else ""),
+        file=sys.stderr,
+    )
     return 0

@@ -20,15 +20,14 @@ from typing import IO
 
 from kafka import KafkaConsumer, TopicPartition
 
+from streams.metrics import scrape
 from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, DLQ, SLA_EVENTS, TRIAGED
 from workers import embedded_kafka
-from workers.simulator import SimulationReport, run_simulation
 from workers.embedded_kafka import free_ports
-from streams.metrics import scrape
+from workers.simulator import SimulationReport, run_simulation
 from workers.topics import create_topics
 from workers.worker import port_free, stop_process
-
 
 DEMO_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "sla_policy.toml"
 
@@ -39,7 +38,10 @@ def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen
     with open(log_path, "ab") as log:
         return subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "worker", "--no-create-topics"],
-            env=settings.as_env(), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            env=settings.as_env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C reaches the demo, which then stops the worker in order
         )
 
@@ -51,10 +53,16 @@ class OutputWatcher:
         self.settings = settings
         self.consumer = KafkaConsumer(
             bootstrap_servers=settings.bootstrap_servers.split(",") if settings.bootstrap_servers else [],
-            enable_auto_commit=False, client_id="ticketstream-demo-watch", **settings.kafka_client_options(),
+            enable_auto_commit=False,
+            client_id="ticketstream-demo-watch",
+            **settings.kafka_client_options(),
         )
-        self.names = {settings.topic(ACCEPTED): "accepted", settings.topic(DLQ): "dlq",
-                      settings.topic(TRIAGED): "triaged", settings.topic(SLA_EVENTS): "sla"}
+        self.names = {
+            settings.topic(ACCEPTED): "accepted",
+            settings.topic(DLQ): "dlq",
+            settings.topic(TRIAGED): "triaged",
+            settings.topic(SLA_EVENTS): "sla",
+        }
         parts = [TopicPartition(t, p) for t in self.names for p in range(settings.partitions)]
         self.consumer.assign(parts)
         self.consumer.seek_to_end(*parts)
@@ -104,8 +112,11 @@ def _print_monitoring(settings: Settings, out: IO[str]) -> None:
         for what, url in stack.urls():
             print(f"  {what:48} {url}", file=out)
     else:
-        print("Prometheus, Alertmanager and the alert bridge: run `.venv/bin/ticketstream monitoring start` "
-              "in another terminal (then Prometheus is at http://127.0.0.1:9090/classic/graph)", file=out)
+        print(
+            "Prometheus, Alertmanager and the alert bridge: run `.venv/bin/ticketstream monitoring start` "
+            "in another terminal (then Prometheus is at http://127.0.0.1:9090/classic/graph)",
+            file=out,
+        )
     out.flush()
 
 
@@ -133,15 +144,20 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
         print(f"SLA policy: {DEMO_POLICY} (accelerated for the demo)", file=out, flush=True)
     log_path = Path(settings.data_dir).parent / "demo-worker.log"
     worker = start_worker_process(settings, log_path)
-    print(f"Worker started (pid {worker.pid}); metrics at http://{settings.web_host}:{settings.web_port}/metrics; "
-          f"log in {log_path}", file=out, flush=True)
+    print(
+        f"Worker started (pid {worker.pid}); metrics at http://{settings.web_host}:{settings.web_port}/metrics; "
+        f"log in {log_path}",
+        file=out,
+        flush=True,
+    )
     _print_monitoring(settings, out)
     watcher = OutputWatcher(settings)
     stop = threading.Event()
     sim_report: list[SimulationReport] = []
     sim_thread = threading.Thread(
         target=lambda: sim_report.append(run_simulation(settings, rate=rate, duration=duration, stop=stop, drain=5.0)),
-        name="simulator", daemon=True,
+        name="simulator",
+        daemon=True,
     )
     interrupted = False
     previous = signal.getsignal(signal.SIGINT)
@@ -168,14 +184,24 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
                 last = now
                 dups = scrape(settings.web_port, "ticketstream_intake_duplicates_total") or dups
                 grades = " ".join(f"{g}:{watcher.grades[g]}" for g in ("L1", "L2", "L3", "L4"))
-                print(f"[{now:5.0f}s] accepted {watcher.counts['accepted']:>6}  dead-lettered {watcher.counts['dlq']:>4}  "
-                      f"duplicates dropped {dups:>4.0f}  triaged {sum(watcher.grades.values()):>5} ({grades})",
-                      file=out, flush=True)
-                print("         by team: " + "  ".join(f"{t} {n}" for t, n in watcher.teams.most_common()), file=out,
-                      flush=True)
-                print(f"         SLA: warnings {watcher.sla['warning']}  breaches {watcher.sla['breach']}  "
-                      f"met {watcher.sla['met']}  escalations {watcher.sla['escalated']}"
-                      + (f"  (latest breach: {watcher.last_breach})" if watcher.last_breach else ""), file=out, flush=True)
+                print(
+                    f"[{now:5.0f}s] accepted {watcher.counts['accepted']:>6}  dead-lettered {watcher.counts['dlq']:>4}  "
+                    f"duplicates dropped {dups:>4.0f}  triaged {sum(watcher.grades.values()):>5} ({grades})",
+                    file=out,
+                    flush=True,
+                )
+                print(
+                    "         by team: " + "  ".join(f"{t} {n}" for t, n in watcher.teams.most_common()),
+                    file=out,
+                    flush=True,
+                )
+                print(
+                    f"         SLA: warnings {watcher.sla['warning']}  breaches {watcher.sla['breach']}  "
+                    f"met {watcher.sla['met']}  escalations {watcher.sla['escalated']}"
+                    + (f"  (latest breach: {watcher.last_breach})" if watcher.last_breach else ""),
+                    file=out,
+                    flush=True,
+                )
             if stop.is_set() or not sim_thread.is_alive():
                 # Let the worker finish what was sent, then stop.
                 settle = time.monotonic() + 5
@@ -193,15 +219,30 @@ def run_demo(settings: Settings, duration: float, rate: float, out: IO[str] = sy
             embedded_kafka.stop(settings.kafka_dir)
     sent = sim_report[0] if sim_report else SimulationReport()
     print("\n=== ticketstream demo summary ===", file=out)
-    print(f"sent by the simulator:  {sent.total} messages ({', '.join(f'{k} {v}' for k, v in sorted(sent.sent.items()))})", file=out)
-    print(f"accepted by intake:     {watcher.counts['accepted']} events "
-          f"({', '.join(f'{k} {v}' for k, v in watcher.by_type.most_common(6))}, ...)", file=out)
-    print(f"dead-lettered:          {watcher.counts['dlq']} ({', '.join(f'{k} {v}' for k, v in watcher.reasons.most_common())})", file=out)
+    print(
+        f"sent by the simulator:  {sent.total} messages ({', '.join(f'{k} {v}' for k, v in sorted(sent.sent.items()))})",
+        file=out,
+    )
+    print(
+        f"accepted by intake:     {watcher.counts['accepted']} events "
+        f"({', '.join(f'{k} {v}' for k, v in watcher.by_type.most_common(6))}, ...)",
+        file=out,
+    )
+    print(
+        f"dead-lettered:          {watcher.counts['dlq']} ({', '.join(f'{k} {v}' for k, v in watcher.reasons.most_common())})",
+        file=out,
+    )
     print(f"duplicates dropped:     {dups:.0f}", file=out)
-    print(f"triaged complaints:     {sum(watcher.grades.values())} by grade "
-          f"({', '.join(f'{g} {watcher.grades[g]}' for g in ('L1', 'L2', 'L3', 'L4'))})", file=out)
+    print(
+        f"triaged complaints:     {sum(watcher.grades.values())} by grade "
+        f"({', '.join(f'{g} {watcher.grades[g]}' for g in ('L1', 'L2', 'L3', 'L4'))})",
+        file=out,
+    )
     print(f"routed to team queues:  {', '.join(f'{t} {n}' for t, n in watcher.teams.most_common())}", file=out)
-    print(f"SLA events:             warnings {watcher.sla['warning']}, breaches {watcher.sla['breach']}, "
-          f"met {watcher.sla['met']}, escalations {watcher.sla['escalated']}", file=out)
+    print(
+        f"SLA events:             warnings {watcher.sla['warning']}, breaches {watcher.sla['breach']}, "
+        f"met {watcher.sla['met']}, escalations {watcher.sla['escalated']}",
+        file=out,
+    )
     print("stopped early on Ctrl-C" if interrupted else "completed", file=out, flush=True)
     return 0 if worker.returncode in (0, -signal.SIGTERM, None) else 1

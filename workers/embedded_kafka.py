@@ -88,8 +88,15 @@ def kafka_libs(version: str = KAFKA_VERSION, progress: Callable[[str], None] | N
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     cmd = [
-        mvn, "-B", "-q", "-f", str(POM), f"-Dkafka.version={version}",
-        "dependency:copy-dependencies", f"-DoutputDirectory={tmp}", "-DincludeScope=runtime",
+        mvn,
+        "-B",
+        "-q",
+        "-f",
+        str(POM),
+        f"-Dkafka.version={version}",
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={tmp}",
+        "-DincludeScope=runtime",
     ]
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if result.returncode != 0 or not any(tmp.glob(f"kafka_2.13-{version}.jar")):
@@ -191,28 +198,30 @@ logger.state.level = WARN
 
 def _node_properties(node: Node, voters: str, replication: int, data_dir: Path) -> str:
     min_isr = 2 if replication >= 3 else 1
-    return "\n".join([
-        "process.roles=broker,controller",
-        f"node.id={node.node_id}",
-        f"controller.quorum.voters={voters}",
-        f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-        f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
-        "controller.listener.names=CONTROLLER",
-        "inter.broker.listener.name=PLAINTEXT",
-        "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
-        f"log.dirs={data_dir}",
-        f"offsets.topic.replication.factor={replication}",
-        "offsets.topic.num.partitions=12",
-        f"transaction.state.log.replication.factor={replication}",
-        f"transaction.state.log.min.isr={min_isr}",
-        f"default.replication.factor={replication}",
-        f"min.insync.replicas={min_isr}",
-        "num.partitions=1",
-        "group.initial.rebalance.delay.ms=0",
-        "auto.create.topics.enable=false",
-        "log.segment.bytes=67108864",
-        "",
-    ])
+    return "\n".join(
+        [
+            "process.roles=broker,controller",
+            f"node.id={node.node_id}",
+            f"controller.quorum.voters={voters}",
+            f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+            "controller.listener.names=CONTROLLER",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            f"log.dirs={data_dir}",
+            f"offsets.topic.replication.factor={replication}",
+            "offsets.topic.num.partitions=12",
+            f"transaction.state.log.replication.factor={replication}",
+            f"transaction.state.log.min.isr={min_isr}",
+            f"default.replication.factor={replication}",
+            f"min.insync.replicas={min_isr}",
+            "num.partitions=1",
+            "group.initial.rebalance.delay.ms=0",
+            "auto.create.topics.enable=false",
+            "log.segment.bytes=67108864",
+            "",
+        ]
+    )
 
 
 def _wait_for_metadata(cluster: Cluster, deadline: float) -> None:
@@ -227,8 +236,9 @@ def _wait_for_metadata(cluster: Cluster, deadline: float) -> None:
                 f"Kafka node {node.node_id} exited during start-up; its log:\n{_tail(Path(node.dir) / 'server.log')}"
             )
         try:
-            admin = KafkaAdminClient(bootstrap_servers=node.address, request_timeout_ms=5000,
-                                     client_id="ticketstream-launcher")
+            admin = KafkaAdminClient(
+                bootstrap_servers=node.address, request_timeout_ms=5000, client_id="ticketstream-launcher"
+            )
             try:
                 brokers = admin.describe_cluster().get("brokers", [])
             finally:
@@ -326,16 +336,19 @@ def _restart_dead_nodes(cluster: Cluster, heap_mb: int, progress: Callable[[str]
         busy = [n for n in dead if not (_port_free(n.port) and _port_free(n.controller_port))]
         if busy:
             raise KafkaLauncherError(
-                "cannot restart node(s) " + ", ".join(f"{n.node_id} (port {n.port}/{n.controller_port})" for n in busy)
+                "cannot restart node(s) "
+                + ", ".join(f"{n.node_id} (port {n.port}/{n.controller_port})" for n in busy)
                 + f" of the cluster in {cluster.dir}: the port is taken by another process; free it and run "
-                "`ticketstream kafka start` again (nothing was deleted)")
+                "`ticketstream kafka start` again (nothing was deleted)"
+            )
         java = find_java()
         libs = kafka_libs(cluster.version, progress)
         for node in dead:
             _launch(java, libs, node, heap_mb)
             if progress:
-                progress(f"restarted node {node.node_id} (pid {node.pid}, port {node.port}) of cluster "
-                         f"{cluster.cluster_id}")
+                progress(
+                    f"restarted node {node.node_id} (pid {node.pid}, port {node.port}) of cluster {cluster.cluster_id}"
+                )
         cluster.save()
     _wait_for_metadata(cluster, time.monotonic() + START_TIMEOUT_S)
     return cluster
@@ -351,8 +364,7 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _create(directory: Path, nodes: int, version: str, heap_mb: int,
-            progress: Callable[[str], None] | None) -> Cluster:
+def _create(directory: Path, nodes: int, version: str, heap_mb: int, progress: Callable[[str], None] | None) -> Cluster:
     java = find_java()
     libs = kafka_libs(version, progress)
     directory.mkdir(parents=True, exist_ok=True)
@@ -361,7 +373,9 @@ def _create(directory: Path, nodes: int, version: str, heap_mb: int,
     for i in range(nodes):
         node_dir = directory / f"node-{i + 1}"
         node_dir.mkdir(exist_ok=True)
-        cluster.nodes.append(Node(node_id=i + 1, port=ports[2 * i], controller_port=ports[2 * i + 1], dir=str(node_dir)))
+        cluster.nodes.append(
+            Node(node_id=i + 1, port=ports[2 * i], controller_port=ports[2 * i + 1], dir=str(node_dir))
+        )
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in cluster.nodes)
     classpath = f"{libs}/*"
     for node in cluster.nodes:
@@ -370,12 +384,26 @@ def _create(directory: Path, nodes: int, version: str, heap_mb: int,
         props.write_text(_node_properties(node, voters, nodes, node_dir / "data"))
         (node_dir / "log4j2.properties").write_text(_LOG4J2.format(log=node_dir / "server.log"))
         fmt = subprocess.run(
-            [java, "-cp", classpath, "kafka.tools.StorageTool", "format", "-t", cluster.cluster_id,
-             "-c", str(props), "--ignore-formatted"],
-            capture_output=True, text=True, check=False,
+            [
+                java,
+                "-cp",
+                classpath,
+                "kafka.tools.StorageTool",
+                "format",
+                "-t",
+                cluster.cluster_id,
+                "-c",
+                str(props),
+                "--ignore-formatted",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
         )
         if fmt.returncode != 0:
-            raise KafkaLauncherError(f"formatting KRaft storage of node {node.node_id} failed:\n{fmt.stdout}{fmt.stderr}")
+            raise KafkaLauncherError(
+                f"formatting KRaft storage of node {node.node_id} failed:\n{fmt.stdout}{fmt.stderr}"
+            )
     if progress:
         progress(f"starting {nodes} Kafka {version} node(s) in {directory} ...")
     for node in cluster.nodes:
@@ -394,10 +422,22 @@ def _launch(java: str, libs: Path, node: Node, heap_mb: int) -> None:
     node_dir = Path(node.dir)
     with open(node_dir / "stdout.log", "ab") as out:
         proc = subprocess.Popen(
-            [java, f"-Xmx{heap_mb}m", f"-Xms{min(heap_mb, 256)}m", "-XX:+UseG1GC",
-             "-Djava.awt.headless=true", f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
-             "-cp", f"{libs}/*", "kafka.Kafka", str(node_dir / "server.properties")],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            [
+                java,
+                f"-Xmx{heap_mb}m",
+                f"-Xms{min(heap_mb, 256)}m",
+                "-XX:+UseG1GC",
+                "-Djava.awt.headless=true",
+                f"-Dlog4j2.configurationFile={node_dir / 'log4j2.properties'}",
+                "-cp",
+                f"{libs}/*",
+                "kafka.Kafka",
+                str(node_dir / "server.properties"),
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     node.pid = proc.pid
 

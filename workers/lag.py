@@ -26,7 +26,9 @@ class LagRow:
         return max(0, self.end - (self.committed or 0))
 
 
-def lag_rows(committed: dict[tuple[str, int], int | None], ends: dict[tuple[str, int], int], group: str) -> list[LagRow]:
+def lag_rows(
+    committed: dict[tuple[str, int], int | None], ends: dict[tuple[str, int], int], group: str
+) -> list[LagRow]:
     """Rows sorted by topic and partition; a partition without an end offset (deleted topic) is left out."""
     return [LagRow(group, t, p, committed[(t, p)], ends[(t, p)]) for t, p in sorted(committed) if (t, p) in ends]
 
@@ -42,14 +44,20 @@ def consumer_lag(settings: Settings, groups: list[str] | None = None) -> list[La
     from workers.topics import admin_client
 
     admin = admin_client(settings)
-    consumer = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]
-                             enable_auto_commit=False, **settings.kafka_client_options(), **settings.kafka_connect_options())
+    consumer = KafkaConsumer(
+        bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]
+        enable_auto_commit=False,
+        **settings.kafka_client_options(),
+        **settings.kafka_connect_options(),
+    )
     try:
         names = groups or sorted({_group_id(g) for g in admin.list_groups()})
         rows: list[LagRow] = []
         for group in names:
             offsets = admin.list_group_offsets({group: None}).get(group, {})
-            committed = {(tp.topic, tp.partition): (om.offset if om.offset >= 0 else None) for tp, om in offsets.items()}
+            committed = {
+                (tp.topic, tp.partition): (om.offset if om.offset >= 0 else None) for tp, om in offsets.items()
+            }
             if not committed:
                 continue
             ends = consumer.end_offsets([TopicPartition(t, p) for t, p in committed])

@@ -111,8 +111,10 @@ def _binary(*names: str) -> str:
         path = shutil.which(name)
         if path:
             return path
-    raise SettingsError(f"{names[0]} is not installed: `bash deploy/bootstrap.sh --with-monitoring` installs "
-                        "Debian's prometheus and prometheus-alertmanager")
+    raise SettingsError(
+        f"{names[0]} is not installed: `bash deploy/bootstrap.sh --with-monitoring` installs "
+        "Debian's prometheus and prometheus-alertmanager"
+    )
 
 
 def prometheus_config(settings: Settings, alertmanager_port: int, bridge_port: int, rules: Path) -> dict:
@@ -132,13 +134,28 @@ def prometheus_config(settings: Settings, alertmanager_port: int, bridge_port: i
 
 def _spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env,
-                                cwd=REPO, start_new_session=True)  # survives the command; stop ends it
+        return subprocess.Popen(
+            args,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            cwd=REPO,
+            start_new_session=True,
+        )  # survives the command; stop ends it
 
 
-def start(settings: Settings, directory: Path | None = None, prometheus_port: int = 9090,
-          alertmanager_port: int = 9093, bridge_port: int = 6067, alertmanager_config: Path | None = None,
-          resend_seconds: float = 60.0, out: IO[str] = sys.stdout, timeout: float = 60.0) -> Stack:
+def start(
+    settings: Settings,
+    directory: Path | None = None,
+    prometheus_port: int = 9090,
+    alertmanager_port: int = 9093,
+    bridge_port: int = 6067,
+    alertmanager_config: Path | None = None,
+    resend_seconds: float = 60.0,
+    out: IO[str] = sys.stdout,
+    timeout: float = 60.0,
+) -> Stack:
     directory = (directory or default_directory(settings)).resolve()
     running = load(directory)
     if running and any(_alive(pid) for pid in running.pids.values()):
@@ -157,30 +174,71 @@ def start(settings: Settings, directory: Path | None = None, prometheus_port: in
     alertmanager_port = _port(alertmanager_port, out, "Alertmanager")
     bridge_port = _port(bridge_port, out, "the alert bridge's /metrics")
     prom_url, am_url = f"http://127.0.0.1:{prometheus_port}", f"http://127.0.0.1:{alertmanager_port}"
-    stack = Stack(str(directory), prom_url, am_url, f"http://127.0.0.1:{bridge_port}/metrics",
-                  started_kafka=started_kafka, kafka_dir=str(kafka_dir),
-                  bootstrap_servers=settings.bootstrap_servers or "")
+    stack = Stack(
+        str(directory),
+        prom_url,
+        am_url,
+        f"http://127.0.0.1:{bridge_port}/metrics",
+        started_kafka=started_kafka,
+        kafka_dir=str(kafka_dir),
+        bootstrap_servers=settings.bootstrap_servers or "",
+    )
     config = directory / "prometheus.yml"
-    config.write_text(json.dumps(prometheus_config(settings, alertmanager_port, bridge_port,
-                                                   MONITORING / "rules" / "ticketstream.rules.yml"), indent=2))
+    config.write_text(
+        json.dumps(
+            prometheus_config(
+                settings, alertmanager_port, bridge_port, MONITORING / "rules" / "ticketstream.rules.yml"
+            ),
+            indent=2,
+        )
+    )
     am_config = (alertmanager_config or MONITORING / "alertmanager.yml").resolve()
     processes = {
-        "alertmanager": _spawn([_binary("prometheus-alertmanager", "alertmanager"), f"--config.file={am_config}",
-                                f"--storage.path={directory / 'alertmanager-data'}",
-                                f"--web.listen-address=127.0.0.1:{alertmanager_port}", f"--web.external-url={am_url}/",
-                                "--cluster.listen-address="], directory / "alertmanager.log"),
-        "prometheus": _spawn([_binary("prometheus"), f"--config.file={config}",
-                              f"--storage.tsdb.path={directory / 'prometheus-data'}",
-                              f"--web.listen-address=127.0.0.1:{prometheus_port}", f"--web.external-url={prom_url}/"],
-                             directory / "prometheus.log"),
-        "alert_bridge": _spawn([sys.executable, "-m", "workers.cli", "alert-bridge", "--alertmanager", am_url,
-                                "--metrics-port", str(bridge_port), "--resend-seconds", str(resend_seconds)],
-                               directory / "alert-bridge.log", env=settings.as_env()),
+        "alertmanager": _spawn(
+            [
+                _binary("prometheus-alertmanager", "alertmanager"),
+                f"--config.file={am_config}",
+                f"--storage.path={directory / 'alertmanager-data'}",
+                f"--web.listen-address=127.0.0.1:{alertmanager_port}",
+                f"--web.external-url={am_url}/",
+                "--cluster.listen-address=",
+            ],
+            directory / "alertmanager.log",
+        ),
+        "prometheus": _spawn(
+            [
+                _binary("prometheus"),
+                f"--config.file={config}",
+                f"--storage.tsdb.path={directory / 'prometheus-data'}",
+                f"--web.listen-address=127.0.0.1:{prometheus_port}",
+                f"--web.external-url={prom_url}/",
+            ],
+            directory / "prometheus.log",
+        ),
+        "alert_bridge": _spawn(
+            [
+                sys.executable,
+                "-m",
+                "workers.cli",
+                "alert-bridge",
+                "--alertmanager",
+                am_url,
+                "--metrics-port",
+                str(bridge_port),
+                "--resend-seconds",
+                str(resend_seconds),
+            ],
+            directory / "alert-bridge.log",
+            env=settings.as_env(),
+        ),
     }
     stack.pids = {name: proc.pid for name, proc in processes.items()}
     (directory / STATE_FILE).write_text(json.dumps(asdict(stack), indent=2))
-    checks = {"alertmanager": f"{am_url}/-/ready", "prometheus": f"{prom_url}/-/ready",
-              "alert_bridge": stack.bridge_metrics_url}
+    checks = {
+        "alertmanager": f"{am_url}/-/ready",
+        "prometheus": f"{prom_url}/-/ready",
+        "alert_bridge": stack.bridge_metrics_url,
+    }
     deadline = time.monotonic() + timeout
     waiting = dict(checks)
     while waiting and time.monotonic() < deadline:
@@ -188,8 +246,9 @@ def start(settings: Settings, directory: Path | None = None, prometheus_port: in
             if processes[name].poll() is not None:
                 stop(directory, out=open(os.devnull, "w"))
                 log = directory / f"{name.replace('_', '-')}.log"
-                raise SettingsError(f"{name} exited at start; its log {log} ends with:\n"
-                                    + log.read_text(errors="replace")[-1500:])
+                raise SettingsError(
+                    f"{name} exited at start; its log {log} ends with:\n" + log.read_text(errors="replace")[-1500:]
+                )
             if _ready(waiting[name]):
                 del waiting[name]
         time.sleep(0.2)
@@ -233,8 +292,11 @@ def status(directory: Path, out: IO[str] = sys.stdout) -> bool:
     if stack is None:
         print(f"monitoring is not running (no state in {directory})", file=out)
         return False
-    checks = {"prometheus": f"{stack.prometheus_url}/-/ready", "alertmanager": f"{stack.alertmanager_url}/-/ready",
-              "alert_bridge": stack.bridge_metrics_url}
+    checks = {
+        "prometheus": f"{stack.prometheus_url}/-/ready",
+        "alertmanager": f"{stack.alertmanager_url}/-/ready",
+        "alert_bridge": stack.bridge_metrics_url,
+    }
     healthy = True
     for name, pid in stack.pids.items():
         up = _alive(pid) and _ready(checks[name])

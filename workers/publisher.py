@@ -21,14 +21,19 @@ from ticketstream import intake
 from ticketstream.settings import Settings
 from ticketstream.topology import INBOUND
 
-
 # The channel side's own metrics (served by `publish`/`simulate --metrics-port`); the workers
 # count what arrives, these count what was sent, so a gap between the two is visible.
-SENT = Counter("ticketstream_client_sent_messages_total",
-               "Messages this publisher or simulator handed to Kafka for tickets.inbound", ["kind"])
+SENT = Counter(
+    "ticketstream_client_sent_messages_total",
+    "Messages this publisher or simulator handed to Kafka for tickets.inbound",
+    ["kind"],
+)
 SEND_FAILURES = Counter("ticketstream_client_send_failures_total", "Messages Kafka did not accept from this client")
-REJECTED_LINES = Counter("ticketstream_client_rejected_lines_total",
-                         "Lines `publish` refused before sending, by dead-letter reason code", ["reason"])
+REJECTED_LINES = Counter(
+    "ticketstream_client_rejected_lines_total",
+    "Lines `publish` refused before sending, by dead-letter reason code",
+    ["reason"],
+)
 
 
 def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
@@ -42,7 +47,8 @@ def make_producer(settings: Settings, **overrides: object) -> KafkaProducer:
         "max_in_flight_requests_per_connection": 1,  # keep a ticket's order through retries
         "retries": 10,
         "client_id": f"{settings.app_id}-publisher",
-        **settings.kafka_client_options(), **settings.kafka_connect_options(),
+        **settings.kafka_client_options(),
+        **settings.kafka_connect_options(),
     }
     options.update(overrides)
     return KafkaProducer(**options)
@@ -119,7 +125,10 @@ def publish_lines(
                 report.rejected.append((number, f"{rejected.reason.code.value}: {rejected.reason.message}"))
                 REJECTED_LINES.labels(reason=rejected.reason.code.value).inc()
                 if progress:
-                    print(f"line {number}: rejected: {rejected.reason.code.value}: {rejected.reason.message}", file=progress)
+                    print(
+                        f"line {number}: rejected: {rejected.reason.code.value}: {rejected.reason.message}",
+                        file=progress,
+                    )
                 continue
             if producer is None:  # Kafka unreachable: only validating
                 report.unsent += 1
@@ -160,6 +169,8 @@ def publish_file(path: str, settings: Settings, rate: float | None = None) -> Pu
     except OSError as exc:
         from ticketstream.settings import SettingsError
 
-        raise SettingsError(f"{path}: cannot read ({exc.strerror}); give an existing file, or - for standard input") from None
+        raise SettingsError(
+            f"{path}: cannot read ({exc.strerror}); give an existing file, or - for standard input"
+        ) from None
     with fh:
         return publish_lines(read_lines(fh), settings, rate, progress=sys.stderr)

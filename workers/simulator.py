@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO
 
-from ticketstream.simulation import Shares, Simulator
 from ticketstream.settings import Settings
+from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import INBOUND
 from workers.publisher import SEND_FAILURES, SENT, make_producer
 
@@ -45,8 +45,14 @@ def run_simulation(
     stop = stop or threading.Event()
     start = datetime.now(UTC)
     # Ticket ids must not repeat across runs: a re-used event id with new content is a conflict.
-    sim = Simulator(start, rate=rate, seed=seed, time_scale=time_scale, shares=shares,
-                    id_prefix=id_prefix or f"SIM{start:%y%m%d%H%M%S}S{seed}")
+    sim = Simulator(
+        start,
+        rate=rate,
+        seed=seed,
+        time_scale=time_scale,
+        shares=shares,
+        id_prefix=id_prefix or f"SIM{start:%y%m%d%H%M%S}S{seed}",
+    )
     if incident_city:
         sim.inject_incident(incident_city, at=min(10.0, duration / 3), duration=30.0, count=200)
     producer = make_producer(settings)
@@ -81,4 +87,3 @@ def run_simulation(
     finally:
         producer.close()
     return report
-

@@ -19,7 +19,8 @@ def admin_client(settings: Settings) -> KafkaAdminClient:
         bootstrap_servers=settings.bootstrap_servers.split(","),
         client_id=f"{settings.app_id}-admin",
         request_timeout_ms=30_000,
-        **settings.kafka_client_options(), **settings.kafka_connect_options(),
+        **settings.kafka_client_options(),
+        **settings.kafka_connect_options(),
     )
 
 
@@ -64,8 +65,7 @@ def create_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> 
         rf, min_isr = replication(broker_count(admin), settings.replication_factor)
         isr = {"min.insync.replicas": str(min_isr)} if min_isr else {}
         response = admin.create_topics(
-            [NewTopic(name, settings.partitions, rf, topic_configs={**spec.config(), **isr})
-             for name, spec in wanted],
+            [NewTopic(name, settings.partitions, rf, topic_configs={**spec.config(), **isr}) for name, spec in wanted],
             raise_errors=False,
         )
         errors = {t["name"]: (t["error_code"], t.get("error_message")) for t in response["topics"]}
@@ -103,15 +103,17 @@ def describe_topics(settings: Settings) -> list[dict[str, object]]:
                 rows.append({"topic": name, "exists": False, "key": spec.key, "purpose": spec.purpose})
                 continue
             cfg = {k: v["value"] for k, v in topic_cfgs.get(name, {}).items()}
-            rows.append({
-                "topic": name,
-                "exists": True,
-                "partitions": len(d["partitions"]),
-                "replication_factor": len(d["partitions"][0]["replica_nodes"]) if d["partitions"] else 0,
-                "config": cfg,
-                "key": spec.key,
-                "purpose": spec.purpose,
-            })
+            rows.append(
+                {
+                    "topic": name,
+                    "exists": True,
+                    "partitions": len(d["partitions"]),
+                    "replication_factor": len(d["partitions"][0]["replica_nodes"]) if d["partitions"] else 0,
+                    "config": cfg,
+                    "key": spec.key,
+                    "purpose": spec.purpose,
+                }
+            )
         return rows
     finally:
         admin.close()

@@ -37,8 +37,10 @@ class Worker(faust.Worker):
 
     def _exit_after_deadline(self) -> None:
         time.sleep(self.stop_timeout)
-        log.error("worker still stopping after %.0f s (brokers unreachable?): exiting without a clean "
-                  "group leave", self.stop_timeout)
+        log.error(
+            "worker still stopping after %.0f s (brokers unreachable?): exiting without a clean group leave",
+            self.stop_timeout,
+        )
         logging.shutdown()
         os._exit(1)
 

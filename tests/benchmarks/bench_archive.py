@@ -35,15 +35,16 @@ from ticketstream.archive.schema import metadata  # noqa: E402
 from ticketstream.archive.store import Store  # noqa: E402
 
 
-def archive(store: Store, records: list[tuple[str, bytes]], batch_size: int, protector: Protector
-            ) -> tuple[float, int, list[dict[str, list[dict]]]]:
+def archive(
+    store: Store, records: list[tuple[str, bytes]], batch_size: int, protector: Protector
+) -> tuple[float, int, list[dict[str, list[dict]]]]:
     """Seconds, rows written, and the rows per table of every batch (for the baseline)."""
     written: list[dict[str, list[dict]]] = []
     rows = 0
     started = time.perf_counter()
     for start in range(0, len(records), batch_size):
         batch = Batch(protector)
-        for offset, (topic, value) in enumerate(records[start:start + batch_size], start):
+        for offset, (topic, value) in enumerate(records[start : start + batch_size], start):
             batch.add(topic, value, 0, offset)
         batch.finish()
         counts = store.write(batch)
@@ -58,7 +59,9 @@ def batch_rows(batch: Batch) -> dict[str, list[dict]]:
     now = datetime.now(UTC)
     return {
         "tickets": [dict(t.ticket, archived_at=now) for t in batch.tickets.values()],
-        "ticket_stages": [dict(s, state_version=t.ticket["state_version"]) for t in batch.tickets.values() for s in t.stages],
+        "ticket_stages": [
+            dict(s, state_version=t.ticket["state_version"]) for t in batch.tickets.values() for s in t.stages
+        ],
         "ticket_revisions": list(batch.revisions.values()),
         "ticket_events": [dict(e, archived_at=now) for e in batch.events.values()],
         "sla_events": [dict(s, archived_at=now) for s in batch.sla.values()],
@@ -117,8 +120,11 @@ def main() -> None:
             for kind in ("sqlite", "postgresql"):
                 results = []
                 for run in range(args.repeat):
-                    urls = [f"sqlite:///{tmp}/{run}-{x}.db" for x in ("a", "b")] if kind == "sqlite" \
+                    urls = (
+                        [f"sqlite:///{tmp}/{run}-{x}.db" for x in ("a", "b")]
+                        if kind == "sqlite"
                         else [fresh_database(admin), fresh_database(admin)]
+                    )
                     archive_store, bare_store = Store.open(urls[0]), Store.open(urls[1])
                     archive_store.migrate()
                     bare_store.migrate()
@@ -130,9 +136,11 @@ def main() -> None:
                 archived = statistics.median(r[0] for r in results)
                 bare = statistics.median(r[1] for r in results)
                 per_record = statistics.median(r[2] for r in results)
-                print(f"{kind:<10} archive {archived:>9,.0f} rows/s ({per_record:,.0f} records/s)   "
-                      f"bare insert {bare:>9,.0f} rows/s   ratio {archived / bare:.2f}"
-                      f"   (runs: {', '.join(f'{a / b:.2f}' for a, b, _ in results)})")
+                print(
+                    f"{kind:<10} archive {archived:>9,.0f} rows/s ({per_record:,.0f} records/s)   "
+                    f"bare insert {bare:>9,.0f} rows/s   ratio {archived / bare:.2f}"
+                    f"   (runs: {', '.join(f'{a / b:.2f}' for a, b, _ in results)})"
+                )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,10 @@ def main() -> None:
     parser.add_argument("--complaints", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    events = [Event.model_validate_json(raw) for raw in
-              simulated_complaints(args.complaints, seed=8, rate=50, incident=("廣州", 60, 120, 500))]
+    events = [
+        Event.model_validate_json(raw)
+        for raw in simulated_complaints(args.complaints, seed=8, rate=50, incident=("廣州", 60, 120, 500))
+    ]
     engine, detector = TriageEngine(), Detector(IncidentPolicy(warmup_seconds=0))  # judged from the start
     base, full = [], []
     opened = 0
@@ -47,8 +49,9 @@ def main() -> None:
             record, histories[cid] = engine.triage(event, histories.get(cid, []))
             key = record.region.city
             state = KeyState.from_dict(states[key]) if key in states else KeyState(key)
-            outcome = detector.complaint(state, record.ticket_id, event.occurred_at.timestamp(),
-                                         record.category.top_level)
+            outcome = detector.complaint(
+                state, record.ticket_id, event.occurred_at.timestamp(), record.category.top_level
+            )
             opened += sum(1 for r in outcome.records if r.action == "open")
             states[key] = state.to_dict()
         full.append(len(events) / (time.perf_counter() - t))

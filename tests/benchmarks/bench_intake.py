@@ -35,8 +35,13 @@ from workers.topics import create_topics  # noqa: E402
 
 
 def payloads(count: int) -> list[tuple[bytes, bytes]]:
-    sim = Simulator(datetime(2026, 11, 23, tzinfo=UTC), rate=500, seed=99, id_prefix="B",
-                    shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0))
+    sim = Simulator(
+        datetime(2026, 11, 23, tzinfo=UTC),
+        rate=500,
+        seed=99,
+        id_prefix="B",
+        shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0),
+    )
     out = []
     for message in sim.schedule(1e9):
         out.append((message.key, message.value))
@@ -55,8 +60,13 @@ def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> 
 
 async def baseline(bootstrap: str, source: str, sink: str, count: int) -> float:
     """Consume `count` messages and produce each to `sink`; seconds from first read to last ack."""
-    consumer = AIOKafkaConsumer(source, bootstrap_servers=bootstrap, group_id=f"bench-{source}",
-                                auto_offset_reset="earliest", enable_auto_commit=True)
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"bench-{source}",
+        auto_offset_reset="earliest",
+        enable_auto_commit=True,
+    )
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await consumer.start()
     await producer.start()
@@ -122,10 +132,15 @@ def main() -> None:
             preload(bootstrap, settings.topic(INBOUND), messages)
             seconds = intake_run(settings, len(messages), tmp)
             intake_rates.append(len(messages) / seconds)
-            print(f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s", flush=True)
+            print(
+                f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s",
+                flush=True,
+            )
         b, i = statistics.median(base_rates), statistics.median(intake_rates)
-        print(f"\nevents per run: {len(messages)}; runs: {args.repeat}; machine: {platform.machine()}, "
-              f"{os.cpu_count()} cores, Python {platform.python_version()}")
+        print(
+            f"\nevents per run: {len(messages)}; runs: {args.repeat}; machine: {platform.machine()}, "
+            f"{os.cpu_count()} cores, Python {platform.python_version()}"
+        )
         print(f"median baseline (bare aiokafka consume+produce): {b:9.0f} events/s")
         print(f"median intake (validate + dedup table + forward): {i:9.0f} events/s")
         print(f"ratio intake/baseline: {i / b:.2f}")

@@ -47,8 +47,14 @@ from workers.topics import all_topics, create_topics  # noqa: E402
 def traffic(complaints: int, aged: bool) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
     """Messages in send order and, per ticket, how many clock events its state must show."""
     start = datetime.now(UTC) - (timedelta(days=7) if aged else timedelta(seconds=30))
-    sim = Simulator(start, rate=200, seed=11, id_prefix=f"P{int(time.time())}", time_scale=1.0 if aged else 0.0001,
-                    shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0))
+    sim = Simulator(
+        start,
+        rate=200,
+        seed=11,
+        id_prefix=f"P{int(time.time())}",
+        time_scale=1.0 if aged else 0.0001,
+        shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0),
+    )
     messages: list[tuple[bytes, bytes]] = []
     expected: Counter[str] = Counter()
     tickets: set[str] = set()
@@ -134,8 +140,9 @@ def main() -> None:
         settings = isolated_settings(bootstrap, tmp, partitions=12)
         create_topics(settings)
         preload(bootstrap, settings.topic(INBOUND), messages)
-        base = len(messages) / asyncio.run(baseline(bootstrap, settings.topic(INBOUND),
-                                                     settings.topic(ACCEPTED), len(messages)))
+        base = len(messages) / asyncio.run(
+            baseline(bootstrap, settings.topic(INBOUND), settings.topic(ACCEPTED), len(messages))
+        )
         settings = isolated_settings(bootstrap, tmp, partitions=12)
         create_topics(settings)
         preload(bootstrap, settings.topic(INBOUND), messages)
@@ -146,11 +153,15 @@ def main() -> None:
         consumed = group_consumed(bootstrap, settings.app_id)
         n, c = len(messages), len(expected)
         events_rate, complaints_rate = n / run["seconds"], c / run["seconds"]
-        print(f"\n{c} complaints, {n} inbound events ({'aged a week' if args.aged else 'fresh'}); "
-              f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+        print(
+            f"\n{c} complaints, {n} inbound events ({'aged a week' if args.aged else 'fresh'}); "
+            f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        )
         print(f"baseline (bare aiokafka consume+produce): {base:9.0f} events/s")
-        print(f"pipeline (one worker, until tickets.state): {events_rate:9.0f} events/s, "
-              f"{complaints_rate:7.0f} complaints/s in {run['seconds']:.1f} s")
+        print(
+            f"pipeline (one worker, until tickets.state): {events_rate:9.0f} events/s, "
+            f"{complaints_rate:7.0f} complaints/s in {run['seconds']:.1f} s"
+        )
         print(f"ratio pipeline/baseline: {events_rate / base:.4f} (events), {complaints_rate / base:.4f} (complaints)")
         print(f"worker CPU: {run['cpu'] / n * 1e6:.0f} µs per inbound event")
         print("\nmessages produced per inbound event, by topic:")

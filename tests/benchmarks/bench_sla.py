@@ -40,12 +40,13 @@ from kafka import KafkaProducer  # noqa: E402
 
 from schemas.events import Event  # noqa: E402
 from schemas.tickets import TRIAGED  # noqa: E402
-from tests.factories import encode, received  # noqa: E402
-from ticketstream.triage.engine import TriageEngine  # noqa: E402
-from tests.harness import TopicReader, isolated_settings, wait_until, worker_ready  # noqa: E402
-from ticketstream.topology import INBOUND, SLA_EVENTS, TRIAGED as TRIAGED_TOPIC  # noqa: E402
-from workers import embedded_kafka  # noqa: E402
 from streams.metrics import scrape  # noqa: E402
+from tests.factories import encode, received  # noqa: E402
+from tests.harness import TopicReader, isolated_settings, wait_until, worker_ready  # noqa: E402
+from ticketstream.topology import INBOUND, SLA_EVENTS  # noqa: E402
+from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
+from ticketstream.triage.engine import TriageEngine  # noqa: E402
+from workers import embedded_kafka  # noqa: E402
 from workers.topics import create_topics  # noqa: E402
 
 
@@ -68,15 +69,25 @@ def load_messages(kind: str, count: int, now: datetime):
     record, _ = TriageEngine().triage(Event.model_validate(template), [])
     for i in range(count):
         ticket = f"OPEN-{i:07d}"
-        one = replace(record, ticket_id=ticket, triage_id=f"{ticket}:triage:1", source_event_id=f"{ticket}:received",
-                      customer=record.customer.model_copy(update={"id": f"C{i:07d}"}))
+        one = replace(
+            record,
+            ticket_id=ticket,
+            triage_id=f"{ticket}:triage:1",
+            source_event_id=f"{ticket}:received",
+            customer=record.customer.model_copy(update={"id": f"C{i:07d}"}),
+        )
         yield TRIAGED_TOPIC, ticket.encode(), TRIAGED.dump_json(one)
 
 
 def start_worker(settings, log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "workers.cli", "worker"], cwd=REPO, env=settings.as_env(),
-                                stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "workers.cli", "worker"],
+            cwd=REPO,
+            env=settings.as_env(),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     wait_until(lambda: worker_ready(settings), 120, "the worker")
     return proc
 
@@ -87,15 +98,25 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--bootstrap")
     parser.add_argument("--store", choices=["memory", "rocksdb"], default="rocksdb", help="worker table store")
-    parser.add_argument("--load", choices=["triaged", "inbound"], default="triaged",
-                        help="enter the open tickets as triage records (default) or as raw complaints")
+    parser.add_argument(
+        "--load",
+        choices=["triaged", "inbound"],
+        default="triaged",
+        help="enter the open tickets as triage records (default) or as raw complaints",
+    )
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-sla-"))
     bootstrap = args.bootstrap or embedded_kafka.start(tmp / "kafka").bootstrap_servers
     # Hundreds of probes in one city within seconds would open a mass incident and regrade them
     # (a retroactive breach is not a latency); detection is out of the way here.
-    settings = isolated_settings(bootstrap, tmp, partitions=12, sla_tick_seconds=0.25, store=args.store,
-                                 incident_policy=REPO / "tests" / "data" / "no_incident_policy.toml")
+    settings = isolated_settings(
+        bootstrap,
+        tmp,
+        partitions=12,
+        sla_tick_seconds=0.25,
+        store=args.store,
+        incident_policy=REPO / "tests" / "data" / "no_incident_policy.toml",
+    )
     create_topics(settings)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024)
     worker = start_worker(settings, tmp / "worker.log")
@@ -115,8 +136,10 @@ def main() -> None:
             count = scrape(settings.web_port, "ticketstream_ticket_messages_total", {"source": "triage"}) or 0
             if time.time() - progress[0] > 30:
                 progress[0] = time.time()
-                print(f"  ticket agent holds {count:.0f} ({time.time() - t0:.0f} s, "
-                      f"RSS {rss_kb(worker.pid) // 1024} MB)", flush=True)
+                print(
+                    f"  ticket agent holds {count:.0f} ({time.time() - t0:.0f} s, RSS {rss_kb(worker.pid) // 1024} MB)",
+                    flush=True,
+                )
             return count >= args.tickets
 
         progress = [time.time()]
@@ -168,17 +191,29 @@ def main() -> None:
         wait_until(served, 600, "the restarted worker to serve a loaded ticket")
         served_after = time.time() - t_restart
         # Serving is not enough: the worker must be firing again, i.e. its deadline index rebuilt.
-        wait_until(lambda: (scrape(settings.web_port, "ticketstream_deadline_index_tickets") or 0) >= args.tickets, 600,
-                   "the restarted worker's deadline index", interval=0.5)
+        wait_until(
+            lambda: (scrape(settings.web_port, "ticketstream_deadline_index_tickets") or 0) >= args.tickets,
+            600,
+            "the restarted worker's deadline index",
+            interval=0.5,
+        )
         recovery = time.time() - t_restart
-        print(f"open tickets: {args.tickets} (loaded in {load_s:.1f} s), probes: {args.probes}, "
-              f"machine: {os.cpu_count()} cores")
+        print(
+            f"open tickets: {args.tickets} (loaded in {load_s:.1f} s), probes: {args.probes}, "
+            f"machine: {os.cpu_count()} cores"
+        )
         print(f"baseline: tick interval {settings.sla_tick_seconds:.2f} s")
-        print(f"breach latency (emitted - due): p50 {statistics.median(values):.3f} s, p99 {p99:.3f} s, "
-              f"max {values[-1]:.3f} s")
-        print(f"memory per open ticket (worker RSS growth / tickets): {(loaded_rss - base_rss) * 1024 / args.tickets:.0f} bytes")
-        print(f"recovery after SIGKILL: a loaded ticket served after {served_after:.1f} s, "
-              f"every open ticket back in the deadline index (firing again) after {recovery:.1f} s")
+        print(
+            f"breach latency (emitted - due): p50 {statistics.median(values):.3f} s, p99 {p99:.3f} s, "
+            f"max {values[-1]:.3f} s"
+        )
+        print(
+            f"memory per open ticket (worker RSS growth / tickets): {(loaded_rss - base_rss) * 1024 / args.tickets:.0f} bytes"
+        )
+        print(
+            f"recovery after SIGKILL: a loaded ticket served after {served_after:.1f} s, "
+            f"every open ticket back in the deadline index (firing again) after {recovery:.1f} s"
+        )
     finally:
         if worker.poll() is None:
             worker.terminate()

@@ -44,12 +44,18 @@ def main() -> None:
         rules.append(triage_rate(rules_only, events))
     print(f"complaints: {len(events)}, repeats: {args.repeat}, Python {platform.python_version()}, one core")
     print(f"baseline (pydantic validation of the event): median {statistics.median(base):9.0f}/s")
-    print(f"triage core (classify+grade+route+record):   median {statistics.median(core):9.0f}/s, "
-          f"slowest {min(core):9.0f}/s, {1e6 / statistics.median(core):.1f} µs per complaint")
-    print(f"the same with the phrase rules alone (no model): median {statistics.median(rules):9.0f}/s, "
-          f"{1e6 / statistics.median(rules):.1f} µs per complaint")
-    print(f"ratio triage/baseline: {statistics.median(core) / statistics.median(base):.3f} "
-          f"(rules alone: {statistics.median(rules) / statistics.median(base):.3f}; goal >= 0.05)")
+    print(
+        f"triage core (classify+grade+route+record):   median {statistics.median(core):9.0f}/s, "
+        f"slowest {min(core):9.0f}/s, {1e6 / statistics.median(core):.1f} µs per complaint"
+    )
+    print(
+        f"the same with the phrase rules alone (no model): median {statistics.median(rules):9.0f}/s, "
+        f"{1e6 / statistics.median(rules):.1f} µs per complaint"
+    )
+    print(
+        f"ratio triage/baseline: {statistics.median(core) / statistics.median(base):.3f} "
+        f"(rules alone: {statistics.median(rules) / statistics.median(base):.3f}; goal >= 0.05)"
+    )
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ from ticketstream.simulation import Simulator
 from ticketstream.triage.engine import HistoryEntry, TriageEngine
 
 
-def simulated_complaints(count: int, seed: int, rate: float = 100.0,
-                         incident: tuple[str, float, float, int] | None = None) -> list[bytes]:
+def simulated_complaints(
+    count: int, seed: int, rate: float = 100.0, incident: tuple[str, float, float, int] | None = None
+) -> list[bytes]:
     """`count` complaint.received payloads (both scripts, all categories; an outage burst of
     `incident` = (city, at, duration, complaints) on top if given)."""
     sim = Simulator(datetime(2026, 11, 23, tzinfo=UTC), rate=rate, seed=seed, lifecycle=False)

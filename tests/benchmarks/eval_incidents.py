@@ -46,8 +46,9 @@ WEIGHTS = list(CATEGORY_WEIGHTS.values())
 TECHNICAL_SHARE = sum(w for c, w in zip(CATEGORIES, WEIGHTS, strict=False) if c == "technical") / sum(WEIGHTS)
 
 
-def steady(rng: random.Random, rate: float, seconds: float, start: float = T0,
-           cities: list[str] | None = None) -> list[tuple[float, str, str]]:
+def steady(
+    rng: random.Random, rate: float, seconds: float, start: float = T0, cities: list[str] | None = None
+) -> list[tuple[float, str, str]]:
     """(time, city, top-level category) of Poisson traffic with the simulator's shares."""
     names = cities or [c for _, c in CITIES]
     out, t = [], start
@@ -63,8 +64,13 @@ def triaged(rate: float, seconds: float, seed: int) -> list[tuple[float, str, st
     from schemas.events import Event
     from ticketstream.triage.engine import TriageEngine
 
-    sim = Simulator(datetime.fromtimestamp(T0, UTC), rate=rate, seed=seed, lifecycle=False,
-                    shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0))
+    sim = Simulator(
+        datetime.fromtimestamp(T0, UTC),
+        rate=rate,
+        seed=seed,
+        lifecycle=False,
+        shares=Shares(malformed=0, duplicate=0, out_of_order=0, late=0),
+    )
     engine, histories, out = TriageEngine(), {}, []
     for message in sim.schedule(seconds):
         event = Event.model_validate_json(message.value)
@@ -141,10 +147,22 @@ def spike_trials(policy: IncidentPolicy, rate: float, trials: int, kind: str, se
         late += delay > policy.step_seconds
     detectable = trials - undetectable
     within = detectable - missed - late
-    return {"rate": rate, "kind": kind, "count": count, "mean": mean, "needed": needed, "trials": trials,
-            "undetectable": undetectable, "detectable": detectable, "within": within, "missed": missed, "late": late,
-            "false": false, "median_delay": statistics.median(delays) if delays else None,
-            "max_delay": max(delays) if delays else None}
+    return {
+        "rate": rate,
+        "kind": kind,
+        "count": count,
+        "mean": mean,
+        "needed": needed,
+        "trials": trials,
+        "undetectable": undetectable,
+        "detectable": detectable,
+        "within": within,
+        "missed": missed,
+        "late": late,
+        "false": false,
+        "median_delay": statistics.median(delays) if delays else None,
+        "max_delay": max(delays) if delays else None,
+    }
 
 
 def main() -> None:
@@ -158,29 +176,41 @@ def main() -> None:
     policy = load_policy(args.policy)
     cold = policy.model_copy(update={"warmup_seconds": 0, "min_share": 0.0})
     started = time.perf_counter()
-    print(f"policy: window {policy.window_seconds} s, step {policy.step_seconds} s, floor {policy.floor}, "
-          f"multiple {policy.multiple}, min_share {policy.min_share}, warm-up {policy.warmup_seconds} s; "
-          f"{len(CITIES)} cities; categories {'by triage' if args.triage else 'as drawn by the simulator'}")
+    print(
+        f"policy: window {policy.window_seconds} s, step {policy.step_seconds} s, floor {policy.floor}, "
+        f"multiple {policy.multiple}, min_share {policy.min_share}, warm-up {policy.warmup_seconds} s; "
+        f"{len(CITIES)} cities; categories {'by triage' if args.triage else 'as drawn by the simulator'}"
+    )
     print(f"\nfalse incidents, steady traffic, {args.hours:g} h from a fresh start (goal 0):")
-    print(f"{'complaints/s':>12} {'complaints':>10} {'shipped policy':>16} {'per hour':>9} {'cold start, no share':>21} {'per hour':>9}")
+    print(
+        f"{'complaints/s':>12} {'complaints':>10} {'shipped policy':>16} {'per hour':>9} {'cold start, no share':>21} {'per hour':>9}"
+    )
     shipped = false_incidents(policy, args.hours, args.seed, args.triage)
     baseline = false_incidents(cold, args.hours, args.seed, args.triage)
     for rate in RATES:
         n = int(rate * args.hours * 3600)
-        print(f"{rate:>12g} {n:>10,} {len(shipped[rate]):>16} {len(shipped[rate]) / args.hours:>9.2f} "
-              f"{len(baseline[rate]):>21} {len(baseline[rate]) / args.hours:>9.2f}")
-    print(f"\nspikes: network outage bursts in one city after its warm-up, {args.trials} per row "
-          "(goal: >= 95 % of the detectable within one step):")
-    print(f"{'complaints/s':>12} {'burst':>22} {'usual/window':>12} {'needs':>6} {'detectable':>10} "
-          f"{'within 1 step':>13} {'later':>5} {'missed':>6} {'median delay':>12} {'false':>5}")
+        print(
+            f"{rate:>12g} {n:>10,} {len(shipped[rate]):>16} {len(shipped[rate]) / args.hours:>9.2f} "
+            f"{len(baseline[rate]):>21} {len(baseline[rate]) / args.hours:>9.2f}"
+        )
+    print(
+        f"\nspikes: network outage bursts in one city after its warm-up, {args.trials} per row "
+        "(goal: >= 95 % of the detectable within one step):"
+    )
+    print(
+        f"{'complaints/s':>12} {'burst':>22} {'usual/window':>12} {'needs':>6} {'detectable':>10} "
+        f"{'within 1 step':>13} {'later':>5} {'missed':>6} {'median delay':>12} {'false':>5}"
+    )
     for rate in RATES:
         for kind in ("sim", "10x"):
             r = spike_trials(policy, rate, args.trials, kind, args.seed + int(rate * 10))
             share = f"{100 * r['within'] / r['detectable']:.0f} %" if r["detectable"] else "-"
             burst = "200 in 30 s" if kind == "sim" else f"{r['count']} in 5 min (10x)"
             delay = f"{r['median_delay']:.0f} s" if r["median_delay"] is not None else "-"
-            print(f"{rate:>12g} {burst:>22} {r['mean']:>12.1f} {r['needed']:>6.0f} {r['detectable']:>10} "
-                  f"{r['within']:>6} ({share:>5}) {r['late']:>5} {r['missed']:>6} {delay:>12} {r['false']:>5}")
+            print(
+                f"{rate:>12g} {burst:>22} {r['mean']:>12.1f} {r['needed']:>6.0f} {r['detectable']:>10} "
+                f"{r['within']:>6} ({share:>5}) {r['late']:>5} {r['missed']:>6} {delay:>12} {r['false']:>5}"
+            )
     print(f"\n({time.perf_counter() - started:.0f} s)")
 
 

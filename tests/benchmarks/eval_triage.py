@@ -17,10 +17,10 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from ticketstream.triage.classify import Classifier, load_rules  # noqa: E402
-from ticketstream.triage.grading import Grader  # noqa: E402
-from ticketstream.triage.grading import load_rules as load_grading_rules  # noqa: E402
 from ticketstream.triage.engine import TriageEngine  # noqa: E402
 from ticketstream.triage.evaluation import evaluate, format_text, read_labelled  # noqa: E402
+from ticketstream.triage.grading import Grader  # noqa: E402
+from ticketstream.triage.grading import load_rules as load_grading_rules  # noqa: E402
 
 HELDOUT = REPO / "tests" / "data" / "heldout"
 
@@ -50,8 +50,10 @@ def main() -> None:
         if args.format == "json":
             out[path.name] = report.as_dict()
         else:
-            print(f"== {path.name}: category {report.category_accuracy:.1%}, grade {report.grade_accuracy:.1%} "
-                  f"({report.n} lines)")
+            print(
+                f"== {path.name}: category {report.category_accuracy:.1%}, grade {report.grade_accuracy:.1%} "
+                f"({report.n} lines)"
+            )
     report = evaluate(everything, engine)
     if args.format == "json":
         out["all"] = report.as_dict()

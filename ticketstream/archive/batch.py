@@ -15,8 +15,22 @@ from datetime import datetime
 from typing import Any
 
 from ticketstream.archive.pii import Protector
-from ticketstream.archive.rows import (ACCEPTED, INCIDENTS, SLA_EVENTS, STATE, RecordError, TicketRows, _id, decode,
-                                       event_row, incident_row, revision_row, sla_event_row, ticket_rows, version_of)
+from ticketstream.archive.rows import (
+    ACCEPTED,
+    INCIDENTS,
+    SLA_EVENTS,
+    STATE,
+    RecordError,
+    TicketRows,
+    _id,
+    decode,
+    event_row,
+    incident_row,
+    revision_row,
+    sla_event_row,
+    ticket_rows,
+    version_of,
+)
 
 
 @dataclass
@@ -48,8 +62,11 @@ class Batch:
             if held is None or version >= held[0]:
                 self._states[tid] = (version, value, partition, offset, ref)
             triage = value.get("triage")
-            if isinstance(triage, dict) and isinstance(triage.get("revision"), int) \
-                    and (tid, triage["revision"]) not in self.revisions:
+            if (
+                isinstance(triage, dict)
+                and isinstance(triage.get("revision"), int)
+                and (tid, triage["revision"]) not in self.revisions
+            ):
                 self.revisions[(tid, triage["revision"])] = revision_row(value, tid)
         elif topic == ACCEPTED:
             row = event_row(value, self.protector, partition, offset)
@@ -66,7 +83,8 @@ class Batch:
             row = incident_row(value, partition, offset)
             held_incident = self.incidents.get(row["id"])
             if not self._expired(row["opened_at"]) and (
-                    held_incident is None or row["state_version"] >= held_incident["state_version"]):
+                held_incident is None or row["state_version"] >= held_incident["state_version"]
+            ):
                 self.incidents[row["id"]] = row
         else:
             raise RecordError("processing_error", f"the archive does not read topic {topic}")

@@ -55,9 +55,14 @@ def _durations(stages: Iterable[dict[str, Any]], stage: str, received: dict[str,
 
 
 def _distribution(values: list[float]) -> dict[str, Any]:
-    return {"count": len(values), "p50": percentile(values, 50), "p90": percentile(values, 90),
-            "p99": percentile(values, 99), "max": max(values) if values else None,
-            "mean": round(sum(values) / len(values), 3) if values else None}
+    return {
+        "count": len(values),
+        "p50": percentile(values, 50),
+        "p90": percentile(values, 90),
+        "p99": percentile(values, 99),
+        "max": max(values) if values else None,
+        "mean": round(sum(values) / len(values), 3) if values else None,
+    }
 
 
 def _on_time(stages: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -69,29 +74,43 @@ def _on_time(stages: Iterable[dict[str, Any]]) -> dict[str, dict[str, Any]]:
             continue  # still running (or cancelled) and not late: not judged yet
         judged[s["stage"]] += 1
         breached[s["stage"]] += bool(s["breached"])
-        on_time[s["stage"]] += bool(s["met_at"] is not None and not s["breached"] and
-                                    (s["due_at"] is None or s["met_at"] <= s["due_at"]))
-    return {stage: {"judged": judged[stage], "on_time": on_time[stage], "breached": breached[stage],
-                    "rate": _rate(on_time[stage], judged[stage]), "target": ON_TIME_TARGET,
-                    "meets_target": None if not judged[stage] else on_time[stage] / judged[stage] >= ON_TIME_TARGET}
-            for stage in STAGES if judged[stage]}
+        on_time[s["stage"]] += bool(
+            s["met_at"] is not None and not s["breached"] and (s["due_at"] is None or s["met_at"] <= s["due_at"])
+        )
+    return {
+        stage: {
+            "judged": judged[stage],
+            "on_time": on_time[stage],
+            "breached": breached[stage],
+            "rate": _rate(on_time[stage], judged[stage]),
+            "target": ON_TIME_TARGET,
+            "meets_target": None if not judged[stage] else on_time[stage] / judged[stage] >= ON_TIME_TARGET,
+        }
+        for stage in STAGES
+        if judged[stage]
+    }
 
 
 def _satisfaction(surveys: list[dict[str, Any]]) -> dict[str, Any]:
     scores = [s["score"] for s in surveys if s.get("score") is not None]
     satisfied = sum(1 for s in scores if s >= 4)
-    return {"surveys": len(scores), "satisfied": satisfied, "rate": _rate(satisfied, len(scores)),
-            "index": round(100 * sum(scores) / (5 * len(scores)), 3) if scores else None,
-            "target": SATISFACTION_TARGET,
-            "meets_target": None if not scores else satisfied / len(scores) >= SATISFACTION_TARGET}
+    return {
+        "surveys": len(scores),
+        "satisfied": satisfied,
+        "rate": _rate(satisfied, len(scores)),
+        "index": round(100 * sum(scores) / (5 * len(scores)), 3) if scores else None,
+        "target": SATISFACTION_TARGET,
+        "meets_target": None if not scores else satisfied / len(scores) >= SATISFACTION_TARGET,
+    }
 
 
 def _closed_by(ticket: dict[str, Any], until: datetime) -> bool:
     return ticket["closed_at"] is not None and ticket["closed_at"] < until
 
 
-def _core(population: list[dict[str, Any]], stages: list[dict[str, Any]], surveys: list[dict[str, Any]],
-          until: datetime) -> dict[str, Any]:
+def _core(
+    population: list[dict[str, Any]], stages: list[dict[str, Any]], surveys: list[dict[str, Any]], until: datetime
+) -> dict[str, Any]:
     received = {t["ticket_id"]: t["received_at"] for t in population}
     closed = [t for t in population if _closed_by(t, until)]
     return {
@@ -110,8 +129,9 @@ def _key(row: dict[str, Any], by: str) -> str:
     return "/".join(str(row.get(c) or "-") for c in GROUPS[by])
 
 
-def compute(rows: dict[str, list[dict[str, Any]]], since: datetime, until: datetime, by: str | None = None
-            ) -> dict[str, Any]:
+def compute(
+    rows: dict[str, list[dict[str, Any]]], since: datetime, until: datetime, by: str | None = None
+) -> dict[str, Any]:
     """Every KPI of the period from `Store.kpi_rows` (tickets, stages, surveys, incidents)."""
     if by is not None and by not in GROUPS:
         raise ValueError(f"--by must be one of {', '.join(GROUPS)}")
@@ -124,7 +144,9 @@ def compute(rows: dict[str, list[dict[str, Any]]], since: datetime, until: datet
         if t["received_at"] is not None and t["received_at"] < until and not _closed_by(t, until):
             backlog[t["team"] or "unrouted"][t["grade"] or "-"] += 1
     report: dict[str, Any] = {
-        "since": since.isoformat(), "until": until.isoformat(), **_core(population, stages, surveys, until),
+        "since": since.isoformat(),
+        "until": until.isoformat(),
+        **_core(population, stages, surveys, until),
         "backlog": {team: dict(sorted(grades.items())) for team, grades in sorted(backlog.items())},
         "backlog_total": sum(sum(g.values()) for g in backlog.values()),
         "breached_tickets": sum(1 for t in population if (t["breaches"] or 0) > 0),
@@ -155,8 +177,9 @@ def compute(rows: dict[str, list[dict[str, Any]]], since: datetime, until: datet
     return report
 
 
-def _trend(population: list[dict[str, Any]], stages: list[dict[str, Any]], surveys: list[dict[str, Any]]
-           ) -> list[dict[str, Any]]:
+def _trend(
+    population: list[dict[str, Any]], stages: list[dict[str, Any]], surveys: list[dict[str, Any]]
+) -> list[dict[str, Any]]:
     """Per local day (Asia/Shanghai) of receipt: volume and on-time rates; satisfaction by survey day."""
     day_of = {t["ticket_id"]: t["received_at"].astimezone(LOCAL).date().isoformat() for t in population}
     days: dict[str, dict[str, Any]] = defaultdict(lambda: {"volume": 0, "stages": [], "surveys": []})
@@ -169,7 +192,12 @@ def _trend(population: list[dict[str, Any]], stages: list[dict[str, Any]], surve
     out = []
     for day, d in sorted(days.items()):
         rates = _on_time(d["stages"])
-        out.append({"day": day, "volume": d["volume"],
-                    "on_time": {stage: r["rate"] for stage, r in rates.items()},
-                    "satisfaction_rate": _satisfaction(d["surveys"])["rate"]})
+        out.append(
+            {
+                "day": day,
+                "volume": d["volume"],
+                "on_time": {stage: r["rate"] for stage, r in rates.items()},
+                "satisfaction_rate": _satisfaction(d["surveys"])["rate"],
+            }
+        )
     return out

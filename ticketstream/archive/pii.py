@@ -41,11 +41,15 @@ class Protector:
             try:
                 self._fernet = MultiFernet([Fernet(k.strip().encode()) for k in keys.split(",") if k.strip()])
             except (ValueError, TypeError) as exc:
-                raise ArchiveKeyError("archive_key is not a Fernet key (32 url-safe base64 bytes; "
-                                "`ticketstream archive keygen` makes one)") from exc
+                raise ArchiveKeyError(
+                    "archive_key is not a Fernet key (32 url-safe base64 bytes; "
+                    "`ticketstream archive keygen` makes one)"
+                ) from exc
         if mode == "encrypt" and self._fernet is None:
-            raise ArchiveKeyError("archive_pii = 'encrypt' needs archive_key (`ticketstream archive keygen` makes one; "
-                            "set TICKETSTREAM_ARCHIVE_KEY), or set archive_pii = 'mask'")
+            raise ArchiveKeyError(
+                "archive_pii = 'encrypt' needs archive_key (`ticketstream archive keygen` makes one; "
+                "set TICKETSTREAM_ARCHIVE_KEY), or set archive_pii = 'mask'"
+            )
 
     @staticmethod
     def generate_key() -> str:
@@ -76,7 +80,9 @@ class Protector:
         try:
             originals = json.loads(self._fernet.decrypt(token.encode()))
         except InvalidToken:
-            raise ArchiveKeyError("archive_key does not open this record's personal data (wrong or rotated-out key)") from None
+            raise ArchiveKeyError(
+                "archive_key does not open this record's personal data (wrong or rotated-out key)"
+            ) from None
         restored = json.loads(json.dumps(masked, ensure_ascii=False))
         for path, original in originals.items():
             restored = _put(restored, json.loads(path), original)
@@ -104,7 +110,12 @@ def _put(value: Any, path: list[Any], original: Any) -> Any:
     if not path:
         return original
     head, rest = path[0], path[1:]
-    if isinstance(value, dict) and head in value or isinstance(value, list) and isinstance(head, int) \
-            and 0 <= head < len(value):
+    if (
+        isinstance(value, dict)
+        and head in value
+        or isinstance(value, list)
+        and isinstance(head, int)
+        and 0 <= head < len(value)
+    ):
         value[head] = _put(value[head], rest, original)
     return value

@@ -14,11 +14,11 @@ whole topic — changes nothing the second time.
 from __future__ import annotations
 
 import json
-
-import orjson
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from ticketstream.archive.pii import Protector
 
@@ -48,10 +48,10 @@ class TicketRows:
     """The ticket has a survey event: its satisfaction score is looked up in the event history."""
 
 
-
 def _obj(value: Any) -> dict[str, Any]:
     """`value` when it is a JSON object, else an empty one (a record's optional parts)."""
     return value if isinstance(value, dict) else {}
+
 
 def decode(raw: bytes | None) -> dict[str, Any]:
     """The JSON object of a record value, or RecordError with the reason code intake uses.
@@ -125,8 +125,9 @@ def ticket_rows(value: dict[str, Any], protector: Protector, partition: int = 0,
     events = [e for e in value.get("events") or [] if isinstance(e, dict)]
     customer = _obj(triage.get("customer"))
     region = _obj(triage.get("region"))
-    personal, sealed = protector.protect({"customer": customer, "content": triage.get("content"),
-                                          "address": triage.get("address")})
+    personal, sealed = protector.protect(
+        {"customer": customer, "content": triage.get("content"), "address": triage.get("address")}
+    )
     received_at = _time(value.get("received_at") or triage.get("received_at"), "received_at")
     status = _opt_str(value.get("status"), 32) or "received"
     stages = []
@@ -144,41 +145,63 @@ def ticket_rows(value: dict[str, Any], protector: Protector, partition: int = 0,
         stage = _opt_str(raw["stage"], 40)
         if stage == "response" and cycle == 1:
             first_response = met_at
-        stages.append({
-            "ticket_id": ticket_id, "cycle": cycle, "stage": stage,
-            "started_at": _time(raw.get("started_at"), "stages.started_at"), "due_at": due_at, "met_at": met_at,
-            "cancelled_at": _time(raw.get("cancelled_at"), "stages.cancelled_at"),
-            "breached": breached, "max_warning": max(warnings, default=None),
-            "on_time": None if met_at is None or due_at is None else (met_at <= due_at and not breached),
-        })
+        stages.append(
+            {
+                "ticket_id": ticket_id,
+                "cycle": cycle,
+                "stage": stage,
+                "started_at": _time(raw.get("started_at"), "stages.started_at"),
+                "due_at": due_at,
+                "met_at": met_at,
+                "cancelled_at": _time(raw.get("cancelled_at"), "stages.cancelled_at"),
+                "breached": breached,
+                "max_warning": max(warnings, default=None),
+                "on_time": None if met_at is None or due_at is None else (met_at <= due_at and not breached),
+            }
+        )
     times = [t for t in (_time(e.get("at"), "events.at") for e in events) if t is not None]
     last_event_at = max(times, default=received_at)
     customer_masked = personal.get("customer") or {}
     ticket = {
-        "ticket_id": ticket_id, "status": status, "cycle": _int(value.get("cycle"), "cycle", 1),
+        "ticket_id": ticket_id,
+        "status": status,
+        "cycle": _int(value.get("cycle"), "cycle", 1),
         "grade": _opt_str(value.get("grade") or triage.get("grade"), 4),
         "content_grade": _opt_str(triage.get("content_grade"), 4),
-        "category": _opt_str(triage.get("category"), 40), "confidence": _float(triage.get("confidence")),
+        "category": _opt_str(triage.get("category"), 40),
+        "confidence": _float(triage.get("confidence")),
         "manual_triage": bool(triage.get("manual_triage")) if triage else None,
-        "team": _opt_str(triage.get("team"), 40), "queue": _opt_str(triage.get("queue")),
+        "team": _opt_str(triage.get("team"), 40),
+        "queue": _opt_str(triage.get("queue")),
         "escalation_tier": _int(triage.get("escalation_tier"), "escalation_tier", 0),
-        "owner": _opt_str(triage.get("owner")), "incident_id": _opt_str(triage.get("incident_id")),
+        "owner": _opt_str(triage.get("owner")),
+        "incident_id": _opt_str(triage.get("incident_id")),
         "linked_ticket_id": _opt_str(triage.get("linked_ticket_id")),
         "repeat_count": _int(triage.get("repeat_count"), "repeat_count", 0),
         "revision": _int(triage.get("revision"), "revision"),
-        "channel": _opt_str(triage.get("channel"), 40), "service_type": _opt_str(triage.get("service_type"), 40),
-        "province": _opt_str(region.get("province"), 200), "city": _opt_str(region.get("city"), 200),
-        "customer_id": _opt_str(customer_masked.get("id")), "customer_tier": _opt_str(customer_masked.get("tier"), 20),
-        "customer_name": _opt_str(customer_masked.get("name")), "customer_phone": _opt_str(customer_masked.get("phone")),
+        "channel": _opt_str(triage.get("channel"), 40),
+        "service_type": _opt_str(triage.get("service_type"), 40),
+        "province": _opt_str(region.get("province"), 200),
+        "city": _opt_str(region.get("city"), 200),
+        "customer_id": _opt_str(customer_masked.get("id")),
+        "customer_tier": _opt_str(customer_masked.get("tier"), 20),
+        "customer_name": _opt_str(customer_masked.get("name")),
+        "customer_phone": _opt_str(customer_masked.get("phone")),
         "customer_id_number": _opt_str(customer_masked.get("id_number")),
-        "address": _opt_str(personal.get("address"), 1000), "content": personal.get("content"), "pii": sealed,
-        "received_at": received_at, "first_response_at": first_response,
+        "address": _opt_str(personal.get("address"), 1000),
+        "content": personal.get("content"),
+        "pii": sealed,
+        "received_at": received_at,
+        "first_response_at": first_response,
         "resolved_at": _last(events, "ticket.resolved"),
         "closed_at": _last(events, "ticket.closed") if status == "closed" else None,
-        "breaches": breaches, "last_event_at": last_event_at, "event_count": len(events),
+        "breaches": breaches,
+        "last_event_at": last_event_at,
+        "event_count": len(events),
         "overrides": [str(o)[:500] for o in triage.get("overrides") or []] if triage else [],
         "state_version": version_of(value),
-        "src_partition": partition, "src_offset": offset,
+        "src_partition": partition,
+        "src_offset": offset,
     }
     revision = revision_row(value, ticket_id) if ticket["revision"] is not None else None
     return TicketRows(ticket, stages, revision, any(e.get("type") == "ticket.survey_completed" for e in events))
@@ -190,14 +213,18 @@ def revision_row(value: dict[str, Any], ticket_id: str) -> dict[str, Any]:
     triage = _obj(value.get("triage"))
     times = [_time(e.get("at"), "events.at") for e in value.get("events") or [] if isinstance(e, dict)]
     overrides = triage.get("overrides") or []
-    return {"ticket_id": ticket_id, "revision": _int(triage.get("revision"), "revision"),
-            "category": _opt_str(triage.get("category"), 40), "grade": _opt_str(triage.get("grade"), 4),
-            "team": _opt_str(triage.get("team"), 40), "queue": _opt_str(triage.get("queue")),
-            "escalation_tier": _int(triage.get("escalation_tier"), "escalation_tier", 0),
-            "incident_id": _opt_str(triage.get("incident_id")),
-            "note": str(overrides[-1])[:500] if isinstance(overrides, list) and overrides else None,
-            "seen_at": max((t for t in times if t is not None),
-                           default=_time(value.get("received_at"), "received_at"))}
+    return {
+        "ticket_id": ticket_id,
+        "revision": _int(triage.get("revision"), "revision"),
+        "category": _opt_str(triage.get("category"), 40),
+        "grade": _opt_str(triage.get("grade"), 4),
+        "team": _opt_str(triage.get("team"), 40),
+        "queue": _opt_str(triage.get("queue")),
+        "escalation_tier": _int(triage.get("escalation_tier"), "escalation_tier", 0),
+        "incident_id": _opt_str(triage.get("incident_id")),
+        "note": str(overrides[-1])[:500] if isinstance(overrides, list) and overrides else None,
+        "seen_at": max((t for t in times if t is not None), default=_time(value.get("received_at"), "received_at")),
+    }
 
 
 def version_of(value: dict[str, Any]) -> int:
@@ -206,8 +233,11 @@ def version_of(value: dict[str, Any]) -> int:
     revision = triage.get("revision") if isinstance(triage, dict) else 0
     events = value.get("events")
     fired = sum(len(s.get("fired") or ()) for s in value.get("stages") or () if isinstance(s, dict))
-    return state_version(len(events) if isinstance(events, list) else 0, fired,
-                         revision if isinstance(revision, int) and not isinstance(revision, bool) else 0)
+    return state_version(
+        len(events) if isinstance(events, list) else 0,
+        fired,
+        revision if isinstance(revision, int) and not isinstance(revision, bool) else 0,
+    )
 
 
 def state_version(events: int, fired: int, revision: int) -> int:
@@ -229,24 +259,34 @@ def event_row(value: dict[str, Any], protector: Protector, partition: int = 0, o
     masked, sealed = protector.protect(data)
     score = data.get("score") if value.get("type") == "ticket.survey_completed" else None
     return {
-        "event_id": _id(value.get("event_id"), "event_id"), "ticket_id": _id(value.get("ticket_id"), "ticket_id"),
+        "event_id": _id(value.get("event_id"), "event_id"),
+        "ticket_id": _id(value.get("ticket_id"), "ticket_id"),
         "type": _opt_str(_id(value.get("type"), "type"), 64),
         "occurred_at": _time(value.get("occurred_at"), "occurred_at", required=True),
         "agent": _opt_str(data.get("agent") or data.get("first_contact_agent")),
-        "score": _int(score, "data.score"), "data": masked, "pii": sealed,
-        "src_partition": partition, "src_offset": offset,
+        "score": _int(score, "data.score"),
+        "data": masked,
+        "pii": sealed,
+        "src_partition": partition,
+        "src_offset": offset,
     }
 
 
 def sla_event_row(value: dict[str, Any]) -> dict[str, Any]:
     """The row of one `sla.events` record (sla.SlaEvent as JSON)."""
     return {
-        "id": _id(value.get("id"), "id"), "ticket_id": _id(value.get("ticket_id"), "ticket_id"),
-        "cycle": _int(value.get("cycle"), "cycle", 1), "stage": _opt_str(_id(value.get("stage"), "stage"), 40),
-        "kind": _opt_str(_id(value.get("kind"), "kind"), 20), "percent": _int(value.get("percent"), "percent"),
-        "due_at": _time(value.get("due_at"), "due_at"), "fired_at": _time(value.get("fired_at"), "fired_at", required=True),
-        "retroactive": bool(value.get("retroactive")), "grade": _opt_str(value.get("grade"), 4),
-        "team": _opt_str(value.get("team"), 40), "from_tier": _int(value.get("from_tier"), "from_tier"),
+        "id": _id(value.get("id"), "id"),
+        "ticket_id": _id(value.get("ticket_id"), "ticket_id"),
+        "cycle": _int(value.get("cycle"), "cycle", 1),
+        "stage": _opt_str(_id(value.get("stage"), "stage"), 40),
+        "kind": _opt_str(_id(value.get("kind"), "kind"), 20),
+        "percent": _int(value.get("percent"), "percent"),
+        "due_at": _time(value.get("due_at"), "due_at"),
+        "fired_at": _time(value.get("fired_at"), "fired_at", required=True),
+        "retroactive": bool(value.get("retroactive")),
+        "grade": _opt_str(value.get("grade"), 4),
+        "team": _opt_str(value.get("team"), 40),
+        "from_tier": _int(value.get("from_tier"), "from_tier"),
         "to_tier": _int(value.get("to_tier"), "to_tier"),
     }
 
@@ -260,12 +300,17 @@ def incident_row(value: dict[str, Any], partition: int = 0, offset: int = 0) -> 
     if action not in ACTION_ORDER:
         raise RecordError("schema_invalid", "action is not open, update or close")
     return {
-        "id": _id(value.get("id"), "id"), "action": action, "city": _opt_str(value.get("city"), 200),
-        "category": _opt_str(value.get("category"), 40), "count": _int(value.get("count"), "count", 0),
-        "baseline": _float(value.get("baseline")), "first_at": _time(value.get("first_at"), "first_at"),
+        "id": _id(value.get("id"), "id"),
+        "action": action,
+        "city": _opt_str(value.get("city"), 200),
+        "category": _opt_str(value.get("category"), 40),
+        "count": _int(value.get("count"), "count", 0),
+        "baseline": _float(value.get("baseline")),
+        "first_at": _time(value.get("first_at"), "first_at"),
         "latest_at": _time(value.get("latest_at"), "latest_at"),
         "opened_at": _time(value.get("opened_at"), "opened_at", required=True),
         "closed_at": _time(value.get("closed_at"), "closed_at"),
         "state_version": ACTION_ORDER[action] * 10**12 + (_int(value.get("count"), "count", 0) or 0),
-        "src_partition": partition, "src_offset": offset,
+        "src_partition": partition,
+        "src_offset": offset,
     }

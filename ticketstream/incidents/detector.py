@@ -94,13 +94,25 @@ class CategoryState:
     closed: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"b": {str(s): c for s, c in self.buckets.items()}, "bl": self.baseline, "n": self.seen,
-                "r": self.recent, "i": self.incident, "c": self.closed[-20:]}
+        return {
+            "b": {str(s): c for s, c in self.buckets.items()},
+            "bl": self.baseline,
+            "n": self.seen,
+            "r": self.recent,
+            "i": self.incident,
+            "c": self.closed[-20:],
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CategoryState:
-        return cls({int(s): c for s, c in raw.get("b", {}).items()}, raw.get("bl", 0.0), raw.get("n", 0),
-                   raw.get("r", []), raw.get("i"), list(raw.get("c", [])))
+        return cls(
+            {int(s): c for s, c in raw.get("b", {}).items()},
+            raw.get("bl", 0.0),
+            raw.get("n", 0),
+            raw.get("r", []),
+            raw.get("i"),
+            list(raw.get("c", [])),
+        )
 
 
 @dataclass
@@ -123,16 +135,25 @@ class KeyState:
         return next((c.incident for c in self.categories.values() if c.incident), None)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"k": self.key, "v": 2, "f": self.first_step, "l": self.last_step,
-                "c": {name: c.to_dict() for name, c in self.categories.items()},
-                "i": bool(self.incident)}
+        return {
+            "k": self.key,
+            "v": 2,
+            "f": self.first_step,
+            "l": self.last_step,
+            "c": {name: c.to_dict() for name, c in self.categories.items()},
+            "i": bool(self.incident),
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> KeyState:
         if raw.get("v") != 2:  # the per-(city, category) state of earlier releases: start again
             return cls(raw["k"])
-        return cls(raw["k"], raw.get("f"), raw.get("l"),
-                   {name: CategoryState.from_dict(c) for name, c in raw.get("c", {}).items()})
+        return cls(
+            raw["k"],
+            raw.get("f"),
+            raw.get("l"),
+            {name: CategoryState.from_dict(c) for name, c in raw.get("c", {}).items()},
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +172,18 @@ class IncidentRecord:
     closed_at: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "action": self.action, "city": self.city, "category": self.category,
-                "count": self.count, "baseline": round(self.baseline, 3), "first_at": self.first_at,
-                "latest_at": self.latest_at, "opened_at": self.opened_at, "closed_at": self.closed_at}
+        return {
+            "id": self.id,
+            "action": self.action,
+            "city": self.city,
+            "category": self.category,
+            "count": self.count,
+            "baseline": round(self.baseline, 3),
+            "first_at": self.first_at,
+            "latest_at": self.latest_at,
+            "opened_at": self.opened_at,
+            "closed_at": self.closed_at,
+        }
 
 
 @dataclass
@@ -171,8 +201,9 @@ def key_of(city: str, top_level: str) -> str:
 def by_key_message(city: str, top_level: str, ticket_id: str, at: float) -> tuple[bytes, bytes]:
     """The `incidents.by_key` message of a new complaint: keyed by city (all of a city's
     categories on one partition, for the share), the category in the value."""
-    return city.encode(), json.dumps({"ticket_id": ticket_id, "at": at, "category": top_level},
-                                     ensure_ascii=False).encode()
+    return city.encode(), json.dumps(
+        {"ticket_id": ticket_id, "at": at, "category": top_level}, ensure_ascii=False
+    ).encode()
 
 
 class Detector:
@@ -215,8 +246,18 @@ class Detector:
 
     def _record(self, state: KeyState, category: str, action: str, closed_at: float | None = None) -> IncidentRecord:
         inc = state.categories[category].incident or {}
-        return IncidentRecord(inc["id"], action, state.city, category, inc["count"], inc["baseline"], inc["first_at"],
-                              inc["latest_at"], inc["opened_at"], closed_at)
+        return IncidentRecord(
+            inc["id"],
+            action,
+            state.city,
+            category,
+            inc["count"],
+            inc["baseline"],
+            inc["first_at"],
+            inc["latest_at"],
+            inc["opened_at"],
+            closed_at,
+        )
 
     def judged_baseline(self, state: KeyState, category: str, step: int) -> float | None:
         """The baseline a category is judged against now (None: still warming up, no prior)."""
@@ -270,8 +311,14 @@ class Detector:
         if incident_id in cat.closed:
             incident_id = f"{incident_id}:{step}"
         linked = [t for t, _ in cat.recent]
-        cat.incident = {"id": incident_id, "count": len(linked), "baseline": baseline,
-                        "first_at": min(a for _, a in cat.recent), "latest_at": at, "opened_at": at}
+        cat.incident = {
+            "id": incident_id,
+            "count": len(linked),
+            "baseline": baseline,
+            "first_at": min(a for _, a in cat.recent),
+            "latest_at": at,
+            "opened_at": at,
+        }
         out.records.append(self._record(state, category, "open"))
         out.links.extend((t, incident_id) for t in linked)
         cat.recent = []
@@ -283,8 +330,9 @@ class Detector:
         for category, cat in state.categories.items():
             inc = cat.incident
             if inc is not None and now - inc["latest_at"] >= self.policy.quiet_seconds:
-                out.records.append(self._record(state, category, "close",
-                                                closed_at=inc["latest_at"] + self.policy.quiet_seconds))
+                out.records.append(
+                    self._record(state, category, "close", closed_at=inc["latest_at"] + self.policy.quiet_seconds)
+                )
                 cat.closed = [*cat.closed, inc["id"]][-20:]
                 cat.incident = None
         return out

@@ -151,7 +151,7 @@ class BridgeCore:
             return
         due = sorted((p for p in self.pending.values() if p.retry_at <= now), key=lambda p: (p.produced_at, p.offset))
         for start in range(0, len(due), self.max_batch):
-            if not self._send(due[start:start + self.max_batch], now):
+            if not self._send(due[start : start + self.max_batch], now):
                 return
         if not self.last_resend:
             self.last_resend = now
@@ -162,7 +162,7 @@ class BridgeCore:
                 del self.active[key]
             bodies = [body for _, body in self.active.values()]
             for start in range(0, len(bodies), self.max_batch):
-                result = self.post(bodies[start:start + self.max_batch])
+                result = self.post(bodies[start : start + self.max_batch])
                 self._count_post(result)
                 if not result.ok:  # a re-send is only a refresh: try again in a few seconds
                     self.last_resend = now - self.resend_seconds + min(5.0, self.resend_seconds)
@@ -193,9 +193,12 @@ class BridgeCore:
         item.attempts += 1
         item.failing_since = item.failing_since or now
         if item.attempts >= self.dead_letter_after and self.last_success > item.failing_since:
-            self._drop(item, "alert_undeliverable",
-                       f"Alertmanager failed on it {item.attempts} times (last: HTTP {result.status}: "
-                       f"{result.message}) while it accepted other alerts")
+            self._drop(
+                item,
+                "alert_undeliverable",
+                f"Alertmanager failed on it {item.attempts} times (last: HTTP {result.status}: "
+                f"{result.message}) while it accepted other alerts",
+            )
             return True
         self.retries += 1
         item.retry_at = now + min(self.max_backoff, 2.0 ** (item.attempts - 1))
@@ -225,7 +228,9 @@ class BridgeCore:
         self.counts[outcome] += 1
 
     def _count_post(self, result: PostResult) -> None:
-        kind = "ok" if result.ok else "refused" if result.refused else "unreachable" if result.status is None else "failed"
+        kind = (
+            "ok" if result.ok else "refused" if result.refused else "unreachable" if result.status is None else "failed"
+        )
         self.posts[kind] += 1
 
     # -- bookkeeping ----------------------------------------------------------------------------

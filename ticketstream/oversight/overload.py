@@ -48,15 +48,25 @@ class OverloadAlert:
 
     def as_alert(self) -> dict[str, object]:
         """The `alerts` topic record, built and validated by `ticketstream.oversight.alerts`."""
-        return team_overload(self.id, self.team, self.grade, self.stage, self.window, self.window_start,
-                             self.breaches, self.threshold)
+        return team_overload(
+            self.id, self.team, self.grade, self.stage, self.window, self.window_start, self.breaches, self.threshold
+        )
 
 
-def overload(team: str, grade: str, stage: str, window: str, window_start: float, count: int,
-             threshold: int) -> OverloadAlert | None:
+def overload(
+    team: str, grade: str, stage: str, window: str, window_start: float, count: int, threshold: int
+) -> OverloadAlert | None:
     """An alert when this window's breach count has just reached the threshold, else None."""
     if count != threshold:
         return None
     start = datetime.fromtimestamp(window_start, UTC)
-    return OverloadAlert(f"team_overload:{team}:{grade}:{stage}:{window}:{int(window_start)}", team, grade, stage,
-                         window, start, count, threshold)
+    return OverloadAlert(
+        f"team_overload:{team}:{grade}:{stage}:{window}:{int(window_start)}",
+        team,
+        grade,
+        stage,
+        window,
+        start,
+        count,
+        threshold,
+    )

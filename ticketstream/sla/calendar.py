@@ -87,8 +87,9 @@ def package_years() -> set[int]:
 
 
 class WorkCalendar:
-    def __init__(self, overrides: CalendarOverrides | None = None,
-                 on_fallback: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, overrides: CalendarOverrides | None = None, on_fallback: Callable[[int], None] | None = None
+    ) -> None:
         self.overrides = overrides or load_overrides()
         if self.overrides.business_open >= self.overrides.business_close:
             raise CalendarError("business_open must be before business_close")
@@ -127,8 +128,11 @@ class WorkCalendar:
         except NotImplementedError:
             if day.year not in self._warned:
                 self._warned.add(day.year)
-                log.warning("no working-calendar data for %s: falling back to Monday-Friday; add the year's "
-                            "schedule to the calendar file", day.year)
+                log.warning(
+                    "no working-calendar data for %s: falling back to Monday-Friday; add the year's "
+                    "schedule to the calendar file",
+                    day.year,
+                )
             if self._on_fallback:
                 self._on_fallback(day.year)
             return day.weekday() < 5

@@ -39,9 +39,13 @@ from ticketstream.sla.policy import SlaPolicy, StagePolicy
 
 INF = float("inf")
 UNIT_SECONDS = {Unit.NATURAL_HOURS: 3600.0, Unit.WORKING_HOURS: 3600.0, Unit.WORKING_DAYS: 86_400.0}
-SLA_FACTS = {t.value for t in EventType} - {EventType.COMPLAINT_RECEIVED.value, EventType.REGRADED.value,
-                                             EventType.RECLASSIFIED.value, EventType.ASSIGNED.value,
-                                             EventType.ESCALATED.value}
+SLA_FACTS = {t.value for t in EventType} - {
+    EventType.COMPLAINT_RECEIVED.value,
+    EventType.REGRADED.value,
+    EventType.RECLASSIFIED.value,
+    EventType.ASSIGNED.value,
+    EventType.ESCALATED.value,
+}
 
 
 class SlaKind(StrEnum):
@@ -99,19 +103,36 @@ class TicketSla:
         risky = set()
         for key in self.fired:
             cycle, stage, kind, *rest = key.split(":")
-            if kind == SlaKind.WARNING and rest and int(rest[0]) >= at_risk_percent and \
-                    f"{cycle}:{stage}:breach:100" not in self.fired and f"{cycle}:{stage}:met" not in self.fired:
+            if (
+                kind == SlaKind.WARNING
+                and rest
+                and int(rest[0]) >= at_risk_percent
+                and f"{cycle}:{stage}:breach:100" not in self.fired
+                and f"{cycle}:{stage}:met" not in self.fired
+            ):
                 risky.add(stage)
         return sorted(risky)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"t": self.ticket_id, "r": self.received_at, "g": self.grade.value if self.grade else None,
-                "f": [list(f) for f in self.facts], "x": sorted(self.fired), "s": sorted(self.suppressed)}
+        return {
+            "t": self.ticket_id,
+            "r": self.received_at,
+            "g": self.grade.value if self.grade else None,
+            "f": [list(f) for f in self.facts],
+            "x": sorted(self.fired),
+            "s": sorted(self.suppressed),
+        }
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> TicketSla:
-        return cls(raw["t"], raw.get("r"), Grade(raw["g"]) if raw.get("g") else None,
-                   [tuple(f) for f in raw.get("f", [])], set(raw.get("x", [])), set(raw.get("s", [])))
+        return cls(
+            raw["t"],
+            raw.get("r"),
+            Grade(raw["g"]) if raw.get("g") else None,
+            [tuple(f) for f in raw.get("f", [])],
+            set(raw.get("x", [])),
+            set(raw.get("s", [])),
+        )
 
 
 @dataclass(slots=True)
@@ -139,7 +160,8 @@ class StageTiming:
     def stops_before(self, at: float) -> bool:
         """Met or cancelled at or before `at`: nothing of this stage fires at `at` or later."""
         return (self.met_at is not None and self.met_at <= at) or (
-            self.cancelled_at is not None and self.cancelled_at <= at)
+            self.cancelled_at is not None and self.cancelled_at <= at
+        )
 
 
 def _pauses(facts: list[tuple[float, str, str]]) -> list[tuple[float, float | None]]:
@@ -166,8 +188,9 @@ class SlaEngine:
         # time (bench_pipeline.py). Bounded, so a million tickets do not grow it without end.
         self._instants = lru_cache(maxsize=1 << 16)(self._threshold_instants)
         self._timings = lru_cache(maxsize=1 << 14)(self._derive_timings)
-        self._templates = {escalates: tuple((m.kind, m.percent, m.tier) for m in self._marks(escalates))
-                           for escalates in (False, True)}
+        self._templates = {
+            escalates: tuple((m.kind, m.percent, m.tier) for m in self._marks(escalates)) for escalates in (False, True)
+        }
         self.iso = lru_cache(maxsize=1 << 16)(self._iso)
         """An instant as local ISO 8601 text (the ticket view formats the same instants again and again)."""
 
@@ -178,8 +201,9 @@ class SlaEngine:
     def _dt(self, epoch: float) -> datetime:
         return datetime.fromtimestamp(epoch, self.calendar.tz)
 
-    def deadline(self, unit: Unit, start: float, seconds: float,
-                 pauses: list[tuple[float, float | None]]) -> float | None:
+    def deadline(
+        self, unit: Unit, start: float, seconds: float, pauses: list[tuple[float, float | None]]
+    ) -> float | None:
         """When `seconds` of counting time have elapsed from `start`, pauses excluded (None while
         a pause that began before that instant is still open)."""
         cal = self.calendar
@@ -199,25 +223,32 @@ class SlaEngine:
 
     def _marks(self, escalates: bool) -> list[Threshold]:
         marks = [Threshold(SlaKind.WARNING, p, None) for p in self.policy.warnings] + [
-            Threshold(SlaKind.BREACH, 100, None)]
+            Threshold(SlaKind.BREACH, 100, None)
+        ]
         if escalates:
-            marks += [Threshold(SlaKind.ESCALATED, 100 + i * self.policy.escalation_step, None, tier=i + 1)
-                      for i in range(self.policy.escalation_max_tier)]
+            marks += [
+                Threshold(SlaKind.ESCALATED, 100 + i * self.policy.escalation_step, None, tier=i + 1)
+                for i in range(self.policy.escalation_max_tier)
+            ]
         return marks
 
-    def _threshold_instants(self, unit: Unit, start: float, target: float, escalates: bool,
-                            pauses: tuple[tuple[float, float | None], ...]) -> tuple[float | None, ...]:
+    def _threshold_instants(
+        self, unit: Unit, start: float, target: float, escalates: bool, pauses: tuple[tuple[float, float | None], ...]
+    ) -> tuple[float | None, ...]:
         found: dict[int, float | None] = {}
         for mark in self._marks(escalates):
             if mark.percent not in found:
                 found[mark.percent] = self.deadline(unit, start, target * mark.percent / 100, list(pauses))
         return tuple(found[mark.percent] for mark in self._marks(escalates))
 
-    def _thresholds(self, sp: StagePolicy, start: float, target: float,
-                    pauses: tuple[tuple[float, float | None], ...]) -> list[Threshold]:
+    def _thresholds(
+        self, sp: StagePolicy, start: float, target: float, pauses: tuple[tuple[float, float | None], ...]
+    ) -> list[Threshold]:
         instants = self._instants(sp.unit, start, target, sp.escalates, pauses)
-        return [Threshold(kind, percent, at, tier)
-                for (kind, percent, tier), at in zip(self._templates[sp.escalates], instants, strict=True)]
+        return [
+            Threshold(kind, percent, at, tier)
+            for (kind, percent, tier), at in zip(self._templates[sp.escalates], instants, strict=True)
+        ]
 
     def timings(self, state: TicketSla) -> list[StageTiming]:
         """Every stage's timing, derived from the ticket's facts (the same facts give the same
@@ -227,21 +258,26 @@ class SlaEngine:
             return []
         return list(self._timings(state.received_at, state.grade, tuple(state.facts)))
 
-    def _derive_timings(self, received_at: float, grade: Grade, facts: tuple[tuple[float, str, str], ...]
-                        ) -> tuple[StageTiming, ...]:
+    def _derive_timings(
+        self, received_at: float, grade: Grade, facts: tuple[tuple[float, str, str], ...]
+    ) -> tuple[StageTiming, ...]:
         state = TicketSla("", received_at, grade, list(facts))
         return tuple(self._derive(state))
 
     def _derive(self, state: TicketSla) -> list[StageTiming]:
         assert state.received_at is not None and state.grade is not None
         facts = state.facts
-        cycle_starts = [state.received_at] + [at for at, kind, _ in facts
-                                              if kind == EventType.REOPENED and at > state.received_at]
+        cycle_starts = [state.received_at] + [
+            at for at, kind, _ in facts if kind == EventType.REOPENED and at > state.received_at
+        ]
         pauses = tuple(_pauses(facts))
         out: list[StageTiming] = []
         for name, sp in self.policy.stages.items():
-            if sp.open_for_grades is not None and state.grade not in sp.open_for_grades and not any(
-                    kind in sp.opened_by for _, kind, _ in facts):
+            if (
+                sp.open_for_grades is not None
+                and state.grade not in sp.open_for_grades
+                and not any(kind in sp.opened_by for _, kind, _ in facts)
+            ):
                 continue
             cycles = range(1, len(cycle_starts) + 1) if sp.every_cycle else range(1, 2)
             for cycle in cycles:
@@ -264,23 +300,50 @@ class SlaEngine:
                 target = sp.targets[state.grade] * UNIT_SECONDS[sp.unit]
                 thresholds = self._thresholds(sp, start, target, pauses)
                 due_at = next(t.at for t in thresholds if t.kind is SlaKind.BREACH)
-                out.append(StageTiming(cycle, name, start, due_at, met_at, cancelled_at,
-                                       any(p_end is None for _, p_end in pauses), thresholds))
+                out.append(
+                    StageTiming(
+                        cycle,
+                        name,
+                        start,
+                        due_at,
+                        met_at,
+                        cancelled_at,
+                        any(p_end is None for _, p_end in pauses),
+                        thresholds,
+                    )
+                )
         return out
 
     # -- firing -------------------------------------------------------------------------------
-    def _event(self, state: TicketSla, st: StageTiming, kind: SlaKind, percent: int | None, fired_at: float,
-               retroactive: bool, tier: int | None = None) -> SlaEvent:
+    def _event(
+        self,
+        state: TicketSla,
+        st: StageTiming,
+        kind: SlaKind,
+        percent: int | None,
+        fired_at: float,
+        retroactive: bool,
+        tier: int | None = None,
+    ) -> SlaEvent:
         assert state.grade is not None
         return SlaEvent(
-            id=f"{state.ticket_id}:{st.key(kind, percent)}", ticket_id=state.ticket_id, cycle=st.cycle,
-            stage=st.stage, kind=kind, percent=percent, due_at=self._dt(st.due_at) if st.due_at is not None else None,
-            fired_at=self._dt(fired_at), retroactive=retroactive, grade=state.grade,
-            from_tier=tier - 1 if tier else None, to_tier=tier,
+            id=f"{state.ticket_id}:{st.key(kind, percent)}",
+            ticket_id=state.ticket_id,
+            cycle=st.cycle,
+            stage=st.stage,
+            kind=kind,
+            percent=percent,
+            due_at=self._dt(st.due_at) if st.due_at is not None else None,
+            fired_at=self._dt(fired_at),
+            retroactive=retroactive,
+            grade=state.grade,
+            from_tier=tier - 1 if tier else None,
+            to_tier=tier,
         )
 
-    def _due(self, state: TicketSla, timings: list[StageTiming], now: float,
-             strict: bool = False) -> list[tuple[StageTiming, Threshold]]:
+    def _due(
+        self, state: TicketSla, timings: list[StageTiming], now: float, strict: bool = False
+    ) -> list[tuple[StageTiming, Threshold]]:
         """Unfired thresholds at or before `now` (before it, when `strict`) that nothing stopped."""
         due = []
         for st in timings:
@@ -303,8 +366,9 @@ class SlaEngine:
             out.append(self._event(state, st, th.kind, th.percent, th.at, False, th.tier))  # type: ignore[arg-type]
         return out
 
-    def advance(self, state: TicketSla, now: float, strict: bool = False,
-                timings: list[StageTiming] | None = None) -> list[SlaEvent]:
+    def advance(
+        self, state: TicketSla, now: float, strict: bool = False, timings: list[StageTiming] | None = None
+    ) -> list[SlaEvent]:
         """Fire every threshold due at or before `now` (before it, when `strict`), in time order.
         Pass `timings` when the caller already derived them (firing does not change them)."""
         return self._fire(state, self._due(state, self.timings(state) if timings is None else timings, now, strict))
@@ -360,13 +424,16 @@ class SlaEngine:
 
     def received(self, state: TicketSla, at: float, grade: Grade, now: float) -> list[SlaEvent]:
         """The ticket was received at `at` and graded `grade` (from triage)."""
+
         def change() -> None:
             state.received_at, state.grade = at, grade
+
         return self._apply(state, now, change)
 
     def regrade(self, state: TicketSla, grade: Grade, now: float) -> list[SlaEvent]:
         def change() -> None:
             state.grade = grade
+
         return self._apply(state, now, change)
 
     def fact(self, state: TicketSla, event_type: str, at: float, event_id: str, now: float) -> list[SlaEvent]:
@@ -382,4 +449,3 @@ def epoch(dt: datetime) -> float:
 
 SLA_EVENT: TypeAdapter[SlaEvent] = TypeAdapter(SlaEvent)
 """(De)serialises SLA events: the wire form on sla.events and of the replay output."""
-

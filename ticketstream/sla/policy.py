@@ -12,8 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from schemas.events import EventType, Grade
-from ticketstream.sla.calendar import Unit
 from ticketstream.policyfile import load_model
+from ticketstream.sla.calendar import Unit
 
 
 class StagePolicy(BaseModel):
@@ -51,8 +51,13 @@ class SlaPolicy(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     warnings: list[int] = [50, 75, 90]
-    at_risk_percent: int = Field(75, ge=1, le=99, description="A stage past a warning of at least this "
-                                 "percentage is at risk (gauges, team-overload counts) until met or breached.")
+    at_risk_percent: int = Field(
+        75,
+        ge=1,
+        le=99,
+        description="A stage past a warning of at least this "
+        "percentage is at risk (gauges, team-overload counts) until met or breached.",
+    )
     escalation_step: int = Field(50, ge=1, le=1000)
     escalation_max_tier: int = Field(3, ge=0, le=3)
     """The top tier (3: management, DOMAIN §6); automatic and people's escalations stop there."""

@@ -142,20 +142,27 @@ class TicketProcess:
             agent = getattr(data, "agent", None)
             who = f" by {agent}" if agent else ""
             if isinstance(data, ReclassifiedData):
-                self._revise(state, fx, event.type.value, category=data.category,
-                             note=f"reclassified {data.category.value}{who}")
+                self._revise(
+                    state, fx, event.type.value, category=data.category, note=f"reclassified {data.category.value}{who}"
+                )
             elif isinstance(data, RegradedData):
                 self._revise(state, fx, event.type.value, grade=data.grade, note=f"regraded {data.grade.value}{who}")
             elif isinstance(data, AssignedData):
                 self._revise(state, fx, event.type.value, team=data.team, note=f"assigned {data.team.value}{who}")
             elif event.type is EventType.ESCALATED:
                 tier = min(self.sla.policy.escalation_max_tier, state.triage.escalation_tier + 1)
-                self._revise(state, fx, event.type.value, escalation_tier=tier,
-                             note=f"escalated to tier {tier}{who or ' by a person'}")
+                self._revise(
+                    state,
+                    fx,
+                    event.type.value,
+                    escalation_tier=tier,
+                    note=f"escalated to tier {tier}{who or ' by a person'}",
+                )
         state.pending = []
         if state.incident_id and state.triage.incident_id != state.incident_id:
-            self._revise(state, fx, "incident", incident_id=state.incident_id,
-                         note=f"linked to incident {state.incident_id}")
+            self._revise(
+                state, fx, "incident", incident_id=state.incident_id, note=f"linked to incident {state.incident_id}"
+            )
 
     def _revise(self, state: TicketState, fx: Effects, cause: str, **changes: Any) -> None:
         assert state.triage is not None
@@ -190,14 +197,27 @@ class TicketProcess:
                 continue
             breached = f"{event.cycle}:{event.stage}:{SlaKind.BREACH}:100" in state.sla.fired
             if event.kind is SlaKind.BREACH or (event.kind is SlaKind.MET and breached):
-                fx.alerts.append(ticket_breach(
-                    event.ticket_id, event.cycle, event.stage, event.grade.value, team, record.region.city,
-                    record.incident_id, event.due_at or event.fired_at,
-                    event.fired_at if event.kind is SlaKind.MET else None))
-            if event.kind is SlaKind.ESCALATED and event.to_tier is not None \
-                    and event.to_tier > record.escalation_tier:
-                self._revise(state, fx, "escalation", escalation_tier=event.to_tier,
-                             note=f"escalated to tier {event.to_tier}: {event.stage} {event.percent}%")
+                fx.alerts.append(
+                    ticket_breach(
+                        event.ticket_id,
+                        event.cycle,
+                        event.stage,
+                        event.grade.value,
+                        team,
+                        record.region.city,
+                        record.incident_id,
+                        event.due_at or event.fired_at,
+                        event.fired_at if event.kind is SlaKind.MET else None,
+                    )
+                )
+            if event.kind is SlaKind.ESCALATED and event.to_tier is not None and event.to_tier > record.escalation_tier:
+                self._revise(
+                    state,
+                    fx,
+                    "escalation",
+                    escalation_tier=event.to_tier,
+                    note=f"escalated to tier {event.to_tier}: {event.stage} {event.percent}%",
+                )
 
     def _finish(self, state: TicketState, fx: Effects) -> Effects:
         """Derive what the rest of the system keeps about the ticket: its next due instant, the

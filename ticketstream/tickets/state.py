@@ -54,10 +54,15 @@ class TicketState:
 
     def to_value(self) -> dict[str, Any]:
         return {
-            "v": STATE_VERSION, "sla": self.sla.to_dict(),
+            "v": STATE_VERSION,
+            "sla": self.sla.to_dict(),
             "triage": TRIAGED.dump_python(self.triage, mode="json") if self.triage is not None else None,
-            "pending": self.pending, "applied": sorted(self.applied), "incident_id": self.incident_id,
-            "next": self.next_due, "open": list(self.open_bucket) if self.open_bucket else None, "risk": self.at_risk,
+            "pending": self.pending,
+            "applied": sorted(self.applied),
+            "incident_id": self.incident_id,
+            "next": self.next_due,
+            "open": list(self.open_bucket) if self.open_bucket else None,
+            "risk": self.at_risk,
         }
 
     @classmethod
@@ -68,8 +73,10 @@ class TicketState:
             return cls.new(ticket_id)
         version = value.get("v", 1)
         if version > STATE_VERSION:
-            raise StateVersionError(f"ticket {ticket_id}: state version {version} is newer than this release's "
-                                    f"({STATE_VERSION}); run the newer release")
+            raise StateVersionError(
+                f"ticket {ticket_id}: state version {version} is newer than this release's "
+                f"({STATE_VERSION}); run the newer release"
+            )
         bucket = value.get("open")
         return cls(
             ticket_id=ticket_id,

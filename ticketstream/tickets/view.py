@@ -8,10 +8,17 @@ from ticketstream.sla.engine import SlaEngine, StageTiming, TicketSla
 
 # The lifecycle state (DOMAIN §4) that the latest event of each type puts a ticket in.
 STATUS_AFTER = {
-    "ticket.responded": "classified", "ticket.assigned": "assigned", "ticket.investigation_started": "investigating",
-    "ticket.investigation_completed": "assigned", "ticket.waiting_customer": "waiting_customer",
-    "ticket.customer_replied": "assigned", "ticket.resolved": "resolved", "ticket.feedback_sent": "feedback_sent",
-    "ticket.survey_completed": "surveyed", "ticket.closed": "closed", "ticket.reopened": "reopened",
+    "ticket.responded": "classified",
+    "ticket.assigned": "assigned",
+    "ticket.investigation_started": "investigating",
+    "ticket.investigation_completed": "assigned",
+    "ticket.waiting_customer": "waiting_customer",
+    "ticket.customer_replied": "assigned",
+    "ticket.resolved": "resolved",
+    "ticket.feedback_sent": "feedback_sent",
+    "ticket.survey_completed": "surveyed",
+    "ticket.closed": "closed",
+    "ticket.reopened": "reopened",
     "ticket.escalated": "escalated",
 }
 
@@ -22,18 +29,29 @@ def status_of(sla: TicketSla, triaged: bool) -> str:
     return "classified" if triaged else "received"
 
 
-def ticket_view(triage: dict[str, Any] | None, sla: TicketSla, engine: SlaEngine, now: float | None = None,
-                timings: list[StageTiming] | None = None) -> dict[str, Any]:
+def ticket_view(
+    triage: dict[str, Any] | None,
+    sla: TicketSla,
+    engine: SlaEngine,
+    now: float | None = None,
+    timings: list[StageTiming] | None = None,
+) -> dict[str, Any]:
     """The ticket as archive consumers and the live lookup see it; `now` adds remaining times.
     Pass `timings` when the caller already derived them."""
+
     def iso(epoch: float | None) -> str | None:
         return engine.iso(epoch) if epoch is not None else None
 
     stages = []
     for st in engine.timings(sla) if timings is None else timings:
         stage: dict[str, Any] = {
-            "stage": st.stage, "cycle": st.cycle, "started_at": iso(st.start), "due_at": iso(st.due_at),
-            "met_at": iso(st.met_at), "cancelled_at": iso(st.cancelled_at), "paused": st.paused and st.due_at is None,
+            "stage": st.stage,
+            "cycle": st.cycle,
+            "started_at": iso(st.start),
+            "due_at": iso(st.due_at),
+            "met_at": iso(st.met_at),
+            "cancelled_at": iso(st.cancelled_at),
+            "paused": st.paused and st.due_at is None,
             "fired": sorted(k.split(":", 2)[2] for k in sla.fired if k.startswith(f"{st.cycle}:{st.stage}:")),
         }
         if now is not None and st.due_at is not None and st.met_at is None and st.cancelled_at is None:

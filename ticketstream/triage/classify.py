@@ -19,10 +19,10 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.events import Category
-from ticketstream.triage.matching import PhraseMatcher
 from ticketstream.policyfile import load_model
-from ticketstream.triage.text import normalize
+from ticketstream.triage.matching import PhraseMatcher
 from ticketstream.triage.model import Prediction, TriageModel
+from ticketstream.triage.text import normalize
 
 
 class PhraseTiers(BaseModel):
@@ -39,11 +39,18 @@ class ClassifierSettings(BaseModel):
     min_score: float = Field(2.0, gt=0)
     min_confidence: float = Field(0.34, ge=0, le=1)
     fallback: Category = Category.OTHER_GENERAL
-    use_model: bool = Field(True, description="Let the learned model decide the category (the rules stay the "
-                            "evidence, and the answer where the model is unsure).")
+    use_model: bool = Field(
+        True,
+        description="Let the learned model decide the category (the rules stay the "
+        "evidence, and the answer where the model is unsure).",
+    )
     model_min_confidence: float = Field(
-        0.3, ge=0, le=1, description="The model decides when its calibrated probability is at least this; "
-        "below it the rules answer, and without rule evidence the complaint goes to manual triage.")
+        0.3,
+        ge=0,
+        le=1,
+        description="The model decides when its calibrated probability is at least this; "
+        "below it the rules answer, and without rule evidence the complaint goes to manual triage.",
+    )
 
 
 class Weights(BaseModel):
@@ -53,8 +60,11 @@ class Weights(BaseModel):
     medium: float = Field(2.0, gt=0)
     weak: float = Field(1.0, gt=0)
     strongest_bonus: float = Field(
-        0.5, ge=0, description="Each category's strongest phrase counts this much once more, so that "
-        "one decisive phrase (骂人, 没到账) outweighs the same sum of context words (师傅, 上门).")
+        0.5,
+        ge=0,
+        description="Each category's strongest phrase counts this much once more, so that "
+        "one decisive phrase (骂人, 没到账) outweighs the same sum of context words (师傅, 上门).",
+    )
 
 
 class ClassifierRules(BaseModel):
@@ -74,7 +84,9 @@ class ClassifierRules(BaseModel):
         for category, tiers in self.categories.items():
             twice = sorted(p for p, n in Counter([*tiers.strong, *tiers.medium, *tiers.weak]).items() if n > 1)
             if twice:
-                raise ValueError(f"{category.value}: listed more than once (which weight is meant?): {', '.join(twice)}")
+                raise ValueError(
+                    f"{category.value}: listed more than once (which weight is meant?): {', '.join(twice)}"
+                )
         return self
 
     def with_settings(self, **changes: object) -> ClassifierRules:
@@ -127,8 +139,12 @@ class Classifier:
         norm = normalized if normalized is not None else normalize(text)
         return self.decide(self._matcher.find(norm), norm)
 
-    def decide(self, hits: Iterable[tuple[str, tuple[Category, float]]], normalized: str | None = None,
-               opinion: Prediction | None = None) -> Classification:
+    def decide(
+        self,
+        hits: Iterable[tuple[str, tuple[Category, float]]],
+        normalized: str | None = None,
+        opinion: Prediction | None = None,
+    ) -> Classification:
         """The classification from the phrases found (each with its category and weight) and the
         model's opinion (given, or asked here when the normalised text is given)."""
         hits = list(hits)
@@ -148,8 +164,9 @@ class Classifier:
         # The model is unsure: the rules answer, and the confidence reported is the model's
         # (calibrated) probability of their category, not the rules' own share of the scores.
         agreeing = opinion.probability_of(by_rules.category.value)
-        return Classification(by_rules.category, round(agreeing, 3), (*by_rules.evidence, model_evidence),
-                              by_rules.scores)
+        return Classification(
+            by_rules.category, round(agreeing, 3), (*by_rules.evidence, model_evidence), by_rules.scores
+        )
 
     def _by_rules(self, hits: Iterable[tuple[str, tuple[Category, float]]]) -> Classification:
         sums: dict[Category, float] = {}

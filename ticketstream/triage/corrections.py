@@ -62,8 +62,13 @@ class CorrectionCollector:
             if complaint is None:
                 missing += 1
                 continue
-            row = {"ticket_id": ticket_id, "content": complaint.content, "channel": complaint.channel,
-                   "tier": complaint.tier, "source": "corrections"}
+            row = {
+                "ticket_id": ticket_id,
+                "content": complaint.content,
+                "channel": complaint.channel,
+                "tier": complaint.tier,
+                "source": "corrections",
+            }
             for key in ("category", "grade"):
                 if key in entry:
                     row[key] = entry[key]

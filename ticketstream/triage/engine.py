@@ -20,9 +20,9 @@ from schemas.tickets import TriagedTicket
 from ticketstream.triage.classify import Classification, Classifier
 from ticketstream.triage.grading import GradeInputs, Grader
 from ticketstream.triage.matching import PhraseMatcher
+from ticketstream.triage.model import Prediction, TriageModel, shipped_model
 from ticketstream.triage.routing import Router
 from ticketstream.triage.text import normalize
-from ticketstream.triage.model import Prediction, TriageModel, shipped_model
 
 HISTORY_LIMIT = 64
 """Complaints remembered per customer (within the repeat window); bounds a pathological customer."""
@@ -31,13 +31,13 @@ HISTORY_LIMIT = 64
 HistoryEntry = tuple[str, str, float]
 
 
-def earlier_in_window(history: Sequence[HistoryEntry], ticket_id: str, top_level: str, at: float,
-                      window_days: int) -> int:
+def earlier_in_window(
+    history: Sequence[HistoryEntry], ticket_id: str, top_level: str, at: float, window_days: int
+) -> int:
     """Earlier complaints (other tickets) in the same top-level category within the window before `at`."""
     since = at - window_days * 86_400
     return sum(
-        1 for tid, code, ts in history
-        if tid != ticket_id and since <= ts < at and code.split(".", 1)[0] == top_level
+        1 for tid, code, ts in history if tid != ticket_id and since <= ts < at and code.split(".", 1)[0] == top_level
     )
 
 
@@ -70,8 +70,13 @@ class Evidence:
 class TriageEngine:
     """`model` is the learned triage model (the shipped one by default; None for rules only)."""
 
-    def __init__(self, classifier: Classifier | None = None, grader: Grader | None = None,
-                 router: Router | None = None, model: TriageModel | Literal["shipped"] | None = "shipped") -> None:
+    def __init__(
+        self,
+        classifier: Classifier | None = None,
+        grader: Grader | None = None,
+        router: Router | None = None,
+        model: TriageModel | Literal["shipped"] | None = "shipped",
+    ) -> None:
         self.model = shipped_model() if model == "shipped" else model
         self.classifier = classifier or Classifier(model=self.model)
         self.grader = grader or Grader()
@@ -101,12 +106,16 @@ class TriageEngine:
         if self.model is not None:
             opinions = self.model.predict_all(norm)
             category_opinion, grade_opinion = opinions["category"], opinions["content_grade"]
-        classification = classification or self.classifier.decide(category_hits, norm,  # type: ignore[arg-type]
-                                                                   category_opinion)
+        classification = classification or self.classifier.decide(
+            category_hits,  # type: ignore[arg-type]
+            norm,
+            category_opinion,
+        )
         return Evidence(norm, classification, signals, grade_opinion)
 
-    def triage(self, event: Event, history: Sequence[HistoryEntry], incident_id: str | None = None
-               ) -> tuple[TriagedTicket, list[HistoryEntry]]:
+    def triage(
+        self, event: Event, history: Sequence[HistoryEntry], incident_id: str | None = None
+    ) -> tuple[TriagedTicket, list[HistoryEntry]]:
         """Triage a `complaint.received` event against the customer's history; return the record
         and the customer's updated history."""
         data = event.complaint
@@ -114,15 +123,34 @@ class TriageEngine:
         evidence = self.evidence(data.content)
         category = evidence.classification.category
         earlier = earlier_in_window(history, event.ticket_id, category.top_level, at, self.repeat_window_days)
-        linked = previous_ticket(history, event.ticket_id, at) if category is Category.OTHER_COMPLAINT_HANDLING else None
-        record = self._record(event.ticket_id, event.event_id, event.occurred_at, data, evidence, earlier, linked,
-                              incident_id, revision=1, overrides=[])
+        linked = (
+            previous_ticket(history, event.ticket_id, at) if category is Category.OTHER_COMPLAINT_HANDLING else None
+        )
+        record = self._record(
+            event.ticket_id,
+            event.event_id,
+            event.occurred_at,
+            data,
+            evidence,
+            earlier,
+            linked,
+            incident_id,
+            revision=1,
+            overrides=[],
+        )
         updated = remember(history, (event.ticket_id, category.value, at), self.repeat_window_days)
         return record, updated
 
-    def retriage(self, record: TriagedTicket, category: Category | None = None, grade: Grade | None = None,
-                 team: Team | None = None, incident_id: str | None = None, note: str | None = None,
-                 escalation_tier: int | None = None) -> TriagedTicket:
+    def retriage(
+        self,
+        record: TriagedTicket,
+        category: Category | None = None,
+        grade: Grade | None = None,
+        team: Team | None = None,
+        incident_id: str | None = None,
+        note: str | None = None,
+        escalation_tier: int | None = None,
+    ) -> TriagedTicket:
         """A new revision after a person's override (reclassify, regrade, assign) or an incident link.
 
         A reclassification re-grades and re-routes with the new category; a person's grade
@@ -131,47 +159,109 @@ class TriageEngine:
         if category is not None:
             decided = Classification(category, 1.0, ("reclassified by a person",), {}, False)
         else:
-            decided = Classification(record.category, record.confidence, tuple(record.evidence), {},
-                                     record.manual_triage)
-        data = ComplaintReceivedData(channel=record.channel, customer=record.customer, region=record.region,
-                                     content=record.content, service_type=record.service_type,
-                                     first_contact_agent=record.owner)
+            decided = Classification(
+                record.category, record.confidence, tuple(record.evidence), {}, record.manual_triage
+            )
+        data = ComplaintReceivedData(
+            channel=record.channel,
+            customer=record.customer,
+            region=record.region,
+            content=record.content,
+            service_type=record.service_type,
+            first_contact_agent=record.owner,
+        )
         evidence = self.evidence(record.content, decided)
         overrides = [*record.overrides, *([note] if note else [])]
-        return self._record(record.ticket_id, record.source_event_id, record.received_at, data, evidence,
-                            record.repeat_count, record.linked_ticket_id, incident_id or record.incident_id,
-                            revision=record.revision + 1, overrides=overrides,
-                            grade_override=grade or record.person_grade,
-                            team_override=team or record.person_team,
-                            escalation_tier=record.escalation_tier if escalation_tier is None else escalation_tier)
+        return self._record(
+            record.ticket_id,
+            record.source_event_id,
+            record.received_at,
+            data,
+            evidence,
+            record.repeat_count,
+            record.linked_ticket_id,
+            incident_id or record.incident_id,
+            revision=record.revision + 1,
+            overrides=overrides,
+            grade_override=grade or record.person_grade,
+            team_override=team or record.person_team,
+            escalation_tier=record.escalation_tier if escalation_tier is None else escalation_tier,
+        )
 
-    def _record(self, ticket_id: str, source_event_id: str, received_at: datetime, data: ComplaintReceivedData,
-                evidence: Evidence, earlier: int, linked: str | None, incident_id: str | None, revision: int,
-                overrides: list[str], grade_override: Grade | None = None, team_override: Team | None = None,
-                escalation_tier: int = 0) -> TriagedTicket:
+    def _record(
+        self,
+        ticket_id: str,
+        source_event_id: str,
+        received_at: datetime,
+        data: ComplaintReceivedData,
+        evidence: Evidence,
+        earlier: int,
+        linked: str | None,
+        incident_id: str | None,
+        revision: int,
+        overrides: list[str],
+        grade_override: Grade | None = None,
+        team_override: Team | None = None,
+        escalation_tier: int = 0,
+    ) -> TriagedTicket:
         classification = evidence.classification
-        decision = self.grader.grade(evidence.normalized, evidence.signals, GradeInputs(
-            category=classification.category, channel=data.channel, tier=data.customer.tier,
-            earlier_same_category=earlier, incident_id=incident_id, affected_users=data.affected_users,
-            amount_yuan=data.amount_yuan, manual_triage=classification.fallback, model_grade=evidence.grade_opinion,
-        ))
+        decision = self.grader.grade(
+            evidence.normalized,
+            evidence.signals,
+            GradeInputs(
+                category=classification.category,
+                channel=data.channel,
+                tier=data.customer.tier,
+                earlier_same_category=earlier,
+                incident_id=incident_id,
+                affected_users=data.affected_users,
+                amount_yuan=data.amount_yuan,
+                manual_triage=classification.fallback,
+                model_grade=evidence.grade_opinion,
+            ),
+        )
         grade, reasons = decision.grade, list(decision.reasons)
         if grade_override is not None:
             reasons.append(f"override:regraded {grade.value}->{grade_override.value} by a person")
             grade = grade_override
-        route = self.router.route(classification.category, grade, data.channel, data.region.province,
-                                  data.region.city, team_override, escalation_tier)
+        route = self.router.route(
+            classification.category,
+            grade,
+            data.channel,
+            data.region.province,
+            data.region.city,
+            team_override,
+            escalation_tier,
+        )
         return TriagedTicket(
-            triage_id=f"{ticket_id}:triage:{revision}", ticket_id=ticket_id, revision=revision,
-            source_event_id=source_event_id, received_at=received_at, channel=data.channel, customer=data.customer,
-            region=data.region, content=data.content, service_type=data.service_type,
-            category=classification.category, confidence=classification.confidence,
-            evidence=list(classification.evidence), manual_triage=classification.fallback,
-            grade=grade, content_grade=decision.content_grade, grade_reasons=reasons,
-            team=route.team, queue=route.queue, escalation_tier=route.escalation_tier, notify=list(route.notify),
-            routing_reason=route.reason, owner=data.first_contact_agent, repeat_count=earlier,
-            linked_ticket_id=linked, incident_id=incident_id, overrides=overrides,
-            person_grade=grade_override, person_team=team_override,
+            triage_id=f"{ticket_id}:triage:{revision}",
+            ticket_id=ticket_id,
+            revision=revision,
+            source_event_id=source_event_id,
+            received_at=received_at,
+            channel=data.channel,
+            customer=data.customer,
+            region=data.region,
+            content=data.content,
+            service_type=data.service_type,
+            category=classification.category,
+            confidence=classification.confidence,
+            evidence=list(classification.evidence),
+            manual_triage=classification.fallback,
+            grade=grade,
+            content_grade=decision.content_grade,
+            grade_reasons=reasons,
+            team=route.team,
+            queue=route.queue,
+            escalation_tier=route.escalation_tier,
+            notify=list(route.notify),
+            routing_reason=route.reason,
+            owner=data.first_contact_agent,
+            repeat_count=earlier,
+            linked_ticket_id=linked,
+            incident_id=incident_id,
+            overrides=overrides,
+            person_grade=grade_override,
+            person_team=team_override,
             model_version=self.model.version if self.model is not None else None,
         )
-

@@ -38,18 +38,25 @@ def complaint_event(obj: Any, number: int) -> Event:
     if "content" not in obj:
         raise ValueError("expected a complaint.received event or an object with 'content'")
     ticket = str(obj.get("ticket_id") or f"LINE-{number}")
-    return Event.model_validate({
-        "event_id": f"{ticket}:received", "type": "complaint.received", "ticket_id": ticket,
-        "occurred_at": obj.get("occurred_at") or datetime.now(UTC).isoformat(), "schema_version": 1,
-        "data": {
-            "channel": obj.get("channel") or "other",
-            "customer": {"id": str(obj.get("customer_id") or f"anonymous-{ticket}"),
-                         "tier": obj.get("tier") or "ordinary"},
-            "region": {"province": obj.get("province") or "unknown", "city": obj.get("city") or "unknown"},
-            "content": obj["content"],
-            **({"affected_users": obj["affected_users"]} if obj.get("affected_users") else {}),
-        },
-    })
+    return Event.model_validate(
+        {
+            "event_id": f"{ticket}:received",
+            "type": "complaint.received",
+            "ticket_id": ticket,
+            "occurred_at": obj.get("occurred_at") or datetime.now(UTC).isoformat(),
+            "schema_version": 1,
+            "data": {
+                "channel": obj.get("channel") or "other",
+                "customer": {
+                    "id": str(obj.get("customer_id") or f"anonymous-{ticket}"),
+                    "tier": obj.get("tier") or "ordinary",
+                },
+                "region": {"province": obj.get("province") or "unknown", "city": obj.get("city") or "unknown"},
+                "content": obj["content"],
+                **({"affected_users": obj["affected_users"]} if obj.get("affected_users") else {}),
+            },
+        }
+    )
 
 
 @dataclass
@@ -90,18 +97,30 @@ class Report:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "lines": self.n, "category_lines": self.category_n, "category_accuracy": round(self.category_accuracy, 4),
-            "grade_lines": self.grade_n, "grade_accuracy": round(self.grade_accuracy, 4),
-            "confident": {"threshold": CONFIDENT, "decisions": self.confident_n,
-                          "right": round(self.confident_right / self.confident_n, 4) if self.confident_n else None},
-            "per_category": {c: {"precision": round(p, 4), "recall": round(r, 4), "support": s}
-                             for c, (p, r, s) in self.per_category().items()},
-            "category_confusion": [{"labelled": a, "assigned": b, "count": n}
-                                   for (a, b), n in sorted(self.category_confusion.items())],
-            "grade_confusion": [{"labelled": a, "assigned": b, "count": n}
-                                for (a, b), n in sorted(self.grade_confusion.items())],
-            "by_style": {s: dict(zip(("lines", "category_right", "grade_lines", "grade_right"), v, strict=True))
-                         for s, v in sorted(self.by_style.items())},
+            "lines": self.n,
+            "category_lines": self.category_n,
+            "category_accuracy": round(self.category_accuracy, 4),
+            "grade_lines": self.grade_n,
+            "grade_accuracy": round(self.grade_accuracy, 4),
+            "confident": {
+                "threshold": CONFIDENT,
+                "decisions": self.confident_n,
+                "right": round(self.confident_right / self.confident_n, 4) if self.confident_n else None,
+            },
+            "per_category": {
+                c: {"precision": round(p, 4), "recall": round(r, 4), "support": s}
+                for c, (p, r, s) in self.per_category().items()
+            },
+            "category_confusion": [
+                {"labelled": a, "assigned": b, "count": n} for (a, b), n in sorted(self.category_confusion.items())
+            ],
+            "grade_confusion": [
+                {"labelled": a, "assigned": b, "count": n} for (a, b), n in sorted(self.grade_confusion.items())
+            ],
+            "by_style": {
+                s: dict(zip(("lines", "category_right", "grade_lines", "grade_right"), v, strict=True))
+                for s, v in sorted(self.by_style.items())
+            },
         }
 
 
@@ -141,29 +160,42 @@ def _score(report: Report, row: dict[str, Any], record: TriagedTicket) -> None:
         report.grade_confusion[(want, got)] += 1
         wrong |= want != got
     if wrong:
-        report.errors.append({
-            "ticket_id": record.ticket_id, "want": [row.get("category"), row.get("grade")],
-            "got": [record.category.value, record.grade.value], "confidence": record.confidence,
-            "content": record.content, "evidence": record.evidence, "grade_reasons": record.grade_reasons,
-        })
+        report.errors.append(
+            {
+                "ticket_id": record.ticket_id,
+                "want": [row.get("category"), row.get("grade")],
+                "got": [record.category.value, record.grade.value],
+                "confidence": record.confidence,
+                "content": record.content,
+                "evidence": record.evidence,
+                "grade_reasons": record.grade_reasons,
+            }
+        )
 
 
 def format_text(report: Report, errors: bool = False) -> str:
     """The report as readable tables."""
-    lines = [f"lines: {report.n}",
-             f"category accuracy: {report.category_accuracy:.1%} of {report.category_n}   "
-             f"grade accuracy: {report.grade_accuracy:.1%} of {report.grade_n}"]
+    lines = [
+        f"lines: {report.n}",
+        f"category accuracy: {report.category_accuracy:.1%} of {report.category_n}   "
+        f"grade accuracy: {report.grade_accuracy:.1%} of {report.grade_n}",
+    ]
     if report.confident_n:
-        lines.append(f"decided with confidence >= {CONFIDENT}: {report.confident_n} "
-                     f"({report.confident_n / max(report.category_n, 1):.0%}), of which right "
-                     f"{report.confident_right / report.confident_n:.1%}")
+        lines.append(
+            f"decided with confidence >= {CONFIDENT}: {report.confident_n} "
+            f"({report.confident_n / max(report.category_n, 1):.0%}), of which right "
+            f"{report.confident_right / report.confident_n:.1%}"
+        )
     lines += ["", f"{'category':28} {'precision':>9} {'recall':>7} {'support':>7}"]
     for cat, (p, r, s) in report.per_category().items():
         lines.append(f"{cat:28} {p:9.1%} {r:7.1%} {s:7d}")
     cats = [c.value for c in Category]
     short = [c.split(".")[1][:6] for c in cats]
-    lines += ["", "category confusion (rows: labelled, columns: assigned)",
-              " " * 28 + " ".join(f"{s:>6}" for s in short)]
+    lines += [
+        "",
+        "category confusion (rows: labelled, columns: assigned)",
+        " " * 28 + " ".join(f"{s:>6}" for s in short),
+    ]
     for c in cats:
         lines.append(f"{c:28}" + " ".join(f"{report.category_confusion[(c, d)]:6d}" for d in cats))
     grades = [g.value for g in Grade]
@@ -177,8 +209,10 @@ def format_text(report: Report, errors: bool = False) -> str:
     if errors:
         lines.append("")
         for e in report.errors:
-            lines.append(f"{e['ticket_id']} want {e['want']} got {e['got']} [{e['confidence']}] {e['content'][:70]} "
-                         f"| {e['evidence'][:4]} | {e['grade_reasons']}")
+            lines.append(
+                f"{e['ticket_id']} want {e['want']} got {e['got']} [{e['confidence']}] {e['content'][:70]} "
+                f"| {e['evidence'][:4]} | {e['grade_reasons']}"
+            )
     return "\n".join(lines)
 
 

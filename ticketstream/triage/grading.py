@@ -69,14 +69,31 @@ class ModelOpinion(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     use: bool = True
-    raise_to: Grade = Field(Grade.L1, description="The most severe grade the model alone may give (L2 keeps L1, "
-                            "which pages management, with the listed signals).")
-    raise_min_probability: float = Field(0.5, ge=0, le=1, description="The model makes the grade more severe when "
-                                         "it is this sure (a paraphrased interruption, fault or leak).")
-    minor_min_probability: float = Field(0.45, ge=0, le=1, description="The model makes a complaint L4 (an enquiry "
-                                         "or suggestion) when no severe signal fired and it is this sure.")
-    enquiry_phrase_min_probability: float = Field(0.1, ge=0, le=1, description="An enquiry phrase (请问, 建议) "
-                                                  "makes L4 only when the model gives L4 at least this much.")
+    raise_to: Grade = Field(
+        Grade.L1,
+        description="The most severe grade the model alone may give (L2 keeps L1, "
+        "which pages management, with the listed signals).",
+    )
+    raise_min_probability: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="The model makes the grade more severe when "
+        "it is this sure (a paraphrased interruption, fault or leak).",
+    )
+    minor_min_probability: float = Field(
+        0.45,
+        ge=0,
+        le=1,
+        description="The model makes a complaint L4 (an enquiry "
+        "or suggestion) when no severe signal fired and it is this sure.",
+    )
+    enquiry_phrase_min_probability: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="An enquiry phrase (请问, 建议) makes L4 only when the model gives L4 at least this much.",
+    )
 
 
 class GradingRules(BaseModel):
@@ -92,8 +109,21 @@ def load_rules(path: str | Path | None = None) -> GradingRules:
     return load_model(GradingRules, path, "grading.toml")
 
 
-_CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5, "六": 6, "七": 7, "八": 8, "九": 9,
-              "几": 3}
+_CN_DIGITS = {
+    "零": 0,
+    "〇": 0,
+    "一": 1,
+    "二": 2,
+    "两": 2,
+    "三": 3,
+    "四": 4,
+    "五": 5,
+    "六": 6,
+    "七": 7,
+    "八": 8,
+    "九": 9,
+    "几": 3,
+}
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000}
 _MULTIPLIERS = {"万": 10_000, "w": 10_000, "千": 1_000, "k": 1_000}
 _AMOUNT_RE = re.compile(
@@ -207,7 +237,8 @@ class Grader:
         for name, phrases in fired.items():
             signal = rules.signals[name]
             if signal.only_when_category is not None and (
-                    inputs.manual_triage or signal.only_when_category != inputs.category):
+                inputs.manual_triage or signal.only_when_category != inputs.category
+            ):
                 continue
             if SEVERITY[signal.grade] > SEVERITY[default]:
                 milder.append(name)  # e.g. an enquiry: it counts only if nothing severe fired
@@ -234,7 +265,9 @@ class Grader:
         mods = rules.modifiers
         if inputs.channel in mods.regulator_channels:
             new = more_severe(grade, mods.regulator_min_grade)
-            reasons.append(f"modifier:regulator_channel {inputs.channel.value} -> at least {mods.regulator_min_grade.value}")
+            reasons.append(
+                f"modifier:regulator_channel {inputs.channel.value} -> at least {mods.regulator_min_grade.value}"
+            )
             grade = new
         if inputs.tier in mods.priority_tiers and mods.priority_steps:
             new = raise_by(grade, mods.priority_steps, cap=more_severe(mods.priority_cap, content_grade))
@@ -243,8 +276,10 @@ class Grader:
             grade = new
         if inputs.earlier_same_category >= mods.repeat_min_earlier and mods.repeat_steps:
             new = raise_by(grade, mods.repeat_steps)
-            reasons.append(f"modifier:repeat_complaint {inputs.earlier_same_category} earlier in "
-                           f"{mods.repeat_window_days} days {grade.value}->{new.value}")
+            reasons.append(
+                f"modifier:repeat_complaint {inputs.earlier_same_category} earlier in "
+                f"{mods.repeat_window_days} days {grade.value}->{new.value}"
+            )
             grade = new
         if inputs.incident_id:
             new = more_severe(grade, mods.incident_min_grade)
@@ -254,8 +289,9 @@ class Grader:
             reasons.append(f"default {grade.value}: no severity signal")
         return GradeDecision(grade, content_grade, tuple(reasons))
 
-    def _with_model(self, grade: Grade, reasons: list[str], milder: list[str], fired: dict[str, list[str]],
-                    opinion: Prediction) -> Grade:
+    def _with_model(
+        self, grade: Grade, reasons: list[str], milder: list[str], fired: dict[str, list[str]], opinion: Prediction
+    ) -> Grade:
         """The content grade with the model's opinion: it may raise an unsignalled complaint up to
         `raise_to` (paraphrased interruptions and faults), and it decides between L3 and L4
         (an enquiry phrase alone does not: angry complaints ask questions too)."""

@@ -52,8 +52,10 @@ class PhraseMatcher(Generic[T]):
         found twice counts once."""
         if self._empty or not text:
             return []
-        spans = sorted((end + 1 - len(norm), -len(norm), order, norm, items)
-                       for end, (order, norm, items) in self._automaton.iter(text))
+        spans = sorted(
+            (end + 1 - len(norm), -len(norm), order, norm, items)
+            for end, (order, norm, items) in self._automaton.iter(text)
+        )
         reach: dict[Hashable, tuple[int, int]] = {}  # group -> (furthest end, start of that span)
         kept: list[tuple[str, T]] = []
         seen: set[tuple[str, int]] = set()

@@ -58,7 +58,7 @@ def grams(normalized: str) -> Counter[str]:
     text = text_for_model(normalized)
     found: Counter[str] = Counter()
     for size in NGRAM_SIZES:
-        found.update(text[i:i + size] for i in range(len(text) - size + 1))
+        found.update(text[i : i + size] for i in range(len(text) - size + 1))
     return found
 
 
@@ -73,8 +73,14 @@ class Prediction:
 
     __slots__ = ("label", "probability", "labels", "probabilities", "_why", "_grams")
 
-    def __init__(self, label: str, probability: float, labels: tuple[str, ...], probabilities: tuple[float, ...],
-                 why: Callable[[], tuple[str, ...]] | tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        label: str,
+        probability: float,
+        labels: tuple[str, ...],
+        probabilities: tuple[float, ...],
+        why: Callable[[], tuple[str, ...]] | tuple[str, ...] = (),
+    ) -> None:
         self.label, self.probability, self.labels, self.probabilities = label, probability, labels, probabilities
         self._why = why
         self._grams: tuple[str, ...] | None = None
@@ -123,7 +129,9 @@ class TriageModel:
         self._coef = np.hstack([h.coef for h in heads.values()])
         self._intercept = np.concatenate([h.intercept for h in heads.values()])
         bounds = np.cumsum([0, *(len(h.labels) for h in heads.values())])
-        self._slices = [(name, head, int(bounds[i]), int(bounds[i + 1])) for i, (name, head) in enumerate(heads.items())]
+        self._slices = [
+            (name, head, int(bounds[i]), int(bounds[i + 1])) for i, (name, head) in enumerate(heads.items())
+        ]
 
     @property
     def version(self) -> str:
@@ -155,12 +163,18 @@ class TriageModel:
             best, runner = ranked[0], ranked[1]
             exps = [math.exp(x - head_scores[best]) for x in head_scores]
             total = sum(exps)
-            out[name] = Prediction(head.labels[best], exps[best] / total, head.labels, tuple(e / total for e in exps),
-                                   partial(self._telling, idx, values, rows, lo + best, lo + runner))
+            out[name] = Prediction(
+                head.labels[best],
+                exps[best] / total,
+                head.labels,
+                tuple(e / total for e in exps),
+                partial(self._telling, idx, values, rows, lo + best, lo + runner),
+            )
         return out
 
-    def _telling(self, idx: np.ndarray, values: np.ndarray, rows: np.ndarray, best: int, runner: int
-                 ) -> tuple[str, ...]:
+    def _telling(
+        self, idx: np.ndarray, values: np.ndarray, rows: np.ndarray, best: int, runner: int
+    ) -> tuple[str, ...]:
         if not len(idx):
             return ()
         contribution = (values * (rows[:, best] - rows[:, runner])).tolist()
@@ -172,8 +186,9 @@ class TriageModel:
 
     def save(self, path: str | Path) -> None:
         arrays: dict[str, np.ndarray] = {
-            "header": np.array(json.dumps({**self.meta, "format": FORMAT, "heads": list(self.heads)},
-                                          ensure_ascii=False)),
+            "header": np.array(
+                json.dumps({**self.meta, "format": FORMAT, "heads": list(self.heads)}, ensure_ascii=False)
+            ),
             "vocabulary": np.array(self.vocabulary, dtype=np.str_),
             "idf": self.idf.astype(np.float32),
         }
@@ -186,8 +201,9 @@ class TriageModel:
             np.savez_compressed(fh, **arrays)  # type: ignore[arg-type]
 
 
-def load_model(path: str | Path | None = None, require_heads: tuple[str, ...] = ("category", "content_grade")
-               ) -> TriageModel:
+def load_model(
+    path: str | Path | None = None, require_heads: tuple[str, ...] = ("category", "content_grade")
+) -> TriageModel:
     """Read a model file (the shipped one when `path` is None), or raise ModelFileError naming
     the file and the problem: missing, not a model file, another format, missing heads, shapes
     that do not agree."""
@@ -204,8 +220,10 @@ def load_model(path: str | Path | None = None, require_heads: tuple[str, ...] = 
     except (KeyError, ValueError):
         raise ModelFileError(f"{source}: not a ticketstream model file (no header)") from None
     if header.get("format") != FORMAT:
-        raise ModelFileError(f"{source}: model format {header.get('format')!r}, this release reads format {FORMAT}; "
-                             "retrain it with `ticketstream triage train`")
+        raise ModelFileError(
+            f"{source}: model format {header.get('format')!r}, this release reads format {FORMAT}; "
+            "retrain it with `ticketstream triage train`"
+        )
     missing = [h for h in require_heads if h not in header.get("heads", [])]
     if missing:
         raise ModelFileError(f"{source}: the model has no {', '.join(missing)} head")

@@ -81,8 +81,9 @@ class Router:
         # Decisions depend on a few small enums only: memoise them (a hot path at intake rate).
         self._decide = lru_cache(maxsize=4096)(self._decide_uncached)
 
-    def _decide_uncached(self, category: Category, grade: Grade, channel: Channel,
-                         team_override: Team | None) -> tuple[Team, str, bool, tuple[Team, ...]]:
+    def _decide_uncached(
+        self, category: Category, grade: Grade, channel: Channel, team_override: Team | None
+    ) -> tuple[Team, str, bool, tuple[Team, ...]]:
         table = self.table
         if team_override is not None:
             team, reason = team_override, "assigned by a person (ticket.assigned)"
@@ -92,8 +93,16 @@ class Router:
         notify = [*table.notify.grades.get(grade, []), *table.notify.categories.get(category, [])]
         return team, reason, team in table.regional_teams, tuple(t for t in dict.fromkeys(notify) if t != team)
 
-    def route(self, category: Category, grade: Grade, channel: Channel, province: str, city: str,
-              team_override: Team | None = None, escalation_tier: int = 0) -> Route:
+    def route(
+        self,
+        category: Category,
+        grade: Grade,
+        channel: Channel,
+        province: str,
+        city: str,
+        team_override: Team | None = None,
+        escalation_tier: int = 0,
+    ) -> Route:
         """The team and queue; an escalation tier above 0 takes the ladder's team for that tier
         (or the routed team's lead: queue suffix `#lead`)."""
         tier_team = max((t for t in self.table.escalation.tier_teams if t <= escalation_tier), default=None)

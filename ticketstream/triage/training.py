@@ -28,8 +28,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from schemas.events import Category, Channel, Grade, Tier
 from ticketstream.policyfile import DATA_DIR, PolicyError
-from ticketstream.triage.text import normalize
 from ticketstream.triage.model import NGRAM_SIZES, Head, TriageModel, fingerprint, grams
+from ticketstream.triage.text import normalize
 
 SHIPPED_EXAMPLES = DATA_DIR / "triage_examples.jsonl"
 REGULATOR_CHANNELS = {Channel.MIIT, Channel.GOV_12345, Channel.CONSUMER_12315}
@@ -52,8 +52,12 @@ class LabelledExample(BaseModel):
         """The content grade to learn from, if this example gives one."""
         if self.content_grade is not None:
             return self.content_grade
-        if self.grade is not None and self.channel is not None and self.channel not in REGULATOR_CHANNELS \
-                and self.tier is Tier.ORDINARY:
+        if (
+            self.grade is not None
+            and self.channel is not None
+            and self.channel not in REGULATOR_CHANNELS
+            and self.tier is Tier.ORDINARY
+        ):
             return self.grade
         return None
 
@@ -155,8 +159,9 @@ def _folds(sources: list[str], labels: np.ndarray, k: int) -> list[np.ndarray]:
     return [np.flatnonzero(assignment == f) for f in range(k) if (assignment == f).any()]
 
 
-def _train_head(X: Any, labels: list[str], sources: list[str], c: float, folds: int,
-                progress: Callable[[str], None]) -> tuple[Head, HeadReport]:
+def _train_head(
+    X: Any, labels: list[str], sources: list[str], c: float, folds: int, progress: Callable[[str], None]
+) -> tuple[Head, HeadReport]:
     LogisticRegression = _require_sklearn()
     names = sorted(set(labels))
     y = np.array([names.index(label) for label in labels])
@@ -187,12 +192,17 @@ def _train_head(X: Any, labels: list[str], sources: list[str], c: float, folds: 
     coef[:, classes] = final_coef
     intercept[classes] = final_intercept
     accuracy = float((oof.argmax(axis=1) == y).mean())
-    return (Head(tuple(names), coef, intercept, temperature),
-            HeadReport(len(y), dict(Counter(labels)), accuracy, temperature))
+    return (
+        Head(tuple(names), coef, intercept, temperature),
+        HeadReport(len(y), dict(Counter(labels)), accuracy, temperature),
+    )
 
 
-def train(examples: Iterable[LabelledExample], params: TrainingParams | None = None,
-          progress: Callable[[str], None] = lambda _: None) -> tuple[TriageModel, dict[str, HeadReport]]:
+def train(
+    examples: Iterable[LabelledExample],
+    params: TrainingParams | None = None,
+    progress: Callable[[str], None] = lambda _: None,
+) -> tuple[TriageModel, dict[str, HeadReport]]:
     """Fit both heads on the examples; return the model and what was learned from how much."""
     params = params or TrainingParams()
     examples = list(examples)
@@ -209,7 +219,9 @@ def train(examples: Iterable[LabelledExample], params: TrainingParams | None = N
     heads: dict[str, Head] = {}
     reports: dict[str, HeadReport] = {}
     label_of: dict[str, Callable[[LabelledExample], Category | Grade | None]] = {
-        "category": lambda e: e.category, "content_grade": lambda e: e.grade_label()}
+        "category": lambda e: e.category,
+        "content_grade": lambda e: e.grade_label(),
+    }
     for name, c in (("category", params.c_category), ("content_grade", params.c_grade)):
         labelled = [(i, label) for i, e in enumerate(examples) if (label := label_of[name](e)) is not None]
         rows = [i for i, _ in labelled]
@@ -217,11 +229,18 @@ def train(examples: Iterable[LabelledExample], params: TrainingParams | None = N
         if len(set(labels)) < 2:
             raise PolicyError(f"the {name} head needs examples of at least two labels, got {sorted(set(labels))}")
         progress(f"training the {name} head on {len(rows)} examples")
-        heads[name], reports[name] = _train_head(X[rows], labels, [examples[i].source for i in rows], c,
-                                                 params.folds, progress)
-    key_rows = [(e.content, e.category.value if e.category else "", g.value if (g := e.grade_label()) else "")
-                for e in examples]
+        heads[name], reports[name] = _train_head(
+            X[rows], labels, [examples[i].source for i in rows], c, params.folds, progress
+        )
+    key_rows = [
+        (e.content, e.category.value if e.category else "", g.value if (g := e.grade_label()) else "") for e in examples
+    ]
     version = f"lr1-{fingerprint(key_rows, params.__dict__)}"
-    meta = {"model_version": version, "examples": n, "features": len(vocabulary),
-            "params": params.__dict__, "heads_report": {k: v.__dict__ for k, v in reports.items()}}
+    meta = {
+        "model_version": version,
+        "examples": n,
+        "features": len(vocabulary),
+        "params": params.__dict__,
+        "heads_report": {k: v.__dict__ for k, v in reports.items()},
+    }
     return TriageModel(vocabulary, idf, heads, meta), reports
