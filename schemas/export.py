@@ -20,7 +20,7 @@ def _schema_for(event_type: EventType) -> dict[str, Any]:
         type=(Literal[event_type.value], ...),  # type: ignore[arg-type]
         ticket_id=(Identifier, ...),
         occurred_at=(AwareDatetime, ...),
-        schema_version=(Literal[1], ...),  # type: ignore[arg-type]
+        schema_version=(Literal[1], ...),
         data=(DATA_MODELS[event_type], ...),
     )
     schema = model.model_json_schema()
