@@ -216,7 +216,7 @@ def register(
         if not value or "sla" not in value:
             return web.json({"error": f"no ticket {ticket_id} on this cluster"}, status=404)
         state = TicketState.from_value(ticket_id, value)
-        triage = TRIAGED.dump_python(state.triage, mode="json") if state.triage else None
+        triage = state.triage_json()
         return web.json(ticket_view(triage, state.sla, process.sla, now=time.time()))
 
     return agent

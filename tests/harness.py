@@ -45,18 +45,23 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str, interva
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
-@contextmanager
-def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real `ticketstream worker` child process; stopped (SIGTERM) at the end."""
+def spawn_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    """Start a real `ticketstream worker` child process with these settings, output to `log`."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
-        proc = subprocess.Popen(
+        return subprocess.Popen(
             [sys.executable, "-m", "workers.cli", "worker"],
             cwd=REPO,
             env=settings.as_env(),
             stdout=out,
             stderr=subprocess.STDOUT,
         )
+
+
+@contextmanager
+def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `ticketstream worker` child process; stopped (SIGTERM) at the end."""
+    proc = spawn_worker(settings, log)
     try:
         wait_until(lambda: proc.poll() is not None or worker_ready(settings), 60, "the worker's web port")
         if proc.poll() is not None:

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tests.harness import wait_until
 from workers.embedded_kafka import free_ports
+from workers.monitoring import http_ready
 
 
 def _binary(*names: str) -> str:
@@ -27,20 +28,12 @@ def get_json(url: str) -> object:
         return json.loads(resp.read())
 
 
-def _ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 @contextmanager
 def server(args: list[str], ready_url: str, log: Path) -> Iterator[None]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_until(lambda: proc.poll() is not None or _ready(ready_url), 60, f"{Path(args[0]).name} to be ready")
+        wait_until(lambda: proc.poll() is not None or http_ready(ready_url), 60, f"{Path(args[0]).name} to be ready")
         assert proc.poll() is None, log.read_text()[-2000:]
         yield
     finally:

@@ -92,7 +92,7 @@ def test_three_nodes_keep_serving_when_one_dies(tmp_path: Path):
         )
     finally:
         embedded_kafka.stop(tmp_path / "k3")
-    assert not any(embedded_kafka._pid_alive(n.pid) for n in cluster.nodes)
+    assert not any(embedded_kafka.pid_alive(n.pid) for n in cluster.nodes)
 
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
@@ -162,7 +162,7 @@ def test_kafka_start_keeps_the_cluster_and_restarts_its_dead_nodes(tmp_path: Pat
         after = embedded_kafka.Cluster.load(directory)
         assert after and after.cluster_id == cluster.cluster_id
         assert [n.port for n in after.nodes] == [n.port for n in cluster.nodes]
-        assert all(embedded_kafka._pid_alive(n.pid) for n in after.nodes)
+        assert all(embedded_kafka.pid_alive(n.pid) for n in after.nodes)
 
         for node in after.nodes:  # every node killed: still the same cluster, with every message
             embedded_kafka.stop_node(node, hard=True)

@@ -129,20 +129,11 @@ def cmd_archive(
 
 
 def _since_until(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
-    def parse(name: str, value: str | None) -> datetime | None:
-        if not value:
-            return None
-        try:
-            when = datetime.fromisoformat(value)
-        except ValueError:
-            raise SettingsError(f"{name} {value!r} is not an ISO 8601 date or time") from None
-        if when.tzinfo is None:  # a date or a local time: Beijing time, as the centres read it
-            from ticketstream.archive.kpi import LOCAL
+    """A date or a local time is read in Beijing time, as the centres read their reports."""
+    from ticketstream.archive.kpi import LOCAL
+    from workers.cli import time_option
 
-            when = when.replace(tzinfo=LOCAL)
-        return when
-
-    return parse("--since", args.since), parse("--until", args.until)
+    return time_option("--since", args.since, LOCAL), time_option("--until", args.until, LOCAL)
 
 
 def _show_time(value: Any) -> str:

@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -297,21 +297,25 @@ def cmd_triage(args: argparse.Namespace) -> int:
 
     return export_corrections(
         _connected(_settings(args)),
-        since=_time_option("--since", args.since),
-        until=_time_option("--until", args.until),
+        since=time_option("--since", args.since),
+        until=time_option("--until", args.until),
         out=args.out,
     )
 
 
-def _time_option(name: str, value: str | None) -> datetime | None:
+def time_option(name: str, value: str | None, naive_tz: tzinfo | None = None) -> datetime | None:
+    """An ISO 8601 time option; a time without a UTC offset is refused, or read in `naive_tz`
+    where a local reading is what users mean (the archive's report periods)."""
     if not value:
         return None
     try:
         when = datetime.fromisoformat(value)
     except ValueError:
-        raise SettingsError(f"{name} {value!r} is not an ISO 8601 time") from None
+        raise SettingsError(f"{name} {value!r} is not an ISO 8601 date or time") from None
     if when.tzinfo is None:
-        raise SettingsError(f"{name} needs an explicit UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+        if naive_tz is None:
+            raise SettingsError(f"{name} needs an explicit UTC offset, e.g. 2026-12-01T00:00:00+08:00")
+        when = when.replace(tzinfo=naive_tz)
     return when
 
 
@@ -320,7 +324,7 @@ def cmd_replay(args: argparse.Namespace) -> int:
     from ticketstream.sla.engine import SLA_EVENT
     from ticketstream.tickets.replay import Replay, replay_lines
 
-    until = _time_option("--until", args.until)
+    until = time_option("--until", args.until)
     settings = _settings(args)
     overrides = {k: v for k, v in (("sla_policy", args.policy), ("calendar", args.calendar)) if v}
     if overrides:

@@ -163,7 +163,8 @@ class Cluster:
         return cls(**raw)
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process runs (a zombie does not: a child of this very process is reaped)."""
     if pid <= 0:
         return False
     try:
@@ -172,12 +173,18 @@ def _pid_alive(pid: int) -> bool:
         return False
     except PermissionError:
         return True
-    # A zombie child still answers kill(0); look at its state.
+    # A zombie still answers kill(0); look at its state.
     try:
         state = Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0]
-        return state != "Z"
     except OSError:
         return True
+    if state != "Z":
+        return True
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass  # not our child: its parent reaps it
+    return False
 
 
 _LOG4J2 = """\
@@ -231,7 +238,7 @@ def _wait_for_metadata(cluster: Cluster, deadline: float) -> None:
     last_error = ""
     while pending and time.monotonic() < deadline:
         node = pending[0]
-        if not _pid_alive(node.pid):
+        if not pid_alive(node.pid):
             raise KafkaLauncherError(
                 f"Kafka node {node.node_id} exited during start-up; its log:\n{_tail(Path(node.dir) / 'server.log')}"
             )
@@ -268,7 +275,7 @@ def status(directory: Path) -> Cluster | None:
     """The recorded cluster if at least one of its nodes is running, else None. A cluster with a
     node down still serves (at RF 3), so commands must find it; `node_states` says which is down."""
     cluster = Cluster.load(directory.resolve())
-    if cluster and cluster.nodes and any(_pid_alive(n.pid) for n in cluster.nodes):
+    if cluster and cluster.nodes and any(pid_alive(n.pid) for n in cluster.nodes):
         return cluster
     return None
 
@@ -284,7 +291,7 @@ def node_states(directory: Path) -> tuple[Cluster | None, list[NodeState]]:
     cluster = Cluster.load(directory.resolve())
     if not cluster:
         return None, []
-    return cluster, [NodeState(n, _pid_alive(n.pid)) for n in cluster.nodes]
+    return cluster, [NodeState(n, pid_alive(n.pid)) for n in cluster.nodes]
 
 
 def _has_data(directory: Path) -> bool:
@@ -331,7 +338,7 @@ def start(
 
 
 def _restart_dead_nodes(cluster: Cluster, heap_mb: int, progress: Callable[[str], None] | None) -> Cluster:
-    dead = [n for n in cluster.nodes if not _pid_alive(n.pid)]
+    dead = [n for n in cluster.nodes if not pid_alive(n.pid)]
     if dead:
         busy = [n for n in dead if not (_port_free(n.port) and _port_free(n.controller_port))]
         if busy:
@@ -459,19 +466,19 @@ def _cluster_id(random_bytes: Callable[[], bytes] = lambda: uuid.uuid4().bytes) 
 
 def stop_node(node: Node, timeout: float = STOP_TIMEOUT_S, hard: bool = False) -> None:
     """Stop one node: SIGTERM (a clean controlled shutdown) or SIGKILL when `hard`."""
-    if not _pid_alive(node.pid):
+    if not pid_alive(node.pid):
         return
     try:
         os.kill(node.pid, signal.SIGKILL if hard else signal.SIGTERM)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
-    while _pid_alive(node.pid) and time.monotonic() < deadline:
+    while pid_alive(node.pid) and time.monotonic() < deadline:
         _reap(node.pid)
         time.sleep(0.1)
-    if _pid_alive(node.pid):
+    if pid_alive(node.pid):
         os.kill(node.pid, signal.SIGKILL)
-        while _pid_alive(node.pid):
+        while pid_alive(node.pid):
             _reap(node.pid)
             time.sleep(0.05)
     _reap(node.pid)
@@ -489,9 +496,9 @@ def stop(directory: Path) -> bool:
     cluster = Cluster.load(directory.resolve())
     if not cluster:
         return False
-    was_running = any(_pid_alive(n.pid) for n in cluster.nodes)
+    was_running = any(pid_alive(n.pid) for n in cluster.nodes)
     for node in cluster.nodes:
-        if _pid_alive(node.pid):
+        if pid_alive(node.pid):
             os.kill(node.pid, signal.SIGTERM)
     for node in cluster.nodes:
         stop_node(node)

@@ -32,7 +32,7 @@ from typing import IO
 
 from ticketstream.settings import Settings, SettingsError
 from workers import embedded_kafka
-from workers.embedded_kafka import free_ports
+from workers.embedded_kafka import free_ports, pid_alive
 from workers.worker import port_free
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,20 +75,8 @@ def load(directory: Path) -> Stack | None:
     return Stack(**json.loads(path.read_text()))
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie child of this very process is not alive
-        return os.waitpid(pid, os.WNOHANG) == (0, 0)
-    except ChildProcessError:
-        return True
-
-
-def _ready(url: str) -> bool:
+def http_ready(url: str) -> bool:
+    """The URL answers 200 (a server is up and ready)."""
     try:
         with urllib.request.urlopen(url, timeout=2) as resp:
             return resp.status == 200
@@ -158,7 +146,7 @@ def start(
 ) -> Stack:
     directory = (directory or default_directory(settings)).resolve()
     running = load(directory)
-    if running and any(_alive(pid) for pid in running.pids.values()):
+    if running and any(pid_alive(pid) for pid in running.pids.values()):
         raise SettingsError(f"monitoring already runs from {directory} (`ticketstream monitoring stop` first)")
     directory.mkdir(parents=True, exist_ok=True)
     started_kafka = False
@@ -249,7 +237,7 @@ def start(
                 raise SettingsError(
                     f"{name} exited at start; its log {log} ends with:\n" + log.read_text(errors="replace")[-1500:]
                 )
-            if _ready(waiting[name]):
+            if http_ready(waiting[name]):
                 del waiting[name]
         time.sleep(0.2)
     if waiting:
@@ -269,13 +257,13 @@ def stop(directory: Path, out: IO[str] = sys.stdout, timeout: float = 20.0) -> b
         print(f"no monitoring state in {directory}", file=out)
         return False
     for pid in stack.pids.values():
-        if _alive(pid):
+        if pid_alive(pid):
             os.kill(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while any(_alive(pid) for pid in stack.pids.values()) and time.monotonic() < deadline:
+    while any(pid_alive(pid) for pid in stack.pids.values()) and time.monotonic() < deadline:
         time.sleep(0.2)
     for name, pid in stack.pids.items():
-        if _alive(pid):
+        if pid_alive(pid):
             print(f"{name} (pid {pid}) did not stop in {timeout:.0f} s: killed", file=out)
             os.kill(pid, signal.SIGKILL)
     if stack.started_kafka:
@@ -299,7 +287,7 @@ def status(directory: Path, out: IO[str] = sys.stdout) -> bool:
     }
     healthy = True
     for name, pid in stack.pids.items():
-        up = _alive(pid) and _ready(checks[name])
+        up = pid_alive(pid) and http_ready(checks[name])
         healthy &= up
         print(f"  {name:13} pid {pid:<8} {'up' if up else 'DOWN'}  {checks[name]}", file=out)
     for what, url in stack.urls():

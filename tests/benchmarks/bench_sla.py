@@ -42,7 +42,7 @@ from schemas.events import Event  # noqa: E402
 from schemas.tickets import TRIAGED  # noqa: E402
 from streams.metrics import scrape  # noqa: E402
 from tests.factories import encode, received  # noqa: E402
-from tests.harness import TopicReader, isolated_settings, wait_until, worker_ready  # noqa: E402
+from tests.harness import TopicReader, isolated_settings, spawn_worker, wait_until, worker_ready  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS  # noqa: E402
 from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 from ticketstream.triage.engine import TriageEngine  # noqa: E402
@@ -80,14 +80,7 @@ def load_messages(kind: str, count: int, now: datetime):
 
 
 def start_worker(settings, log: Path) -> subprocess.Popen:
-    with open(log, "ab") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker"],
-            cwd=REPO,
-            env=settings.as_env(),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_worker(settings, log)
     wait_until(lambda: worker_ready(settings), 120, "the worker")
     return proc
 

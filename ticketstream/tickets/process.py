@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from schemas.events import AssignedData, Event, EventType, ReclassifiedData, RegradedData, SurveyCompletedData, Team
-from schemas.tickets import TRIAGED, TriagedTicket
+from schemas.tickets import TriagedTicket
 from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.oversight.overload import counted_as, table_key
 from ticketstream.sla.engine import SlaEngine, SlaEvent, SlaKind, epoch
@@ -231,7 +231,7 @@ class TicketProcess:
             fx.gauges = (state.open_bucket, state.at_risk, bucket, risky)
         state.open_bucket, state.at_risk = bucket, risky
         fx.changed = True
-        triage = TRIAGED.dump_python(state.triage, mode="json") if state.triage is not None else None
+        triage = state.triage_json()
         fx.view = ticket_view(triage, sla, self.sla, timings=timings)
         return fx
 

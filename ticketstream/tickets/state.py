@@ -42,6 +42,19 @@ class TicketState:
     """(team, grade) while the ticket is open: what the open-tickets gauge counts it as."""
     at_risk: list[str] = field(default_factory=list)
     """Stages past the at-risk warning and neither met nor breached (the at-risk gauge)."""
+    _triage_json: tuple[TriagedTicket, dict[str, Any]] | None = field(
+        default=None, init=False, repr=False, compare=False
+    )
+
+    def triage_json(self) -> dict[str, Any] | None:
+        """The triage record's JSON form, encoded once per revision: the table value and the
+        tickets.state view both carry it, and a loaded state reuses the stored form."""
+        if self.triage is None:
+            return None
+        cached = self._triage_json
+        if cached is None or cached[0] is not self.triage:
+            cached = self._triage_json = (self.triage, TRIAGED.dump_python(self.triage, mode="json"))
+        return cached[1]
 
     @classmethod
     def new(cls, ticket_id: str) -> TicketState:
@@ -56,7 +69,7 @@ class TicketState:
         return {
             "v": STATE_VERSION,
             "sla": self.sla.to_dict(),
-            "triage": TRIAGED.dump_python(self.triage, mode="json") if self.triage is not None else None,
+            "triage": self.triage_json(),
             "pending": self.pending,
             "applied": sorted(self.applied),
             "incident_id": self.incident_id,
@@ -78,7 +91,7 @@ class TicketState:
                 f"({STATE_VERSION}); run the newer release"
             )
         bucket = value.get("open")
-        return cls(
+        state = cls(
             ticket_id=ticket_id,
             sla=TicketSla.from_dict(value["sla"]) if value.get("sla") else TicketSla(ticket_id),
             triage=TRIAGED.validate_python(value["triage"]) if value.get("triage") else None,
@@ -89,3 +102,6 @@ class TicketState:
             open_bucket=(bucket[0], bucket[1]) if bucket else None,
             at_risk=list(value.get("risk") or []),
         )
+        if state.triage is not None and version == STATE_VERSION:
+            state._triage_json = (state.triage, value["triage"])  # this release's own encoding
+        return state
