@@ -18,7 +18,7 @@ test:
 	$(PY) -m pytest -q
 
 # The chaos test alone: three brokers, two workers, a worker and a broker killed under traffic,
-# and a restart under a 20,000-event backlog (about 6 minutes). `make test` runs it too.
+# and a restart under a 20,000-event backlog (5.5-7.5 minutes here). `make test` runs it too.
 chaos: bootstrap
 	$(PY) -m pytest -q -s -m chaos tests/test_chaos.py
 

@@ -6,7 +6,9 @@ same (`faust.streams.Stream.__aiter__`), so the next commit passes over a messag
 processed. A worker restarted under a backlog of 20,000 events lost the rest of two partitions
 that way, thousands of messages, while `ticketstream lag` showed them consumed
 (tests/test_chaos.py). Here such an acknowledgement is refused: the offset stays uncommitted,
-and the seek to the committed offsets that ends every rebalance fetches the message again. A
+and the message is fetched again: by the seek to the committed offsets that ends every
+rebalance, or by a seek back to it when that seek had already happened (a message of the
+previous generation can still be on its way into a stream buffer after it). A
 message that was processed but acknowledged only after a rebalance began is processed a second
 time, which every agent tolerates (at-least-once: intake de-duplicates, the others are
 idempotent by ticket and event id). For that seek to reach every skipped message, a partition
@@ -15,6 +17,8 @@ that has no committed offset yet is sought to its beginning rather than left whe
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
 
@@ -22,19 +26,37 @@ import faust
 from faust.transport.drivers import aiokafka
 from faust.types.tuples import ack_lock
 
+log = logging.getLogger(__name__)
+
 
 class Consumer(aiokafka.Consumer):
+    _refetches: set[asyncio.Future[None]] = set()
+
     def ack(self, message: Any) -> bool:
         app = self.app
         with ack_lock:
             stale = message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
             if stale and not message.acked and app.topics.acks_enabled_for(message.topic):
                 # Not acked, not waited for: a rebalance must not block on it, and its offset is
-                # not committed, so the message is fetched again after the rebalance.
+                # not committed. It is fetched again: by the seek that ends the rebalance, or by
+                # this one when that seek has already happened.
                 message.acked = True
                 self._unacked_messages.discard(message)
+                self._refetch(message.tp, message.offset)
                 return False
             return bool(super().ack(message))
+
+    def _refetch(self, tp: Any, offset: int) -> None:
+        async def seek() -> None:
+            try:
+                if tp in self.assignment():
+                    await self.seek(tp, offset)
+            except Exception as exc:  # noqa: BLE001 - moved away meanwhile: its owner starts at the committed offset
+                log.info("no re-fetch of %s from %d: %s", tp, offset, type(exc).__name__)
+
+        task = asyncio.ensure_future(seek())
+        self._refetches.add(task)
+        task.add_done_callback(self._refetches.discard)
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
         """Faust seeks the stream partitions to their committed offsets after each rebalance, but
