@@ -137,6 +137,7 @@ def test_render_writes_the_page_and_its_figures(tmp_path: Path) -> None:
     assert "| 2 | 649 | 132 | 30.2 | **1.20** |" in text
     assert "2 workers process 1.20x the events/s of one" in text and "2 cores shared by the broker" in text
     assert "| 2 | 100,000 | 150.0 s | 667 | 6.0 s | **0.80** |" in text
+    assert "2 workers catch up on a 100,000-event backlog in 0.80 of the time 1 worker takes." in text
     assert "Bare aiokafka consume-and-produce loop, same broker, same run: 13,681 events/s." in text
     assert "| 100,000 | this run | 0.121 s | 0.262 s | 0.272 s | **1.05** | 4,321 B |" in text
     assert "10x the open tickets (10,000 → 100,000) change the breach latency's p99 by 1.18x" in text
