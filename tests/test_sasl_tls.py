@@ -109,6 +109,19 @@ def test_every_client_works_over_sasl_ssl(secure_cluster, tmp_path: Path):
 
         wait_until(lag_seen, 30, "the worker's committed offsets in `ticketstream lag`")
 
+    # The other commands that read or write topics.
+    outputs = {}
+    for command in (
+        ["topics", "describe"],
+        ["incidents", "list"],
+        ["triage", "corrections"],
+        ["simulate", "--duration", "1", "--rate", "5", "--fast", "--drain", "0", "--metrics-port", "0"],
+    ):
+        result = cli(settings, *command)
+        assert result.returncode == 0, (command, result.stderr)
+        outputs[command[0]] = result.stdout
+    assert settings.topic(ACCEPTED) in outputs["topics"] and "open incidents: 0" in outputs["incidents"]
+
     # The archiver: a consumer group of its own, plus a dead-letter producer.
     archived = cli(settings, "archive", "run", "--exit-when-idle", "3", timeout=90)
     assert archived.returncode == 0, archived.stderr
