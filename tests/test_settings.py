@@ -93,7 +93,6 @@ SASL = {
         ("TICKETSTREAM_SASL_USERNAME", {}, "sasl_username", "needs a SASL user"),
         ("TICKETSTREAM_SASL_PASSWORD", {}, "sasl_password", "needs a SASL password"),
         (None, {"TICKETSTREAM_SASL_PASSWORD": ""}, "sasl_password", "needs a SASL password"),
-        (None, {"TICKETSTREAM_SSL_CAFILE": "/nonexistent/ca.pem"}, "ssl_cafile", "not a readable file"),
         (None, {"TICKETSTREAM_SECURITY_PROTOCOL": "SSL"}, "sasl_mechanism|sasl_username", "does not use SASL"),
         (None, {"TICKETSTREAM_SASL_MECHANISM": "GSSAPI"}, "sasl_mechanism", "SCRAM-SHA-512"),
     ],
@@ -103,6 +102,15 @@ def test_security_settings_that_do_not_fit_are_named(drop, add, named, says):
     with pytest.raises(SettingsError, match=rf"setting '({named})'.*{says}") as err:
         load_settings(environ=env)
     assert "s3cr3t-pw" not in str(err.value)
+
+
+def test_a_missing_or_broken_tls_file_is_named_when_a_client_is_made(tmp_path: Path):
+    settings = load_settings(environ=SASL | {"TICKETSTREAM_SSL_CAFILE": str(tmp_path / "ca.pem")})
+    with pytest.raises(SettingsError, match=f"setting 'ssl_cafile': {tmp_path / 'ca.pem'} does not exist"):
+        settings.kafka_client_options()
+    (tmp_path / "ca.pem").write_text("not a certificate")
+    with pytest.raises(SettingsError, match="setting 'ssl_cafile': cannot read CA certificates"):
+        settings.kafka_client_options()
 
 
 def test_tls_files_need_a_tls_protocol_and_a_key_needs_its_certificate(tmp_path: Path):

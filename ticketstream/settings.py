@@ -290,11 +290,29 @@ class Settings(BaseModel):
 
     def ssl_context(self) -> ssl.SSLContext:
         """The TLS context of a client: verify the broker against ssl_cafile (or the system's CAs),
-        check its name unless ssl_check_hostname is off, present ssl_certfile if set."""
-        context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        check its name unless ssl_check_hostname is off, present ssl_certfile if set.
+
+        The files are read here, when a process first connects, not when the settings are loaded:
+        settings describe a deployment and are checked where the files are not (a chart's values
+        on a build machine); a missing or unreadable file is a SettingsError naming the setting."""
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise SettingsError(f"setting '{name}': {path} does not exist or is not a file")
+        try:
+            context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(
+                f"setting 'ssl_cafile': cannot read CA certificates from {self.ssl_cafile}: {exc}"
+            ) from None
         context.check_hostname = self.ssl_check_hostname
         if self.ssl_certfile:
-            context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+            try:
+                context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise SettingsError(
+                    f"settings 'ssl_certfile'/'ssl_keyfile': cannot load the client certificate {self.ssl_certfile}: {exc}"
+                ) from None
         return context
 
     @model_validator(mode="after")
@@ -317,13 +335,8 @@ class Settings(BaseModel):
                     raise _Named(name, f"is set but security_protocol is {protocol}, which does not use SASL")
         tls = protocol in ("SSL", "SASL_SSL")
         for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(self, name)
-            if path is None:
-                continue
-            if not tls:
+            if getattr(self, name) is not None and not tls:
                 raise _Named(name, f"is set but security_protocol is {protocol}, which does not use TLS")
-            if not path.is_file():
-                raise _Named(name, f"{path} is not a readable file")
         if self.ssl_keyfile and not self.ssl_certfile:
             raise _Named("ssl_keyfile", "is set without ssl_certfile (the client certificate it belongs to)")
         return self
@@ -401,12 +414,12 @@ def load_settings(
             name = ".".join(str(p) for p in err["loc"]) or "settings"
             cause = (err.get("ctx") or {}).get("error")
             message = err["msg"]
-            where = sources.get(name.split(".")[0], "default")
+            where = f"from {sources.get(name.split('.')[0], 'default')}"
             if isinstance(cause, _Named):
                 name, message = cause.setting, str(cause)
-                where = sources.get(name, "unset")
+                where = f"from {sources[name]}" if name in sources else "unset"
             if err["type"] == "extra_forbidden":
-                problems.append(f"unknown setting '{name}' (from {where})")
+                problems.append(f"unknown setting '{name}' ({where})")
             else:
-                problems.append(f"setting '{name}' (from {where}): {message}")
+                problems.append(f"setting '{name}' ({where}): {message}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

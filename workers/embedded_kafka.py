@@ -249,9 +249,7 @@ def _listeners(node: Node, tls: TlsFiles | None) -> list[str]:
         "org.apache.kafka.common.security.scram.ScramLoginModule required;",
         "ssl.keystore.type=PEM",
         f"ssl.keystore.location={tls.server}",
-        "ssl.truststore.type=PEM",
-        f"ssl.truststore.location={tls.ca}",
-        "ssl.client.auth=none",
+        "ssl.client.auth=none",  # no client certificates: SCRAM authenticates, so no truststore either
     ]
 
 
