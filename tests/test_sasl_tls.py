@@ -184,6 +184,8 @@ def test_a_wrong_password_ends_at_once_with_one_line(secure_cluster, tmp_path: P
 
 def test_a_plaintext_client_is_told_how_to_reach_the_embedded_sasl_broker(secure_cluster, tmp_path: Path):
     directory, _ = secure_cluster
+    status = cli(Settings(), "kafka", "status", "--dir", str(directory))
+    assert status.returncode == 0 and f"(SASL_SSL, client settings: {directory / 'client.env'})" in status.stdout
     result = cli(Settings(kafka_dir=directory, data_dir=tmp_path), "topics", "describe")
     assert result.returncode == 2
     assert "listens with SASL_SSL" in result.stderr and f". {directory / 'client.env'}" in result.stderr

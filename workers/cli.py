@@ -126,6 +126,11 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     print(
         f"{word}: {up} of {len(states)} node(s) up, cluster {cluster.cluster_id}, Kafka {cluster.version}, "
         f"bootstrap {cluster.bootstrap_servers}"
+        + (
+            ""
+            if cluster.security_protocol == "PLAINTEXT"
+            else f" ({cluster.security_protocol}, client settings: {embedded_kafka.client_env_file(cluster)})"
+        )
     )
     for state in states:
         node = state.node
