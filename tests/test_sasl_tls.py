@@ -204,3 +204,17 @@ def embedded_kafka_tls(directory: Path) -> Path:
     from workers.tls import ensure_ca_and_server
 
     return ensure_ca_and_server(directory).ca
+
+
+@pytest.mark.parametrize("protocol", ["PLAINTEXT", "SASL_PLAINTEXT"])
+def test_a_client_without_tls_is_told_the_broker_speaks_it(secure_cluster, tmp_path: Path, protocol):
+    _, client_env = secure_cluster
+    extra: dict[str, object] = {"security_protocol": protocol, "connect_timeout_seconds": 3, "ssl_cafile": None}
+    if protocol == "PLAINTEXT":
+        extra |= {"sasl_mechanism": None, "sasl_username": None, "sasl_password": None}
+    result = cli(secure_settings(client_env, tmp_path, **extra), "topics", "describe", timeout=60)
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.count("\n") == 1 and "cannot reach Kafka" in result.stderr
+    assert (
+        "answers in TLS: set security_protocol to SASL_SSL" in result.stderr and f"(it is {protocol})" in result.stderr
+    )

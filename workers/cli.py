@@ -53,6 +53,8 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 _BOOTSTRAP: list[str | None] = [None]
 """The address the command connects to, for the error line when it cannot."""
+_PROTOCOL: list[str] = ["PLAINTEXT"]
+"""The security protocol it speaks there, to tell a mismatch from a broker that is down."""
 
 
 def _connected(settings: Settings) -> Settings:
@@ -76,7 +78,7 @@ def _connected(settings: Settings) -> Settings:
                 f"`. {embedded_kafka.client_env_file(cluster)}`"
             )
         settings = settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
-    _BOOTSTRAP[0] = settings.bootstrap_servers
+    _BOOTSTRAP[0], _PROTOCOL[0] = settings.bootstrap_servers, settings.security_protocol
     check_security(settings)
     return settings
 
@@ -791,17 +793,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a clear one-line error instead of a traceback
-        from workers.connect import BrokerUnreachable, KafkaRefused, is_unreachable
+        from workers.connect import BrokerUnreachable, KafkaRefused, is_unreachable, protocol_hint
         from workers.embedded_kafka import KafkaLauncherError
 
         if isinstance(exc, KafkaLauncherError):
             print(f"ticketstream: {exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, (BrokerUnreachable, KafkaRefused)):
+        if isinstance(exc, KafkaRefused):
             print(f"ticketstream: {exc}", file=sys.stderr)
             return 1
-        if is_unreachable(exc):
-            print(f"ticketstream: {BrokerUnreachable(_BOOTSTRAP[0], type(exc).__name__)}", file=sys.stderr)
+        if isinstance(exc, BrokerUnreachable) or is_unreachable(exc):
+            unreachable = (
+                exc if isinstance(exc, BrokerUnreachable) else BrokerUnreachable(_BOOTSTRAP[0], type(exc).__name__)
+            )
+            print(f"ticketstream: {unreachable}{protocol_hint(_BOOTSTRAP[0], _PROTOCOL[0])}", file=sys.stderr)
             return 1
         if isinstance(exc, OSError) and exc.filename:
             print(f"ticketstream: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)

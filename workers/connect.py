@@ -11,6 +11,7 @@ retrying the login until its timeout and then calling the broker unreachable.
 from __future__ import annotations
 
 import asyncio
+import socket
 import ssl
 import time
 from collections.abc import Callable
@@ -87,6 +88,30 @@ async def _check_security(settings: Settings) -> None:
             continue  # not answering: the caller's unreachable path says so
         conn.close()
         return
+
+
+def protocol_hint(bootstrap: str | None, protocol: str, timeout: float = 2.0) -> str:
+    """After "cannot reach": whether a bootstrap server does answer, in TLS, while this client
+    speaks plain TCP (a security_protocol that differs from the listener's reads like a broker
+    that is down, since the broker just drops the connection). Empty when nothing is learnt."""
+    if protocol not in ("PLAINTEXT", "SASL_PLAINTEXT"):
+        return ""
+    context = ssl.create_default_context()
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE  # only asking whether it speaks TLS at all
+    for server in (bootstrap or "").split(","):
+        host, _, port = server.rpartition(":")
+        try:
+            with (
+                socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as raw,
+                context.wrap_socket(raw, server_hostname=host.strip("[]")),
+            ):
+                pass
+        except (OSError, ValueError):
+            continue
+        wanted = "SASL_SSL or SSL" if protocol == "PLAINTEXT" else "SASL_SSL"
+        return f"; but {server} answers in TLS: set security_protocol to {wanted} (it is {protocol})"
+    return ""
 
 
 def _said(exc: BaseException) -> str:
