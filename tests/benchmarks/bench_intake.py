@@ -27,6 +27,7 @@ sys.path.insert(0, str(REPO))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
+from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.harness import isolated_settings, metric_value, worker_process  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND  # noqa: E402
@@ -111,6 +112,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bootstrap", help="an existing Kafka; default: start the embedded broker")
+    add_json_option(parser)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-"))
     bootstrap = args.bootstrap
@@ -144,6 +146,18 @@ def main() -> None:
         print(f"median baseline (bare aiokafka consume+produce): {b:9.0f} events/s")
         print(f"median intake (validate + dedup table + forward): {i:9.0f} events/s")
         print(f"ratio intake/baseline: {i / b:.2f}")
+        write_json(
+            args.json,
+            "intake",
+            {"events": len(messages), "repeat": args.repeat},
+            {
+                "baseline_per_s": base_rates,
+                "intake_per_s": intake_rates,
+                "median_baseline_per_s": b,
+                "median_intake_per_s": i,
+                "ratio": i / b,
+            },
+        )
     finally:
         if not args.bootstrap:
             embedded_kafka.stop(tmp / "kafka")
