@@ -11,15 +11,13 @@ rebalance, or by a seek back to it when that seek had already happened (a messag
 previous generation can still be on its way into a stream buffer after it). A
 message that was processed but acknowledged only after a rebalance began is processed a second
 time, which every agent tolerates (at-least-once: intake de-duplicates, the others are
-idempotent by ticket and event id). For that seek to reach every skipped message, a partition
-that has no committed offset yet is sought to its beginning rather than left where it was.
+idempotent by ticket and event id).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -31,6 +29,7 @@ log = logging.getLogger(__name__)
 
 class Consumer(aiokafka.Consumer):
     _refetches: set[asyncio.Future[None]] = set()
+    _refused: dict[tuple[Any, int], int] = {}
 
     def ack(self, message: Any) -> bool:
         app = self.app
@@ -42,6 +41,12 @@ class Consumer(aiokafka.Consumer):
                 # this one when that seek has already happened.
                 message.acked = True
                 self._unacked_messages.discard(message)
+                if self._refused.setdefault((message.tp, app.consumer_generation_id), message.offset) == message.offset:
+                    log.info(  # once per partition and generation: a backlog can be thousands
+                        "refused the ack of %s offset %d (skipped during a rebalance): fetching it again",
+                        message.tp,
+                        message.offset,
+                    )
                 self._refetch(message.tp, message.offset)
                 return False
             return bool(super().ack(message))
@@ -57,18 +62,6 @@ class Consumer(aiokafka.Consumer):
         task = asyncio.ensure_future(seek())
         self._refetches.add(task)
         task.add_done_callback(self._refetches.discard)
-
-    async def seek_to_committed(self) -> Mapping[Any, int]:
-        """Faust seeks the stream partitions to their committed offsets after each rebalance, but
-        a partition without a committed offset is left where its fetch had got to: a message
-        skipped there would never be fetched again. Such partitions start over from the
-        beginning instead (the group's `auto_offset_reset`, earliest); table changelogs, which
-        are not committed, are left alone."""
-        committed = await super().seek_to_committed()
-        fresh = [tp for tp, offset in committed.items() if not offset and self.app.topics.acks_enabled_for(tp.topic)]
-        if fresh:
-            await self._thread.seek_to_beginning(*fresh)
-        return committed
 
 
 class Transport(aiokafka.Transport):
