@@ -45,6 +45,11 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
     by_customer = Emitter(app, settings.topic(BY_CUSTOMER))
     seen = table(app, settings, TABLE_INTAKE_SEEN, dict, "event fingerprints per ticket, for de-duplication")
 
+    async def forward(parsed_event: Any, key: bytes | None, body: bytes) -> None:
+        await accepted.send(key, body)
+        if parsed_event.type is EventType.COMPLAINT_RECEIVED:
+            await by_customer.send(parsed_event.complaint.customer.id.encode(), body)
+
     @app.agent(inbound, concurrency=1, name="intake")
     async def intake(stream: Any) -> None:
         async for event in stream.events():
@@ -56,8 +61,12 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
                 body = core.canonical(parsed_event)
                 fp = core.fingerprint(parsed_event, body)
                 ticket_seen = seen[parsed_event.ticket_id]
-                verdict = core.classify_repeat(ticket_seen, fp)
-                if verdict == "duplicate":
+                at = f"{event.message.partition}:{event.message.offset}"
+                verdict = core.classify_repeat(ticket_seen, fp, at)
+                if verdict == "redelivery":
+                    await forward(parsed_event, key, body)
+                    metrics.INTAKE_REDELIVERED.inc()
+                elif verdict == "duplicate":
                     metrics.INTAKE_DUPLICATES.inc()
                 elif verdict == "conflict":
                     await dead_letters.send(
@@ -76,15 +85,13 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> N
                     )
                 else:
                     updated = dict(ticket_seen)
-                    updated[fp.event] = fp.content
+                    updated[fp.event] = core.seen_entry(fp, at)
                     if len(updated) > MAX_SEEN_PER_TICKET:
                         updated.pop(next(iter(updated)))
                     seen[parsed_event.ticket_id] = updated
-                    await accepted.send(key, body)
+                    await forward(parsed_event, key, body)
                     if parsed_event.type is EventType.COMPLAINT_RECEIVED:
-                        complaint = parsed_event.complaint
-                        await by_customer.send(complaint.customer.id.encode(), body)
-                        metrics.COMPLAINTS.labels(channel=complaint.channel.value).inc()
+                        metrics.COMPLAINTS.labels(channel=parsed_event.complaint.channel.value).inc()
                     metrics.INTAKE_ACCEPTED.labels(type=parsed_event.type.value).inc()
             except core.Rejected as rejected:
                 await dead_letters.send(raw, rejected.reason, source_of(event), "intake", rejected.parsed)

@@ -15,6 +15,10 @@ INTAKE_ACCEPTED = Counter("ticketstream_intake_accepted", "Valid events forwarde
 INTAKE_DUPLICATES = Counter(
     "ticketstream_intake_duplicates", "Exact duplicates (same event_id, same content) dropped by intake."
 )
+INTAKE_REDELIVERED = Counter(
+    "ticketstream_intake_redelivered",
+    "Accepted messages read again after a worker died before committing, forwarded again (at-least-once).",
+)
 DEADLETTERS = Counter(
     "ticketstream_deadletters", "Records sent to the dead-letter topic, by stage and reason code.", ["stage", "reason"]
 )

@@ -114,6 +114,18 @@ def test_duplicates_and_conflicts():
     assert intake.classify_repeat(seen, intake.fingerprint(intake.parse_event(encode(changed), b"T-1"))) == "conflict"
 
 
+def test_the_same_message_read_again_is_a_redelivery_not_a_duplicate():
+    """After a kill -9 the table entry may be in Kafka and the forwarded event not: the message at
+    the same source coordinates is forwarded again; a re-send (other coordinates) is dropped."""
+    fp = intake.fingerprint(intake.parse_event(encode(received()), b"T-1"))
+    seen = {fp.event: intake.seen_entry(fp, "3:1220")}
+    assert intake.classify_repeat(seen, fp, "3:1220") == "redelivery"
+    assert intake.classify_repeat(seen, fp, "3:1221") == "duplicate"
+    assert intake.classify_repeat(seen, fp, "1:1220") == "duplicate"
+    other = intake.fingerprint(intake.parse_event(encode(received(content="完全不同的內容")), b"T-1"))
+    assert intake.classify_repeat(seen, other, "3:1220") == "conflict"
+
+
 def _event_json() -> st.SearchStrategy[bytes]:
     """JSON objects shaped like events, with fields randomly broken or retyped."""
     scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))

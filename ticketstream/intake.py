@@ -238,9 +238,23 @@ def fingerprint(event: Event, body: bytes | None = None) -> Fingerprint:
     return Fingerprint(eid, content)
 
 
-def classify_repeat(seen: dict[str, str], fp: Fingerprint) -> str:
-    """'new', 'duplicate' (same id, same content: drop it) or 'conflict' (same id, other content)."""
+def seen_entry(fp: Fingerprint, source: str) -> str:
+    """What intake remembers of an accepted event: its content digest and where it was read
+    (`partition:offset` of `tickets.inbound`)."""
+    return f"{fp.content}@{source}"
+
+
+def classify_repeat(seen: dict[str, str], fp: Fingerprint, source: str | None = None) -> str:
+    """'new', 'duplicate' (same id, same content: drop it), 'conflict' (same id, other content) or
+    'redelivery': the very message accepted before (same source coordinates), read again because
+    its worker died before committing. Its table entry reached Kafka, but its outputs may not
+    have (they are separate produce requests), so a redelivery is forwarded again: at-least-once,
+    never lost. Entries written before the source was recorded (content digest only) still tell
+    duplicates and conflicts apart."""
     previous = seen.get(fp.event)
     if previous is None:
         return "new"
-    return "duplicate" if previous == fp.content else "conflict"
+    content, _, accepted_at = previous.partition("@")
+    if content != fp.content:
+        return "conflict"
+    return "redelivery" if source is not None and accepted_at == source else "duplicate"

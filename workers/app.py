@@ -23,6 +23,7 @@ from ticketstream.incidents.detector import load_policy as load_incident_policy
 from ticketstream.settings import Settings, SettingsError
 from ticketstream.sla.engine import SlaEngine
 from ticketstream.tickets.process import TicketProcess
+from workers.consumer import App
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,7 @@ def create_app(settings: Settings) -> faust.App:
     if not settings.bootstrap_servers:
         raise ValueError("bootstrap_servers must be set to build a worker")
     check_exposure(settings)
-    app = faust.App(
+    app = App(  # Faust's, with a consumer that never commits past a skipped message
         settings.app_id,
         broker=[f"kafka://{server}" for server in settings.bootstrap_servers.split(",")],
         broker_credentials=_credentials(settings),
