@@ -114,6 +114,28 @@ def test_duplicates_and_conflicts():
     assert intake.classify_repeat(seen, intake.fingerprint(intake.parse_event(encode(changed), b"T-1"))) == "conflict"
 
 
+@pytest.mark.parametrize(
+    "event",
+    [
+        received(customer={"id": "C-9", "tier": "vip", "name": "張三"}, channel="app"),
+        lifecycle("ticket.assigned", team="billing", note="轉計費"),
+    ],
+)
+def test_the_second_hop_reads_back_what_the_first_hop_checked(event):
+    """`tickets.keyed` carries the canonical form; the second hop rebuilds the same `Checked`
+    from it without validating, so both paths de-duplicate and forward identically."""
+    first = intake.checked(intake.parse_event(encode(event), b"T-1"))
+    assert intake.from_canonical(first.body) == first
+    assert first.body == intake.canonical(intake.parse_event(first.body, b"T-1"))  # canonical is a fixed point
+    assert intake.fingerprint_of(first.event_id, first.body) == intake.fingerprint(
+        intake.parse_event(encode(event), b"T-1")
+    )
+    if event["type"] == "complaint.received":
+        assert (first.customer_id, first.channel) == ("C-9", "app")
+    else:
+        assert (first.customer_id, first.channel) == (None, None)
+
+
 def _event_json() -> st.SearchStrategy[bytes]:
     """JSON objects shaped like events, with fields randomly broken or retyped."""
     scalar = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=30))

@@ -4,8 +4,12 @@
 
 Both sides read the same pre-loaded messages from a topic of their own and write one message per
 input; the baseline does nothing else, the worker validates, de-duplicates (table + changelog)
-and forwards. Without --bootstrap it starts the embedded broker in a temporary directory.
-Prints events/s of each run, the medians and the ratio intake/baseline.
+and forwards. The worker is measured twice per run: with every message on its ticket's home
+partition (murmur2, as `ticketstream publish` and Java clients place them: de-duplicated in
+place) and with every message on another partition (as a librdkafka client's CRC32 places most
+of them: each one re-keyed through `tickets.keyed` first). Without --bootstrap it starts the
+embedded broker in a temporary directory. Prints events/s of each run, the medians and the
+ratios to the baseline.
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ sys.path.insert(0, str(REPO))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
+from streams.intake import home_partition  # noqa: E402
 from tests.harness import isolated_settings, metric_value, worker_process  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND  # noqa: E402
 from workers import embedded_kafka  # noqa: E402
 from workers.topics import create_topics  # noqa: E402
+
+PARTITIONS = 12
 
 
 def payloads(count: int) -> list[tuple[bytes, bytes]]:
@@ -50,10 +57,13 @@ def payloads(count: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], off_home: int = 0) -> None:
+    """Send the messages keyed by ticket; `off_home` partitions: each on another partition than
+    its home, as if a client with another partitioner had sent it (0: the producer's murmur2)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024)
     for key, value in messages:
-        producer.send(topic, key=key, value=value)
+        partition = (home_partition(key, off_home) + 1) % off_home if off_home else None
+        producer.send(topic, key=key, value=value, partition=partition)
     producer.flush()
     producer.close()
 
@@ -119,31 +129,36 @@ def main() -> None:
         bootstrap = embedded_kafka.start(tmp / "kafka").bootstrap_servers
     try:
         messages = payloads(args.events)
-        base_rates, intake_rates = [], []
+        base_rates: list[float] = []
+        intake_rates: list[float] = []
+        rekeyed_rates: list[float] = []
         for run in range(1, args.repeat + 1):
-            settings = isolated_settings(bootstrap, tmp, partitions=12)
+            settings = isolated_settings(bootstrap, tmp, partitions=PARTITIONS)
             create_topics(settings)
             source = settings.topic(INBOUND)
             preload(bootstrap, source, messages)
             seconds = asyncio.run(baseline(bootstrap, source, settings.topic(ACCEPTED), len(messages)))
             base_rates.append(len(messages) / seconds)
-            settings = isolated_settings(bootstrap, tmp, partitions=12)
-            create_topics(settings)
-            preload(bootstrap, settings.topic(INBOUND), messages)
-            seconds = intake_run(settings, len(messages), tmp)
-            intake_rates.append(len(messages) / seconds)
+            for off_home, rates in ((0, intake_rates), (PARTITIONS, rekeyed_rates)):
+                settings = isolated_settings(bootstrap, tmp, partitions=PARTITIONS)
+                create_topics(settings)
+                preload(bootstrap, settings.topic(INBOUND), messages, off_home)
+                seconds = intake_run(settings, len(messages), tmp)
+                rates.append(len(messages) / seconds)
             print(
-                f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s",
+                f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s"
+                f"   intake, all re-keyed {rekeyed_rates[-1]:9.0f} events/s",
                 flush=True,
             )
-        b, i = statistics.median(base_rates), statistics.median(intake_rates)
+        b, i, r = (statistics.median(x) for x in (base_rates, intake_rates, rekeyed_rates))
         print(
             f"\nevents per run: {len(messages)}; runs: {args.repeat}; machine: {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}"
+            f"{os.cpu_count()} cores, Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}"
         )
         print(f"median baseline (bare aiokafka consume+produce): {b:9.0f} events/s")
-        print(f"median intake (validate + dedup table + forward): {i:9.0f} events/s")
-        print(f"ratio intake/baseline: {i / b:.2f}")
+        print(f"median intake (validate + dedup table + forward), on home partitions: {i:9.0f} events/s")
+        print(f"median intake, every event off its home partition (re-keyed): {r:9.0f} events/s")
+        print(f"ratio intake/baseline: {i / b:.2f}; re-keyed/baseline: {r / b:.2f}; re-keyed/intake: {r / i:.2f}")
     finally:
         if not args.bootstrap:
             embedded_kafka.stop(tmp / "kafka")
