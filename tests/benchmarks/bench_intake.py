@@ -9,7 +9,7 @@ partition (murmur2, as `ticketstream publish` and Java clients place them: de-du
 place) and with every message on another partition (as a librdkafka client's CRC32 places most
 of them: each one re-keyed through `tickets.keyed` first). Without --bootstrap it starts the
 embedded broker in a temporary directory. Prints events/s of each run, the medians and the
-ratios to the baseline.
+ratios to the baseline, and the worker's CPU per event (every stage) on either placement.
 """
 
 from __future__ import annotations
@@ -98,22 +98,37 @@ async def baseline(bootstrap: str, source: str, sink: str, count: int) -> float:
         await producer.stop()
 
 
-def intake_run(settings, count: int, tmp: Path) -> float:
-    """Seconds the worker takes from its first processed message to the last."""
-    with worker_process(settings, tmp / f"{settings.app_id}.log"):
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def intake_run(settings, count: int, tmp: Path) -> tuple[float, float]:
+    """Seconds the worker's intake takes from its first processed message to the last, and the
+    worker's CPU seconds per message from that first one until it is idle again (every stage done
+    with them): less sensitive than the rate to other work on the machine, and it counts the
+    re-keyed events' second hop wherever it falls."""
+    with worker_process(settings, tmp / f"{settings.app_id}.log") as proc:
         first = None
         while True:
             done = metric_value(settings, "ticketstream_intake_processing_seconds_count")
             now = time.perf_counter()
             if done > 0 and first is None:
-                first = (now, done)
+                first = (now, done, cpu_seconds(proc.pid))
             if done >= count:
                 break
             time.sleep(0.05)
         # Extrapolate the messages processed before the first observation at the measured rate.
-        t0, n0 = first
+        t0, n0, cpu0 = first
         elapsed = now - t0
-        return elapsed * count / max(count - n0, 1)
+        cpu, deadline = cpu_seconds(proc.pid), time.monotonic() + 120
+        while time.monotonic() < deadline:  # idle: less than 5 % of a core over a second
+            time.sleep(1.0)
+            previous, cpu = cpu, cpu_seconds(proc.pid)
+            if cpu - previous < 0.05:
+                break
+        return elapsed * count / max(count - n0, 1), (cpu - cpu0) / max(count - n0, 1)
 
 
 def main() -> None:
@@ -132,6 +147,7 @@ def main() -> None:
         base_rates: list[float] = []
         intake_rates: list[float] = []
         rekeyed_rates: list[float] = []
+        cpu: dict[int, list[float]] = {0: [], PARTITIONS: []}
         for run in range(1, args.repeat + 1):
             settings = isolated_settings(bootstrap, tmp, partitions=PARTITIONS)
             create_topics(settings)
@@ -143,11 +159,13 @@ def main() -> None:
                 settings = isolated_settings(bootstrap, tmp, partitions=PARTITIONS)
                 create_topics(settings)
                 preload(bootstrap, settings.topic(INBOUND), messages, off_home)
-                seconds = intake_run(settings, len(messages), tmp)
+                seconds, cpu_per_event = intake_run(settings, len(messages), tmp)
                 rates.append(len(messages) / seconds)
+                cpu[off_home].append(cpu_per_event * 1e6)
             print(
                 f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s"
-                f"   intake, all re-keyed {rekeyed_rates[-1]:9.0f} events/s",
+                f" ({cpu[0][-1]:.0f} µs CPU each)   intake, all re-keyed {rekeyed_rates[-1]:9.0f} events/s"
+                f" ({cpu[PARTITIONS][-1]:.0f} µs CPU each)",
                 flush=True,
             )
         b, i, r = (statistics.median(x) for x in (base_rates, intake_rates, rekeyed_rates))
@@ -158,6 +176,11 @@ def main() -> None:
         print(f"median baseline (bare aiokafka consume+produce): {b:9.0f} events/s")
         print(f"median intake (validate + dedup table + forward), on home partitions: {i:9.0f} events/s")
         print(f"median intake, every event off its home partition (re-keyed): {r:9.0f} events/s")
+        c0, c1 = statistics.median(cpu[0]), statistics.median(cpu[PARTITIONS])
+        print(
+            f"median worker CPU per event, all stages: {c0:.0f} µs on home partitions, {c1:.0f} µs re-keyed "
+            f"(+{c1 - c0:.0f} µs, {c1 / c0:.2f}x)"
+        )
         print(f"ratio intake/baseline: {i / b:.2f}; re-keyed/baseline: {r / b:.2f}; re-keyed/intake: {r / i:.2f}")
     finally:
         if not args.bootstrap:

@@ -35,7 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 
-from tests.benchmarks.bench_intake import baseline, preload  # noqa: E402
+from tests.benchmarks.bench_intake import baseline, cpu_seconds, preload  # noqa: E402
 from tests.harness import isolated_settings, worker_process  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.sla.engine import SLA_FACTS  # noqa: E402
@@ -90,11 +90,6 @@ def group_consumed(bootstrap: str, group: str) -> int:
     offsets = admin.list_group_offsets({group: None}).get(group, {})
     admin.close()
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def pipeline_run(settings, messages, expected: dict[str, int], tmp: Path) -> dict[str, float]:
