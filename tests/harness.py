@@ -94,6 +94,7 @@ class TopicReader:
             bootstrap_servers=settings.bootstrap_servers.split(","),  # type: ignore[union-attr]
             enable_auto_commit=False,
             consumer_timeout_ms=500,
+            **settings.kafka_client_options(),
         )
         parts = [TopicPartition(topic, p) for p in range(settings.partitions)]
         self.consumer.assign(parts)

@@ -297,7 +297,8 @@ def test_helm_topics_job_and_keda_trigger_name_the_codes_topics_and_group(chart)
     scaled = next(doc for (kind, _), doc in chart.items() if kind == "ScaledObject")
     trigger = scaled["spec"]["triggers"][0]
     config = next(doc for (kind, _), doc in chart.items() if kind == "ConfigMap")["data"]
-    settings = load_settings(environ=config)
+    secret = next(doc for (kind, _), doc in chart.items() if kind == "Secret")["stringData"]
+    settings = load_settings(environ={**config, **secret})  # SASL_SSL needs the Secret's password too
     assert trigger["type"] == "kafka" and trigger["metadata"]["topic"] == settings.topic(INBOUND)
     assert trigger["metadata"]["consumerGroup"] == settings.app_id
     assert scaled["spec"]["maxReplicaCount"] <= settings.partitions

@@ -11,12 +11,13 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 ENV_PREFIX = "TICKETSTREAM_"
 _TOPIC_PREFIX_RE = re.compile(r"^[A-Za-z0-9._-]*$")
@@ -37,13 +38,32 @@ class Settings(BaseModel):
         description="Kafka bootstrap servers, comma separated host:port. Unset: the demo "
         "starts the embedded broker; other commands use the running embedded broker.",
     )
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
-    sasl_password: SecretStr | None = None
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        default="PLAINTEXT",
+        description="How every client (worker, publisher, CLI commands, archiver, alert bridge) speaks to "
+        "Kafka: SSL encrypts and checks the broker's certificate; SASL_* also log in with sasl_username.",
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        default=None, description="SASL mechanism (default SCRAM-SHA-512 when security_protocol is SASL_*)."
+    )
+    sasl_username: str | None = Field(default=None, description="SASL user; required with SASL_*.")
+    sasl_password: SecretStr | None = Field(
+        default=None, description="SASL password; required with SASL_*. Never printed or logged."
+    )
+    ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CA(s) that signed the brokers' certificates (SSL, SASL_SSL); "
+        "unset: the system's trusted CAs.",
+    )
+    ssl_certfile: Path | None = Field(
+        default=None, description="Client certificate (PEM) for brokers that require one (mutual TLS)."
+    )
+    ssl_keyfile: Path | None = Field(default=None, description="Private key (PEM) of ssl_certfile, if apart.")
+    ssl_check_hostname: bool = Field(
+        default=True,
+        description="Whether the broker's certificate must name the host connected to. Turn off only "
+        "for brokers reached by an address their certificate does not list.",
+    )
     topic_prefix: str = Field(default="", description="Prepended to every topic name, e.g. 'prod.'.")
     app_id: str = Field(default="ticketstream", description="Kafka consumer group / Faust app id.")
     partitions: int = Field(default=12, ge=1, le=10_000)
@@ -180,6 +200,17 @@ class Settings(BaseModel):
             raise ValueError(f"expected comma-separated host:port, got {bad or value!r}")
         return ",".join(servers)
 
+    @field_validator("sasl_mechanism", "sasl_username", "ssl_cafile", "ssl_certfile", "ssl_keyfile", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        """An empty value (e.g. `TICKETSTREAM_SSL_CAFILE=` in a container spec) means unset, not '.'."""
+        return None if isinstance(value, str) and value.strip() == "" else value
+
+    @field_validator("sasl_password")
+    @classmethod
+    def _empty_password_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        return None if value is not None and value.get_secret_value() == "" else value
+
     @field_validator("lookup_token")
     @classmethod
     def _token(cls, value: SecretStr | None) -> SecretStr | None:
@@ -246,19 +277,77 @@ class Settings(BaseModel):
         return {"bootstrap_timeout_ms": int(self.connect_timeout_seconds * 1000)}
 
     def kafka_client_options(self) -> dict[str, Any]:
-        """Security options in kafka-python's spelling (also accepted by aiokafka)."""
+        """Security options of every Kafka client, in the spelling kafka-python and aiokafka share
+        (the worker's Faust credentials are made from these too): the one place they are built."""
         opts: dict[str, Any] = {"security_protocol": self.security_protocol}
-        if self.sasl_mechanism:
-            opts["sasl_mechanism"] = self.sasl_mechanism
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            opts["ssl_context"] = self.ssl_context()
+        if self.security_protocol.startswith("SASL"):
+            opts["sasl_mechanism"] = self.sasl_mechanism or "SCRAM-SHA-512"
             opts["sasl_plain_username"] = self.sasl_username
             opts["sasl_plain_password"] = self.sasl_password.get_secret_value() if self.sasl_password else None
-        if self.ssl_cafile:
-            opts["ssl_cafile"] = str(self.ssl_cafile)
-        if self.ssl_certfile:
-            opts["ssl_certfile"] = str(self.ssl_certfile)
-        if self.ssl_keyfile:
-            opts["ssl_keyfile"] = str(self.ssl_keyfile)
         return opts
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """The TLS context of a client: verify the broker against ssl_cafile (or the system's CAs),
+        check its name unless ssl_check_hostname is off, present ssl_certfile if set.
+
+        The files are read here, when a process first connects, not when the settings are loaded:
+        settings describe a deployment and are checked where the files are not (a chart's values
+        on a build machine); a missing or unreadable file is a SettingsError naming the setting."""
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, name)
+            if path is not None and not path.is_file():
+                raise SettingsError(f"setting '{name}': {path} does not exist or is not a file")
+        try:
+            context = ssl.create_default_context(cafile=str(self.ssl_cafile) if self.ssl_cafile else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise SettingsError(
+                f"setting 'ssl_cafile': cannot read CA certificates from {self.ssl_cafile}: {exc}"
+            ) from None
+        context.check_hostname = self.ssl_check_hostname
+        if self.ssl_certfile:
+            try:
+                context.load_cert_chain(str(self.ssl_certfile), str(self.ssl_keyfile) if self.ssl_keyfile else None)
+            except (OSError, ssl.SSLError) as exc:
+                raise SettingsError(
+                    f"settings 'ssl_certfile'/'ssl_keyfile': cannot load the client certificate {self.ssl_certfile}: {exc}"
+                ) from None
+        return context
+
+    @model_validator(mode="after")
+    def _security(self) -> Settings:
+        """The security settings fit together (each message names the setting to change)."""
+        protocol = self.security_protocol
+        if protocol.startswith("SASL"):
+            if not self.sasl_username:
+                raise _Named(
+                    "sasl_username", f"security_protocol {protocol} needs a SASL user: set {ENV_PREFIX}SASL_USERNAME"
+                )
+            if self.sasl_password is None:
+                raise _Named(
+                    "sasl_password",
+                    f"security_protocol {protocol} needs a SASL password: set {ENV_PREFIX}SASL_PASSWORD",
+                )
+        else:
+            for name in ("sasl_mechanism", "sasl_username", "sasl_password"):
+                if getattr(self, name) is not None:
+                    raise _Named(name, f"is set but security_protocol is {protocol}, which does not use SASL")
+        tls = protocol in ("SSL", "SASL_SSL")
+        for name in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            if getattr(self, name) is not None and not tls:
+                raise _Named(name, f"is set but security_protocol is {protocol}, which does not use TLS")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise _Named("ssl_keyfile", "is set without ssl_certfile (the client certificate it belongs to)")
+        return self
+
+
+class _Named(ValueError):
+    """A cross-setting problem that belongs to one setting (so the error says where it came from)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def is_loopback(host: str) -> bool:
@@ -323,9 +412,14 @@ def load_settings(
         problems = []
         for err in exc.errors():
             name = ".".join(str(p) for p in err["loc"]) or "settings"
-            where = sources.get(str(err["loc"][0]) if err["loc"] else "", "default")
+            cause = (err.get("ctx") or {}).get("error")
+            message = err["msg"]
+            where = f"from {sources.get(name.split('.')[0], 'default')}"
+            if isinstance(cause, _Named):
+                name, message = cause.setting, str(cause)
+                where = f"from {sources[name]}" if name in sources else "unset"
             if err["type"] == "extra_forbidden":
-                problems.append(f"unknown setting '{name}' (from {where})")
+                problems.append(f"unknown setting '{name}' ({where})")
             else:
-                problems.append(f"setting '{name}' (from {where}): {err['msg']}")
+                problems.append(f"setting '{name}' ({where}): {message}")
         raise SettingsError("invalid configuration: " + "; ".join(problems)) from None

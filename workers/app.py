@@ -8,7 +8,6 @@ moves the table state with them. Nothing here is home-made distribution.
 from __future__ import annotations
 
 import logging
-import ssl
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -29,23 +28,18 @@ log = logging.getLogger(__name__)
 
 
 def _credentials(settings: Settings) -> Any:
-    protocol = settings.security_protocol
-    context = None
-    if protocol in ("SSL", "SASL_SSL"):
-        context = ssl.create_default_context(cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None)
-        if settings.ssl_certfile:
-            context.load_cert_chain(
-                str(settings.ssl_certfile), str(settings.ssl_keyfile) if settings.ssl_keyfile else None
-            )
-    if protocol.startswith("SASL"):
+    """Faust's broker credentials, made from the same options as every kafka-python client
+    (`Settings.kafka_client_options`), so the worker cannot be configured differently."""
+    opts = settings.kafka_client_options()
+    if "sasl_mechanism" in opts:
         return faust.SASLCredentials(
-            username=settings.sasl_username,
-            password=settings.sasl_password.get_secret_value() if settings.sasl_password else None,
-            mechanism=settings.sasl_mechanism or "PLAIN",
-            ssl_context=context,
+            username=opts["sasl_plain_username"],
+            password=opts["sasl_plain_password"],
+            mechanism=opts["sasl_mechanism"],
+            ssl_context=opts.get("ssl_context"),
         )
-    if context is not None:
-        return faust.SSLCredentials(context)
+    if "ssl_context" in opts:
+        return faust.SSLCredentials(opts["ssl_context"])
     return None
 
 

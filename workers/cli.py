@@ -53,23 +53,34 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 _BOOTSTRAP: list[str | None] = [None]
 """The address the command connects to, for the error line when it cannot."""
+_PROTOCOL: list[str] = ["PLAINTEXT"]
+"""The security protocol it speaks there, to tell a mismatch from a broker that is down."""
 
 
 def _connected(settings: Settings) -> Settings:
-    """The settings with bootstrap servers: configured ones, or the running embedded broker's."""
-    if settings.bootstrap_servers:
-        _BOOTSTRAP[0] = settings.bootstrap_servers
-        return settings
-    from workers import embedded_kafka
+    """The settings with bootstrap servers: configured ones, or the running embedded broker's.
+    With SASL/TLS configured, a refused login ends the command here, in a second, with one line."""
+    from workers.connect import check_security
 
-    cluster = embedded_kafka.status(settings.kafka_dir)
-    if not cluster:
-        raise SettingsError(
-            "no Kafka is configured and no embedded broker is running: set TICKETSTREAM_BOOTSTRAP_SERVERS "
-            "(or --bootstrap-servers), or start one with `ticketstream kafka start`"
-        )
-    _BOOTSTRAP[0] = cluster.bootstrap_servers
-    return settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
+    if not settings.bootstrap_servers:
+        from workers import embedded_kafka
+
+        cluster = embedded_kafka.status(settings.kafka_dir)
+        if not cluster:
+            raise SettingsError(
+                "no Kafka is configured and no embedded broker is running: set TICKETSTREAM_BOOTSTRAP_SERVERS "
+                "(or --bootstrap-servers), or start one with `ticketstream kafka start`"
+            )
+        if cluster.security_protocol != settings.security_protocol:
+            raise SettingsError(
+                f"setting 'security_protocol' is {settings.security_protocol}, but the embedded broker in "
+                f"{cluster.dir} listens with {cluster.security_protocol}: load its client settings with "
+                f"`. {embedded_kafka.client_env_file(cluster)}`"
+            )
+        settings = settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
+    _BOOTSTRAP[0], _PROTOCOL[0] = settings.bootstrap_servers, settings.security_protocol
+    check_security(settings)
+    return settings
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
@@ -78,11 +89,31 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     settings = _settings(args)
     directory = Path(args.dir) if args.dir else settings.kafka_dir
     if args.action == "start":
+        sasl_ssl = None
+        if args.sasl_ssl:
+            import secrets
+
+            password = settings.sasl_password.get_secret_value() if settings.sasl_password else None
+            sasl_ssl = embedded_kafka.SaslSsl(
+                username=settings.sasl_username or "ticketstream",
+                password=password or secrets.token_urlsafe(18),
+                tls_dir=Path(args.ca_dir) if args.ca_dir else directory / "tls",
+            )
         cluster = embedded_kafka.start(
-            directory, nodes=args.nodes, fresh=args.fresh, progress=lambda m: print(m, file=sys.stderr)
+            directory,
+            nodes=args.nodes,
+            fresh=args.fresh,
+            progress=lambda m: print(m, file=sys.stderr),
+            sasl_ssl=sasl_ssl,
         )
         print(f"Kafka {cluster.version} running: {cluster.bootstrap_servers} (cluster {cluster.cluster_id})")
-        print(f"export TICKETSTREAM_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+        if cluster.security_protocol == "PLAINTEXT":
+            print(f"export TICKETSTREAM_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}")
+        else:
+            print(
+                f"{cluster.security_protocol} (SCRAM-SHA-512 user {cluster.sasl_username!r}, CA {cluster.ssl_cafile}); "
+                f"client settings with the password: . {embedded_kafka.client_env_file(cluster)}"
+            )
         print(f"logs: {', '.join(str(Path(n.dir) / 'server.log') for n in cluster.nodes)}")
         return 0
     if args.action == "stop":
@@ -97,6 +128,11 @@ def cmd_kafka(args: argparse.Namespace) -> int:
     print(
         f"{word}: {up} of {len(states)} node(s) up, cluster {cluster.cluster_id}, Kafka {cluster.version}, "
         f"bootstrap {cluster.bootstrap_servers}"
+        + (
+            ""
+            if cluster.security_protocol == "PLAINTEXT"
+            else f" ({cluster.security_protocol}, client settings: {embedded_kafka.client_env_file(cluster)})"
+        )
     )
     for state in states:
         node = state.node
@@ -555,6 +591,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="start: stop and DELETE the existing cluster and all its data, then format a new one",
     )
     p.add_argument("--dir", help="state and log directory (default .ticketstream/kafka)")
+    p.add_argument(
+        "--sasl-ssl",
+        action="store_true",
+        help="a new cluster: clients must use SASL_SSL with SCRAM-SHA-512 (user and password from sasl_username/"
+        "sasl_password, else 'ticketstream' and a random one); writes the client settings to DIR/client.env",
+    )
+    p.add_argument(
+        "--ca-dir",
+        metavar="DIR",
+        help="with --sasl-ssl: where the test CA and server certificate are made, or reused (default DIR/tls)",
+    )
 
     p = add("topics", "create every system topic (idempotent) or describe them", cmd_topics)
     p.add_argument("action", choices=["create", "describe"])
@@ -746,17 +793,20 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a clear one-line error instead of a traceback
-        from workers.connect import BrokerUnreachable, is_unreachable
+        from workers.connect import BrokerUnreachable, KafkaRefused, is_unreachable, protocol_hint
         from workers.embedded_kafka import KafkaLauncherError
 
         if isinstance(exc, KafkaLauncherError):
             print(f"ticketstream: {exc}", file=sys.stderr)
             return 2
-        if isinstance(exc, BrokerUnreachable):
+        if isinstance(exc, KafkaRefused):
             print(f"ticketstream: {exc}", file=sys.stderr)
             return 1
-        if is_unreachable(exc):
-            print(f"ticketstream: {BrokerUnreachable(_BOOTSTRAP[0], type(exc).__name__)}", file=sys.stderr)
+        if isinstance(exc, BrokerUnreachable) or is_unreachable(exc):
+            unreachable = (
+                exc if isinstance(exc, BrokerUnreachable) else BrokerUnreachable(_BOOTSTRAP[0], type(exc).__name__)
+            )
+            print(f"ticketstream: {unreachable}{protocol_hint(_BOOTSTRAP[0], _PROTOCOL[0])}", file=sys.stderr)
             return 1
         if isinstance(exc, OSError) and exc.filename:
             print(f"ticketstream: {exc.filename}: {exc.strerror or exc}", file=sys.stderr)

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -25,6 +26,10 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from workers.tls import TlsFiles
 
 KAFKA_VERSION = "4.1.0"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -131,6 +136,8 @@ class Node:
     controller_port: int
     pid: int = 0
     dir: str = ""
+    internal_port: int = 0
+    """A SASL_SSL cluster's PLAINTEXT loopback listener between its own nodes (0: none)."""
 
     @property
     def address(self) -> str:
@@ -145,6 +152,10 @@ class Cluster:
     version: str
     cluster_id: str
     nodes: list[Node] = field(default_factory=list)
+    security_protocol: str = "PLAINTEXT"
+    """What clients speak to `bootstrap_servers`: PLAINTEXT, or SASL_SSL (`kafka start --sasl-ssl`)."""
+    sasl_username: str = ""
+    ssl_cafile: str = ""
 
     @property
     def bootstrap_servers(self) -> str:
@@ -203,18 +214,54 @@ logger.state.level = WARN
 """
 
 
-def _node_properties(node: Node, voters: str, replication: int, data_dir: Path) -> str:
+@dataclass(frozen=True)
+class SaslSsl:
+    """A cluster whose client listener speaks SASL_SSL with SCRAM-SHA-512 (`kafka start --sasl-ssl`).
+
+    The SCRAM user is written into the metadata when the storage is formatted (`--add-scram`), so
+    it exists before the first client connects; the password is not recorded anywhere else. TLS
+    comes from PEM files (`workers.tls`), so no keytool is needed."""
+
+    username: str
+    password: str
+    tls_dir: Path
+
+
+def _listeners(node: Node, tls: TlsFiles | None) -> list[str]:
+    """The listener lines. With TLS, clients get SASL_SSL on `port`, while the nodes talk to each
+    other (and the controllers) in PLAINTEXT on loopback-only ports nobody else is told about:
+    a development cluster on one machine, not a hardened one."""
+    if tls is None:
+        return [
+            f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+            "inter.broker.listener.name=PLAINTEXT",
+            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        ]
+    return [
+        f"listeners=SASL_SSL://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{node.internal_port},"
+        f"CONTROLLER://127.0.0.1:{node.controller_port}",
+        f"advertised.listeners=SASL_SSL://127.0.0.1:{node.port},INTERNAL://127.0.0.1:{node.internal_port}",
+        "inter.broker.listener.name=INTERNAL",
+        "listener.security.protocol.map=SASL_SSL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "sasl.enabled.mechanisms=SCRAM-SHA-512",
+        "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config="
+        "org.apache.kafka.common.security.scram.ScramLoginModule required;",
+        "ssl.keystore.type=PEM",
+        f"ssl.keystore.location={tls.server}",
+        "ssl.client.auth=none",  # no client certificates: SCRAM authenticates, so no truststore either
+    ]
+
+
+def _node_properties(node: Node, voters: str, replication: int, data_dir: Path, tls: TlsFiles | None = None) -> str:
     min_isr = 2 if replication >= 3 else 1
     return "\n".join(
         [
             "process.roles=broker,controller",
             f"node.id={node.node_id}",
             f"controller.quorum.voters={voters}",
-            f"listeners=PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            f"advertised.listeners=PLAINTEXT://127.0.0.1:{node.port}",
+            *_listeners(node, tls),
             "controller.listener.names=CONTROLLER",
-            "inter.broker.listener.name=PLAINTEXT",
-            "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
             f"log.dirs={data_dir}",
             f"offsets.topic.replication.factor={replication}",
             "offsets.topic.num.partitions=12",
@@ -243,8 +290,11 @@ def _wait_for_metadata(cluster: Cluster, deadline: float) -> None:
                 f"Kafka node {node.node_id} exited during start-up; its log:\n{_tail(Path(node.dir) / 'server.log')}"
             )
         try:
+            # A SASL_SSL cluster is asked on its loopback PLAINTEXT listener: the launcher has no password.
             admin = KafkaAdminClient(
-                bootstrap_servers=node.address, request_timeout_ms=5000, client_id="ticketstream-launcher"
+                bootstrap_servers=f"127.0.0.1:{node.internal_port}" if node.internal_port else node.address,
+                request_timeout_ms=5000,
+                client_id="ticketstream-launcher",
             )
             try:
                 brokers = admin.describe_cluster().get("brokers", [])
@@ -305,6 +355,7 @@ def start(
     heap_mb: int = 512,
     progress: Callable[[str], None] | None = None,
     fresh: bool = False,
+    sasl_ssl: SaslSsl | None = None,
 ) -> Cluster:
     """Start the embedded cluster recorded in `directory`, or a new one if none is recorded;
     return it once every node serves metadata.
@@ -314,6 +365,8 @@ def start(
     cluster id, node ids, ports and data directories, each reported through `progress`. Only
     `fresh=True` (`kafka start --fresh`) stops and wipes the directory and formats a new cluster.
     `nodes` (1 or 3) is for a new cluster; asking an existing cluster for another size is an error.
+    `sasl_ssl` makes a new cluster's client listener SASL_SSL (SCRAM-SHA-512 user, TLS from a
+    CA made in `sasl_ssl.tls_dir` unless one is there); an existing cluster keeps its protocol.
     """
     if nodes not in (None, 1, 3):
         raise KafkaLauncherError("--nodes must be 1 or 3")
@@ -328,19 +381,29 @@ def start(
                 f"a {len(existing.nodes)}-node cluster exists in {directory}; start it without --nodes, "
                 f"or wipe it and all its data with `ticketstream kafka start --fresh --nodes {nodes}`"
             )
+        wanted = "SASL_SSL" if sasl_ssl else None
+        if wanted and existing.security_protocol != wanted:
+            raise KafkaLauncherError(
+                f"the cluster in {directory} listens with {existing.security_protocol}; wipe it and all its data "
+                "with `ticketstream kafka start --fresh --sasl-ssl` to make a SASL_SSL one"
+            )
         return _restart_dead_nodes(existing, heap_mb, progress)
     if _has_data(directory):
         raise KafkaLauncherError(
             f"{directory} holds Kafka data but no cluster.json (an interrupted first start?); nothing was "
             "deleted. Remove it yourself or run `ticketstream kafka start --fresh` to wipe it"
         )
-    return _create(directory, nodes or 1, version, heap_mb, progress)
+    return _create(directory, nodes or 1, version, heap_mb, progress, sasl_ssl)
 
 
 def _restart_dead_nodes(cluster: Cluster, heap_mb: int, progress: Callable[[str], None] | None) -> Cluster:
     dead = [n for n in cluster.nodes if not pid_alive(n.pid)]
     if dead:
-        busy = [n for n in dead if not (_port_free(n.port) and _port_free(n.controller_port))]
+        busy = [
+            n
+            for n in dead
+            if not all(_port_free(port) for port in (n.port, n.controller_port, n.internal_port) if port)
+        ]
         if busy:
             raise KafkaLauncherError(
                 "cannot restart node(s) "
@@ -371,24 +434,52 @@ def _port_free(port: int) -> bool:
     return True
 
 
-def _create(directory: Path, nodes: int, version: str, heap_mb: int, progress: Callable[[str], None] | None) -> Cluster:
+def _create(
+    directory: Path,
+    nodes: int,
+    version: str,
+    heap_mb: int,
+    progress: Callable[[str], None] | None,
+    sasl_ssl: SaslSsl | None = None,
+) -> Cluster:
     java = find_java()
     libs = kafka_libs(version, progress)
     directory.mkdir(parents=True, exist_ok=True)
-    ports = free_ports(2 * nodes)
+    ports = free_ports(3 * nodes)
     cluster = Cluster(dir=str(directory), version=version, cluster_id=_cluster_id())
+    tls = None
+    scram: list[str] = []
+    if sasl_ssl:
+        from workers.tls import ensure_ca_and_server
+
+        if any(c in sasl_ssl.username + sasl_ssl.password for c in ",[]=") or not sasl_ssl.username:
+            raise KafkaLauncherError(
+                "the SCRAM user name and password of the embedded broker may not be empty or hold , [ ] or = "
+                "(kafka-storage --add-scram syntax); choose others"
+            )
+        tls = ensure_ca_and_server(sasl_ssl.tls_dir.resolve())
+        cluster.security_protocol = "SASL_SSL"
+        cluster.sasl_username = sasl_ssl.username
+        cluster.ssl_cafile = str(tls.ca)
+        scram = ["--add-scram", f"SCRAM-SHA-512=[name={sasl_ssl.username},password={sasl_ssl.password}]"]
     for i in range(nodes):
         node_dir = directory / f"node-{i + 1}"
         node_dir.mkdir(exist_ok=True)
         cluster.nodes.append(
-            Node(node_id=i + 1, port=ports[2 * i], controller_port=ports[2 * i + 1], dir=str(node_dir))
+            Node(
+                node_id=i + 1,
+                port=ports[3 * i],
+                controller_port=ports[3 * i + 1],
+                dir=str(node_dir),
+                internal_port=ports[3 * i + 2] if tls else 0,
+            )
         )
     voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in cluster.nodes)
     classpath = f"{libs}/*"
     for node in cluster.nodes:
         node_dir = Path(node.dir)
         props = node_dir / "server.properties"
-        props.write_text(_node_properties(node, voters, nodes, node_dir / "data"))
+        props.write_text(_node_properties(node, voters, nodes, node_dir / "data", tls))
         (node_dir / "log4j2.properties").write_text(_LOG4J2.format(log=node_dir / "server.log"))
         fmt = subprocess.run(
             [
@@ -402,6 +493,7 @@ def _create(directory: Path, nodes: int, version: str, heap_mb: int, progress: C
                 "-c",
                 str(props),
                 "--ignore-formatted",
+                *scram,
             ],
             capture_output=True,
             text=True,
@@ -411,6 +503,8 @@ def _create(directory: Path, nodes: int, version: str, heap_mb: int, progress: C
             raise KafkaLauncherError(
                 f"formatting KRaft storage of node {node.node_id} failed:\n{fmt.stdout}{fmt.stderr}"
             )
+    if sasl_ssl and tls:
+        _write_client_env(cluster, sasl_ssl, tls)
     if progress:
         progress(f"starting {nodes} Kafka {version} node(s) in {directory} ...")
     for node in cluster.nodes:
@@ -422,6 +516,26 @@ def _create(directory: Path, nodes: int, version: str, heap_mb: int, progress: C
         stop(directory)
         raise
     return cluster
+
+
+def client_env_file(cluster: Cluster) -> Path:
+    """The shell file with a SASL_SSL cluster's client settings, password included (mode 0600)."""
+    return Path(cluster.dir) / "client.env"
+
+
+def _write_client_env(cluster: Cluster, sasl_ssl: SaslSsl, tls: TlsFiles) -> None:
+    path = client_env_file(cluster)
+    path.touch(mode=0o600, exist_ok=True)
+    path.chmod(0o600)
+    settings = {
+        "BOOTSTRAP_SERVERS": cluster.bootstrap_servers,
+        "SECURITY_PROTOCOL": "SASL_SSL",
+        "SASL_MECHANISM": "SCRAM-SHA-512",
+        "SASL_USERNAME": sasl_ssl.username,
+        "SASL_PASSWORD": sasl_ssl.password,
+        "SSL_CAFILE": str(tls.ca),
+    }
+    path.write_text("".join(f"export TICKETSTREAM_{k}={shlex.quote(v)}\n" for k, v in settings.items()))
 
 
 def _launch(java: str, libs: Path, node: Node, heap_mb: int) -> None:

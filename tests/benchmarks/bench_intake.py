@@ -32,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
 from streams.intake import home_partition  # noqa: E402
+from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.harness import isolated_settings, metric_value, worker_process  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND  # noqa: E402
@@ -129,6 +130,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--bootstrap", help="an existing Kafka; default: start the embedded broker")
+    add_json_option(parser)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-"))
     bootstrap = args.bootstrap
@@ -175,6 +177,23 @@ def main() -> None:
             f"({c1 - c0:+.0f} µs, {c1 / c0:.2f}x)"
         )
         print(f"ratio intake/baseline: {i / b:.2f}; re-keyed/baseline: {r / b:.2f}; re-keyed/intake: {r / i:.2f}")
+        write_json(
+            args.json,
+            "intake",
+            {"events": len(messages), "repeat": args.repeat},
+            {
+                "baseline_per_s": base_rates,
+                "intake_per_s": intake_rates,
+                "rekeyed_per_s": rekeyed_rates,
+                "median_baseline_per_s": b,
+                "median_intake_per_s": i,
+                "median_rekeyed_per_s": r,
+                "ratio": i / b,
+                "rekeyed_ratio": r / b,
+                "cpu_us_per_event": c0,
+                "rekeyed_cpu_us_per_event": c1,
+            },
+        )
     finally:
         if not args.bootstrap:
             embedded_kafka.stop(tmp / "kafka")

@@ -1,13 +1,22 @@
-"""End-to-end throughput of one worker: complaints in, every ticket's state out.
+"""End-to-end throughput of one or more workers: complaints in, every ticket's state out.
 
-    .venv/bin/python tests/benchmarks/bench_pipeline.py [--complaints 5000] [--aged] [--bootstrap HOST:PORT]
+    .venv/bin/python tests/benchmarks/bench_pipeline.py [--complaints 5000] [--aged] [--workers 1 2]
+        [--backlog 100000] [--bootstrap HOST:PORT] [--json PATH]
 
-Pre-loads N complaints plus their lifecycle events (about four per ticket: responded, assigned,
-sometimes a pause, resolved ...) on `tickets.inbound`, starts one worker, and times from its first
-consumed message until every ticket is applied by the ticket agent and visible in `tickets.state`
-(its triage present and every clock event of its log applied) — what the pipeline finishes, not
-what intake forwards. Fresh timestamps by default (nothing breaches); `--aged` dates the traffic a
-week back, so nearly every ticket breaches, escalates and fires retroactively on arrival.
+Starts the workers (one consumer group, real `ticketstream worker` processes on the same topics,
+--partitions each) and waits until the group is stable with all of them ready; then sends N
+complaints plus their lifecycle events (about four per ticket: responded, assigned, sometimes a
+pause, resolved ...) to `tickets.inbound` and times from the first ticket state until every ticket
+is applied by the ticket agent and visible in `tickets.state` (its triage present and every clock
+event of its log applied) — what the pipeline finishes, not what intake forwards. Fresh timestamps
+by default (nothing breaches); `--aged` dates the traffic a week back, so nearly every ticket
+breaches, escalates and fires retroactively on arrival. `--workers 1 2` runs one worker, then two,
+on fresh topics with the same traffic in the same run and prints the ratio of their events/s.
+
+`--backlog N` then measures lag catch-up for each worker count: N inbound events are pre-loaded
+before any worker runs, the workers are started, and the time from their start until the group's
+committed offsets reach the end offsets of every topic it consumes (nothing left to do; Faust
+commits every few seconds, so this is a few seconds coarse).
 
 Printed next to the same run's baseline (a bare aiokafka consume-and-produce loop over the same
 broker, bench_intake.py's): complaints/s and events/s, their ratio to the baseline, messages
@@ -20,13 +29,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import platform
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,12 +48,16 @@ sys.path.insert(0, str(REPO))
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 
 from tests.benchmarks.bench_intake import baseline, cpu_seconds, preload  # noqa: E402
-from tests.harness import isolated_settings, worker_process  # noqa: E402
+from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
+from tests.harness import isolated_settings, spawn_worker, wait_until, worker_ready  # noqa: E402
+from ticketstream.settings import Settings  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.sla.engine import SLA_FACTS  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND, STATE  # noqa: E402
 from workers import embedded_kafka  # noqa: E402
+from workers.embedded_kafka import free_ports  # noqa: E402
 from workers.topics import all_topics, create_topics  # noqa: E402
+from workers.worker import stop_process  # noqa: E402
 
 
 def traffic(complaints: int, aged: bool) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
@@ -92,17 +108,92 @@ def group_consumed(bootstrap: str, group: str) -> int:
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
 
 
-def pipeline_run(settings, messages, expected: dict[str, int], tmp: Path) -> dict[str, float]:
-    """Seconds from the worker's first output to the last ticket applied, and its CPU seconds."""
+def consumed_topics(settings: Settings) -> list[str]:
+    """The topics the worker's consumer group reads: its agents' input channels, from the app itself."""
+    from workers.app import create_app  # Faust's app only for its agents' topics; never started here
+
+    app = create_app(settings)
+    return sorted({topic for agent in app.agents.values() for topic in agent.channel.topics})
+
+
+def healthy(settings: Settings) -> bool:
+    """Readiness (/health 200): recovered and not rebalancing."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/health", timeout=1) as resp:
+            return resp.status == 200
+    except OSError:
+        return False
+
+
+def group_state(bootstrap: str, group: str) -> tuple[str, int]:
+    """The consumer group's state (Stable, PreparingRebalance ...) and its number of members."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    try:
+        info = admin.describe_groups([group]).get(group, {})
+    finally:
+        admin.close()
+    return str(info.get("group_state")), len(info.get("members") or [])
+
+
+class WorkerGroup:
+    """`count` real `ticketstream worker` processes in one consumer group on the same topics, each
+    with its own web port and data directory (as on separate machines)."""
+
+    def __init__(self, settings: Settings, count: int, logs: Path) -> None:
+        self.members = [settings] + [
+            settings.model_copy(update={"web_port": port, "data_dir": Path(f"{settings.data_dir}-{i}")})
+            for i, port in enumerate(free_ports(count - 1), 2)
+        ]
+        self.logs = [logs / f"{settings.app_id}-{i}.log" for i in range(1, count + 1)]
+        self.procs: list = []
+
+    def check_alive(self) -> None:
+        for proc, log in zip(self.procs, self.logs, strict=False):
+            if proc.poll() is not None:
+                raise RuntimeError(f"a worker exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+
+    def stable(self) -> bool:
+        """Every worker ready and the group stable with all of them (no rebalance left to come)."""
+        self.check_alive()
+        if not all(healthy(m) for m in self.members):
+            return False
+        return group_state(self.members[0].bootstrap_servers, self.members[0].app_id) == ("Stable", len(self.members))
+
+    def cpu(self) -> float:
+        return sum(cpu_seconds(p.pid) for p in self.procs)
+
+
+@contextlib.contextmanager
+def worker_group(settings: Settings, count: int, logs: Path) -> Iterator[WorkerGroup]:
+    group = WorkerGroup(settings, count, logs)
+    try:
+        group.procs = [spawn_worker(m, log) for m, log in zip(group.members, group.logs, strict=True)]
+        yield group
+    finally:
+        for proc in group.procs:  # all leave at once: one rebalance, not one per worker
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in group.procs:
+            stop_process(proc)
+
+
+def pipeline_run(settings: Settings, workers: int, messages, expected: dict[str, int], tmp: Path) -> dict[str, float]:
+    """Seconds from the first ticket state to the last ticket applied, and the workers' CPU seconds."""
     reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     parts = [TopicPartition(settings.topic(STATE), p) for p in range(settings.partitions)]
     reader.assign(parts)
     reader.seek_to_beginning(*parts)
     pending = dict(expected)
     first = None
-    with worker_process(settings, tmp / f"{settings.app_id}.log") as proc:
-        cpu0 = cpu_seconds(proc.pid)
+    with worker_group(settings, workers, tmp) as group:
+        wait_until(group.stable, 300, f"{workers} worker(s) ready in one stable group", interval=0.5)
+        cpu0 = group.cpu()
+        preload(settings.bootstrap_servers, settings.topic(INBOUND), messages)
+        deadline = time.monotonic() + max(600, len(messages) / 20)
         while pending:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{len(pending)} tickets not in tickets.state after {len(messages)} events")
+            group.check_alive()
             for batch in reader.poll(timeout_ms=200, max_records=20_000).values():
                 if first is None:
                     first = time.perf_counter()
@@ -114,16 +205,70 @@ def pipeline_run(settings, messages, expected: dict[str, int], tmp: Path) -> dic
                     if view.get("triage") and len(view["events"]) >= pending[ticket]:
                         del pending[ticket]
         elapsed = time.perf_counter() - (first or time.perf_counter())
-        cpu = cpu_seconds(proc.pid) - cpu0
+        cpu = group.cpu() - cpu0
     reader.close()
     return {"seconds": elapsed, "cpu": cpu}
+
+
+def backlog_traffic(events: int) -> list[tuple[bytes, bytes]]:
+    """The first `events` messages of fresh traffic (complaints and their lifecycle events)."""
+    messages, _ = traffic(events // 4 + 1, aged=False)
+    while len(messages) < events:
+        messages, _ = traffic(len(messages) // 4 + events // 4 + 1, aged=False)
+    return messages[:events]
+
+
+def catch_up(settings: Settings, workers: int, messages, tmp: Path) -> dict[str, float]:
+    """Seconds from starting the workers on a pre-loaded backlog until the group has committed
+    the end offset of every partition of every topic it consumes (and until all were ready)."""
+    create_topics(settings)
+    preload(settings.bootstrap_servers, settings.topic(INBOUND), messages)
+    sources = consumed_topics(settings)
+    ends_reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers)
+    parts = [TopicPartition(t, p) for t in sources for p in range(settings.partitions)]
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    inbound = settings.topic(INBOUND)
+    started = time.perf_counter()
+    ready_after: list[float] = []
+    try:
+        with worker_group(settings, workers, tmp) as group:
+
+            def caught_up() -> bool:
+                group.check_alive()
+                if not ready_after and all(worker_ready(m) for m in group.members):
+                    ready_after.append(time.perf_counter() - started)
+                # Committed offsets first, end offsets second: a record written in between shows
+                # as not yet consumed, never the other way round.
+                committed = {
+                    tp: meta.offset
+                    for tp, meta in admin.list_group_offsets({settings.app_id: None}).get(settings.app_id, {}).items()
+                }
+                if sum(v for tp, v in committed.items() if tp.topic == inbound and v > 0) < len(messages):
+                    return False
+                ends = ends_reader.end_offsets(parts)
+                return all(committed.get(tp, 0) >= end for tp, end in ends.items() if end > 0)
+
+            wait_until(caught_up, max(900, len(messages) / 20), f"the group to catch up on {len(messages)} events", 0.5)
+            seconds = time.perf_counter() - started
+    finally:
+        ends_reader.close()
+        admin.close()
+    return {"seconds": seconds, "ready_seconds": ready_after[0] if ready_after else seconds}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--complaints", type=int, default=5000)
     parser.add_argument("--aged", action="store_true", help="traffic dated a week back (breaches on arrival)")
+    parser.add_argument(
+        "--workers", type=int, nargs="+", default=[1], help="worker counts to run in turn (e.g. 1 2: their ratio)"
+    )
+    parser.add_argument(
+        "--partitions", type=int, default=12, help="partitions of every topic (the most workers that share them)"
+    )
+    parser.add_argument("--backlog", type=int, default=0, help="then time the catch-up on this many pre-loaded events")
     parser.add_argument("--bootstrap", help="an existing Kafka; default: start the embedded broker")
+    add_json_option(parser)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-"))
     bootstrap = args.bootstrap
@@ -132,41 +277,94 @@ def main() -> None:
         bootstrap = embedded_kafka.start(tmp / "kafka").bootstrap_servers
     try:
         messages, expected = traffic(args.complaints, args.aged)
-        settings = isolated_settings(bootstrap, tmp, partitions=12)
+        settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
         create_topics(settings)
         preload(bootstrap, settings.topic(INBOUND), messages)
         base = len(messages) / asyncio.run(
             baseline(bootstrap, settings.topic(INBOUND), settings.topic(ACCEPTED), len(messages))
         )
-        settings = isolated_settings(bootstrap, tmp, partitions=12)
-        create_topics(settings)
-        preload(bootstrap, settings.topic(INBOUND), messages)
-        topics = [name for name, _ in all_topics(settings)]
-        before = end_offsets(bootstrap, topics)
-        run = pipeline_run(settings, messages, expected, tmp)
-        after = end_offsets(bootstrap, topics + [t for t in _changelogs(bootstrap, settings.app_id)])
-        consumed = group_consumed(bootstrap, settings.app_id)
         n, c = len(messages), len(expected)
-        events_rate, complaints_rate = n / run["seconds"], c / run["seconds"]
         print(
             f"\n{c} complaints, {n} inbound events ({'aged a week' if args.aged else 'fresh'}); "
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         )
         print(f"baseline (bare aiokafka consume+produce): {base:9.0f} events/s")
-        print(
-            f"pipeline (one worker, until tickets.state): {events_rate:9.0f} events/s, "
-            f"{complaints_rate:7.0f} complaints/s in {run['seconds']:.1f} s"
+        runs = []
+        for workers in args.workers:
+            settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
+            create_topics(settings)
+            topics = [name for name, _ in all_topics(settings)]
+            before = end_offsets(bootstrap, topics)
+            run = pipeline_run(settings, workers, messages, expected, tmp)
+            after = end_offsets(bootstrap, topics + [t for t in _changelogs(bootstrap, settings.app_id)])
+            consumed = group_consumed(bootstrap, settings.app_id)
+            events_rate, complaints_rate = n / run["seconds"], c / run["seconds"]
+            who = "one worker" if workers == 1 else f"{workers} workers"
+            print(
+                f"pipeline ({who}, until tickets.state): {events_rate:9.0f} events/s, "
+                f"{complaints_rate:7.0f} complaints/s in {run['seconds']:.1f} s"
+            )
+            print(
+                f"ratio pipeline/baseline: {events_rate / base:.4f} (events), {complaints_rate / base:.4f} (complaints)"
+            )
+            print(
+                f"worker CPU: {run['cpu'] / n * 1e6:.0f} µs per inbound event"
+                + ("" if workers == 1 else f" ({who} together)")
+            )
+            produced = {
+                t.removeprefix(settings.topic_prefix): after.get(t, 0) - before.get(t, 0)
+                for t in after
+                if t != settings.topic(INBOUND) and after.get(t, 0) - before.get(t, 0)
+            }
+            if not runs:
+                print("\nmessages produced per inbound event, by topic:")
+                for topic, count in sorted(produced.items(), key=lambda kv: -kv[1]):
+                    print(f"  {topic:48} {count / n:6.2f}")
+                print(f"  {'total':48} {sum(produced.values()) / n:6.2f}")
+                print(f"messages consumed by the worker's group per inbound event: {consumed / n:.2f}\n")
+            runs.append(
+                {
+                    "workers": workers,
+                    "seconds": run["seconds"],
+                    "events_per_s": events_rate,
+                    "complaints_per_s": complaints_rate,
+                    "ratio_to_baseline": events_rate / base,
+                    "cpu_us_per_event": run["cpu"] / n * 1e6,
+                    "produced_per_event": {t: v / n for t, v in produced.items()},
+                    "consumed_per_event": consumed / n,
+                }
+            )
+        for run in runs[1:]:
+            print(
+                f"ratio {run['workers']} workers / {runs[0]['workers']}: "
+                f"{run['events_per_s'] / runs[0]['events_per_s']:.2f} (events/s, same traffic, same run)"
+            )
+        backlogs = []
+        if args.backlog:
+            backlog = backlog_traffic(args.backlog)
+            for workers in args.workers:
+                settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
+                result = catch_up(settings, workers, backlog, tmp)
+                backlogs.append({"workers": workers, "events": len(backlog), **result})
+                print(
+                    f"catch-up on a {len(backlog)}-event backlog, {workers} worker(s): {result['seconds']:.1f} s "
+                    f"from start to committed end offsets ({len(backlog) / result['seconds']:.0f} events/s; "
+                    f"all workers answering after {result['ready_seconds']:.1f} s)",
+                    flush=True,
+                )
+        write_json(
+            args.json,
+            "pipeline",
+            {
+                "complaints": c,
+                "events": n,
+                "aged": args.aged,
+                "partitions": args.partitions,
+                "workers": args.workers,
+                "backlog": args.backlog,
+            },
+            {"baseline_per_s": base, "runs": runs, "backlog": backlogs},
         )
-        print(f"ratio pipeline/baseline: {events_rate / base:.4f} (events), {complaints_rate / base:.4f} (complaints)")
-        print(f"worker CPU: {run['cpu'] / n * 1e6:.0f} µs per inbound event")
-        print("\nmessages produced per inbound event, by topic:")
-        produced = {t: after.get(t, 0) - before.get(t, 0) for t in after}
-        for topic, count in sorted(produced.items(), key=lambda kv: -kv[1]):
-            if count and topic != settings.topic(INBOUND):
-                print(f"  {topic.removeprefix(settings.topic_prefix):48} {count / n:6.2f}")
-        total = sum(v for t, v in produced.items() if t != settings.topic(INBOUND))
-        print(f"  {'total':48} {total / n:6.2f}")
-        print(f"messages consumed by the worker's group per inbound event: {consumed / n:.2f}")
     finally:
         if not args.bootstrap:
             embedded_kafka.stop(tmp / "kafka")

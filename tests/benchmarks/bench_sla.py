@@ -41,6 +41,7 @@ from kafka import KafkaProducer  # noqa: E402
 from schemas.events import Event  # noqa: E402
 from schemas.tickets import TRIAGED  # noqa: E402
 from streams.metrics import scrape  # noqa: E402
+from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.factories import encode, received  # noqa: E402
 from tests.harness import TopicReader, isolated_settings, spawn_worker, wait_until, worker_ready  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS  # noqa: E402
@@ -97,6 +98,7 @@ def main() -> None:
         default="triaged",
         help="enter the open tickets as triage records (default) or as raw complaints",
     )
+    add_json_option(parser)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-sla-"))
     bootstrap = args.bootstrap or embedded_kafka.start(tmp / "kafka").bootstrap_servers
@@ -206,6 +208,21 @@ def main() -> None:
         print(
             f"recovery after SIGKILL: a loaded ticket served after {served_after:.1f} s, "
             f"every open ticket back in the deadline index (firing again) after {recovery:.1f} s"
+        )
+        write_json(
+            args.json,
+            "sla",
+            {"tickets": args.tickets, "probes": args.probes, "store": args.store, "load": args.load},
+            {
+                "load_seconds": load_s,
+                "tick_seconds": settings.sla_tick_seconds,
+                "latency_p50_s": statistics.median(values),
+                "latency_p99_s": p99,
+                "latency_max_s": values[-1],
+                "rss_bytes_per_ticket": (loaded_rss - base_rss) * 1024 / args.tickets,
+                "recovery_serving_s": served_after,
+                "recovery_firing_s": recovery,
+            },
         )
     finally:
         if worker.poll() is None:

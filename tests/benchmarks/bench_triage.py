@@ -21,7 +21,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from schemas.events import Event  # noqa: E402
-from tests.benchmarks.common import simulated_complaints, triage_rate  # noqa: E402
+from tests.benchmarks.common import add_json_option, simulated_complaints, triage_rate, write_json  # noqa: E402
 from tests.benchmarks.eval_triage import rules_only_engine  # noqa: E402
 from ticketstream.triage.engine import TriageEngine  # noqa: E402
 
@@ -30,6 +30,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--complaints", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=5)
+    add_json_option(parser)
     args = parser.parse_args()
     raws = simulated_complaints(args.complaints, seed=5)
     events = [Event.model_validate_json(r) for r in raws]
@@ -55,6 +56,21 @@ def main() -> None:
     print(
         f"ratio triage/baseline: {statistics.median(core) / statistics.median(base):.3f} "
         f"(rules alone: {statistics.median(rules) / statistics.median(base):.3f}; goal >= 0.05)"
+    )
+    write_json(
+        args.json,
+        "triage",
+        {"complaints": len(events), "repeat": args.repeat},
+        {
+            "baseline_per_s": base,
+            "triage_per_s": core,
+            "rules_only_per_s": rules,
+            "median_baseline_per_s": statistics.median(base),
+            "median_triage_per_s": statistics.median(core),
+            "median_rules_only_per_s": statistics.median(rules),
+            "ratio": statistics.median(core) / statistics.median(base),
+            "ratio_rules_only": statistics.median(rules) / statistics.median(base),
+        },
     )
 
 

@@ -1,9 +1,17 @@
-"""What the triage and incident benchmarks share: simulated complaints and a timed triage pass."""
+"""What the benchmarks share: simulated complaints, a timed triage pass, and their numbers as JSON
+(`--json PATH`, read by report.py)."""
 
 from __future__ import annotations
 
+import argparse
+import json
+import os
+import platform
+import shlex
+import sys
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 
 from schemas.events import Event
 from ticketstream.simulation import Simulator
@@ -30,3 +38,34 @@ def triage_rate(engine: TriageEngine, events: list[Event]) -> float:
         cid = event.complaint.customer.id
         _, histories[cid] = engine.triage(event, histories.get(cid, []))
     return len(events) / (time.perf_counter() - started)
+
+
+def machine() -> dict[str, object]:
+    """Where and when a number was taken: what every figure of the report says next to it."""
+    return {
+        "cpus": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "load_average": [round(v, 2) for v in os.getloadavg()],
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the numbers as JSON to PATH")
+
+
+def write_json(path: Path | None, benchmark: str, params: dict[str, object], results: dict[str, object]) -> None:
+    """The numbers a benchmark printed, with its parameters, command line and machine, for
+    tests/benchmarks/report.py (nothing written without --json)."""
+    if path is None:
+        return
+    record = {
+        "benchmark": benchmark,
+        "command": shlex.join([".venv/bin/python", *sys.argv]),
+        "params": params,
+        "machine": machine(),
+        "results": results,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")

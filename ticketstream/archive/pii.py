@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import orjson
+
 from ticketstream.privacy import PERSONAL_KEYS, _mask_field, mask_text
 
 # Free text that may carry a phone or ID number, masked in place (the rest of the text is the
@@ -66,7 +68,7 @@ class Protector:
         return masked, self.seal(originals)
 
     def seal(self, originals: dict[str, Any]) -> str:
-        token: bytes = self._fernet.encrypt(json.dumps(originals, ensure_ascii=False).encode())
+        token: bytes = self._fernet.encrypt(orjson.dumps(originals))
         return token.decode()
 
     def reveal(self, masked: Any, token: str | None) -> Any:
@@ -102,7 +104,7 @@ def _walk(value: Any, key: str | None, path: tuple[Any, ...], originals: dict[st
     else:
         return value
     if masked != value:
-        originals[json.dumps(list(path), ensure_ascii=False)] = value
+        originals[orjson.dumps(path).decode()] = value
     return masked
 
 
