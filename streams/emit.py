@@ -20,5 +20,12 @@ class Emitter:
         self.app = app
         self.topic = topic
 
-    async def send(self, key: bytes | None, value: bytes) -> None:
-        await self.app.producer.send(self.topic, key, value, None, None, None)
+    async def send(
+        self,
+        key: bytes | None,
+        value: bytes,
+        partition: int | None = None,
+        headers: list[tuple[str, bytes]] | None = None,
+    ) -> None:
+        """Hand one record to the producer; `partition` None lets its murmur2 partitioner choose."""
+        await self.app.producer.send(self.topic, key, value, partition, None, headers)

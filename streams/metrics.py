@@ -19,12 +19,17 @@ INTAKE_REDELIVERED = Counter(
     "ticketstream_intake_redelivered",
     "Accepted messages read again after a worker died before committing, forwarded again (at-least-once).",
 )
+INTAKE_REKEYED = Counter(
+    "ticketstream_intake_rekeyed",
+    "Valid events that arrived off their ticket's home partition (a producer with another partitioner) "
+    "and went through tickets.keyed to be de-duplicated there.",
+)
 DEADLETTERS = Counter(
     "ticketstream_deadletters", "Records sent to the dead-letter topic, by stage and reason code.", ["stage", "reason"]
 )
 INTAKE_SECONDS = Histogram(
     "ticketstream_intake_processing_seconds",
-    "Time intake spends on one message (validate, de-duplicate, forward).",
+    "Time intake spends on one inbound message (validate, de-duplicate, forward; both hops when re-keyed).",
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.1, 1.0),
 )
 COMPLAINTS = Counter("ticketstream_complaints", "New complaints accepted, by channel.", ["channel"])

@@ -118,12 +118,36 @@ def test_the_same_message_read_again_is_a_redelivery_not_a_duplicate():
     """After a kill -9 the table entry may be in Kafka and the forwarded event not: the message at
     the same source coordinates is forwarded again; a re-send (other coordinates) is dropped."""
     fp = intake.fingerprint(intake.parse_event(encode(received()), b"T-1"))
-    seen = {fp.event: intake.seen_entry(fp, "3:1220")}
-    assert intake.classify_repeat(seen, fp, "3:1220") == "redelivery"
-    assert intake.classify_repeat(seen, fp, "3:1221") == "duplicate"
-    assert intake.classify_repeat(seen, fp, "1:1220") == "duplicate"
+    seen = {fp.event: intake.seen_entry(fp, intake.read_at("i", 3, 1220))}
+    assert intake.classify_repeat(seen, fp, intake.read_at("i", 3, 1220)) == "redelivery"
+    assert intake.classify_repeat(seen, fp, intake.read_at("i", 3, 1221)) == "duplicate"
+    assert intake.classify_repeat(seen, fp, intake.read_at("i", 1, 1220)) == "duplicate"
     other = intake.fingerprint(intake.parse_event(encode(received(content="完全不同的內容")), b"T-1"))
-    assert intake.classify_repeat(seen, other, "3:1220") == "conflict"
+    assert intake.classify_repeat(seen, other, intake.read_at("i", 3, 1220)) == "conflict"
+    # the same numbers on the other topic are another message
+    assert intake.classify_repeat(seen, fp, intake.read_at("k", 3, 1220)) == "duplicate"
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        received(customer={"id": "C-9", "tier": "vip", "name": "張三"}, channel="app"),
+        lifecycle("ticket.assigned", team="billing", note="轉計費"),
+    ],
+)
+def test_the_second_hop_reads_back_what_the_first_hop_checked(event):
+    """`tickets.keyed` carries the canonical form; the second hop rebuilds the same `Checked`
+    from it without validating, so both paths de-duplicate and forward identically."""
+    first = intake.checked(intake.parse_event(encode(event), b"T-1"))
+    assert intake.from_canonical(first.body) == first
+    assert first.body == intake.canonical(intake.parse_event(first.body, b"T-1"))  # canonical is a fixed point
+    assert intake.fingerprint_of(first.event_id, first.body) == intake.fingerprint(
+        intake.parse_event(encode(event), b"T-1")
+    )
+    if event["type"] == "complaint.received":
+        assert (first.customer_id, first.channel) == ("C-9", "app")
+    else:
+        assert (first.customer_id, first.channel) == (None, None)
 
 
 def _event_json() -> st.SearchStrategy[bytes]:

@@ -18,7 +18,7 @@ from tests.factories import encode, received
 from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from ticketstream import intake
 from ticketstream.privacy import mask_keyed_text
-from ticketstream.topology import ACCEPTED, BY_CUSTOMER, DLQ, INBOUND, STATE, TABLE_TICKETS, TRIAGED
+from ticketstream.topology import ACCEPTED, BY_CUSTOMER, DLQ, INBOUND, KEYED, STATE, TABLE_TICKETS, TRIAGED
 from workers.topics import all_topics, create_topics
 
 NAME, PHONE, ID_NUMBER, STREET = "歐陽明珠", "13912345678", "110101199003071234", "體育西路191號"
@@ -109,10 +109,11 @@ def test_work_queue_copy_keeps_the_phone_and_drops_the_id_number():
 
 # ---- the whole worker on a real broker -------------------------------------------------------
 
-RECORD_TOPICS = (INBOUND, ACCEPTED, TRIAGED, STATE, BY_CUSTOMER)
+RECORD_TOPICS = (INBOUND, KEYED, ACCEPTED, TRIAGED, STATE, BY_CUSTOMER)
 """Where personal data belongs: the input itself, the audit history, the triaged record and the
 ticket state (plus `tickets.by_customer`, the intake's re-keying of `tickets.accepted` that
-triage reads and copies the customer block from: the same records, the same access)."""
+triage reads and copies the customer block from, and `tickets.keyed`, intake's re-keying of
+inbound events that arrived off their ticket's home partition: the same records, the same access)."""
 
 
 def read_all(bootstrap: str, topic: str) -> list:

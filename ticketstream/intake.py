@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from pydantic import ValidationError
 
 from schemas.deadletter import DeadLetter, FieldError, Original, Reason, ReasonCode, Source
-from schemas.events import Event
+from schemas.events import ComplaintReceivedData, Event, EventType
 from ticketstream.privacy import mask_json, mask_keyed_text, mask_text
 
 MAX_EVENT_BYTES = 256 * 1024
@@ -230,17 +231,75 @@ def canonical(event: Event) -> bytes:
     return event.model_dump_json(exclude_none=True).encode("utf-8")
 
 
+COMPLAINT_RECEIVED = EventType.COMPLAINT_RECEIVED.value
+
+
+@dataclass(frozen=True, slots=True)
+class Checked:
+    """A validated event in canonical form, with the few fields that de-duplication and the
+    forwarding after it need. Made once per inbound message (`checked`); the second intake hop
+    rebuilds it from the canonical JSON alone (`from_canonical`) instead of validating again."""
+
+    ticket_id: str
+    event_id: str
+    type: str
+    body: bytes
+    customer_id: str | None = None
+    """The customer of a `complaint.received` (the key of `tickets.by_customer`); else None."""
+    channel: str | None = None
+
+
+def checked(event: Event, body: bytes | None = None) -> Checked:
+    """The `Checked` form of a validated event; pass `body` when its canonical JSON is at hand."""
+    customer_id: str | None = None
+    channel: str | None = None
+    if isinstance(event.data, ComplaintReceivedData):
+        customer_id, channel = event.data.customer.id, event.data.channel.value
+    return Checked(
+        event.ticket_id,
+        event.event_id,
+        event.type.value,
+        canonical(event) if body is None else body,
+        customer_id,
+        channel,
+    )
+
+
+def from_canonical(body: bytes) -> Checked:
+    """The `Checked` form of canonical JSON that intake itself wrote (`tickets.keyed`): trusted,
+    so only parsed, not validated (a foreign record fails here with KeyError or a JSON error)."""
+    data = orjson.loads(body)
+    if data["type"] == COMPLAINT_RECEIVED:
+        complaint = data["data"]
+        return Checked(
+            data["ticket_id"], data["event_id"], data["type"], body, complaint["customer"]["id"], complaint["channel"]
+        )
+    return Checked(data["ticket_id"], data["event_id"], data["type"], body)
+
+
 def fingerprint(event: Event, body: bytes | None = None) -> Fingerprint:
     """Digests of the event id and of its canonical content (key order and spacing ignored);
     pass `body` when the canonical form is at hand already, to serialise once."""
-    eid = hashlib.blake2b(event.event_id.encode("utf-8"), digest_size=8).hexdigest()
-    content = hashlib.blake2b(canonical(event) if body is None else body, digest_size=8).hexdigest()
+    return fingerprint_of(event.event_id, canonical(event) if body is None else body)
+
+
+def fingerprint_of(event_id: str, body: bytes) -> Fingerprint:
+    """The fingerprint of an event given by its id and its canonical JSON `body`."""
+    eid = hashlib.blake2b(event_id.encode("utf-8"), digest_size=8).hexdigest()
+    content = hashlib.blake2b(body, digest_size=8).hexdigest()
     return Fingerprint(eid, content)
+
+
+def read_at(hop: str, partition: int, offset: int) -> str:
+    """Where intake read a message: `hop` `i` (`tickets.inbound`, decided in place) or `k`
+    (`tickets.keyed`, after re-keying), then `partition:offset`. The hop keeps the two topics'
+    coordinates apart, which can be equal numbers."""
+    return f"{hop}{partition}:{offset}"
 
 
 def seen_entry(fp: Fingerprint, source: str) -> str:
     """What intake remembers of an accepted event: its content digest and where it was read
-    (`partition:offset` of `tickets.inbound`)."""
+    (`read_at`)."""
     return f"{fp.content}@{source}"
 
 

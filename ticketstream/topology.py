@@ -14,6 +14,7 @@ from ticketstream.settings import Settings
 DAY_MS = 24 * 3600 * 1000
 
 INBOUND = "tickets.inbound"
+KEYED = "tickets.keyed"
 ACCEPTED = "tickets.accepted"
 DLQ = "tickets.dlq"
 TRIAGED = "tickets.triaged"
@@ -71,6 +72,13 @@ def system_topics() -> list[TopicSpec]:
     """Every topic ticketstream reads or writes, in flow order (logical names, prefix not applied)."""
     specs = [
         TopicSpec(INBOUND, "ticket_id", "every inbound event from channel and handling systems"),
+        TopicSpec(
+            KEYED,
+            "ticket_id",
+            "internal: validated events that arrived off their ticket's home partition, re-keyed by the "
+            "worker's murmur2 partitioner to be de-duplicated there",
+            retention_ms=1 * DAY_MS,
+        ),
         TopicSpec(
             DLQ, "dead-letter id", "inputs that could not be accepted, with reason and source", retention_ms=30 * DAY_MS
         ),

@@ -4,8 +4,12 @@
 
 Both sides read the same pre-loaded messages from a topic of their own and write one message per
 input; the baseline does nothing else, the worker validates, de-duplicates (table + changelog)
-and forwards. Without --bootstrap it starts the embedded broker in a temporary directory.
-Prints events/s of each run, the medians and the ratio intake/baseline.
+and forwards. The worker is measured twice per run: with every message on its ticket's home
+partition (murmur2, as `ticketstream publish` and Java clients place them: de-duplicated in
+place) and with every message on another partition (as a librdkafka client's CRC32 places most
+of them: each one re-keyed through `tickets.keyed` first). Without --bootstrap it starts the
+embedded broker in a temporary directory. Prints events/s of each run, the medians and the
+ratios to the baseline, and the worker's CPU per event while intake drains, on either placement.
 """
 
 from __future__ import annotations
@@ -27,12 +31,15 @@ sys.path.insert(0, str(REPO))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 from kafka import KafkaProducer  # noqa: E402
 
+from streams.intake import home_partition  # noqa: E402
 from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.harness import isolated_settings, metric_value, worker_process  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND  # noqa: E402
 from workers import embedded_kafka  # noqa: E402
 from workers.topics import create_topics  # noqa: E402
+
+PARTITIONS = 12
 
 
 def payloads(count: int) -> list[tuple[bytes, bytes]]:
@@ -51,10 +58,13 @@ def payloads(count: int) -> list[tuple[bytes, bytes]]:
     return out
 
 
-def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> None:
+def preload(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]], off_home: int = 0) -> None:
+    """Send the messages keyed by ticket; `off_home` partitions: each on another partition than
+    its home, as if a client with another partitioner had sent it (0: the producer's murmur2)."""
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=20, batch_size=512 * 1024)
     for key, value in messages:
-        producer.send(topic, key=key, value=value)
+        partition = (home_partition(key, off_home) + 1) % off_home if off_home else None
+        producer.send(topic, key=key, value=value, partition=partition)
     producer.flush()
     producer.close()
 
@@ -89,22 +99,30 @@ async def baseline(bootstrap: str, source: str, sink: str, count: int) -> float:
         await producer.stop()
 
 
-def intake_run(settings, count: int, tmp: Path) -> float:
-    """Seconds the worker takes from its first processed message to the last."""
-    with worker_process(settings, tmp / f"{settings.app_id}.log"):
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def intake_run(settings, count: int, tmp: Path) -> tuple[float, float]:
+    """Seconds the worker's intake takes from its first processed message to the last, and the
+    worker's CPU seconds per message over the same span (every stage's work in that span)."""
+    with worker_process(settings, tmp / f"{settings.app_id}.log") as proc:
         first = None
         while True:
             done = metric_value(settings, "ticketstream_intake_processing_seconds_count")
             now = time.perf_counter()
             if done > 0 and first is None:
-                first = (now, done)
+                first = (now, done, cpu_seconds(proc.pid))
             if done >= count:
                 break
             time.sleep(0.05)
+        cpu = cpu_seconds(proc.pid)
         # Extrapolate the messages processed before the first observation at the measured rate.
-        t0, n0 = first
+        t0, n0, cpu0 = first
         elapsed = now - t0
-        return elapsed * count / max(count - n0, 1)
+        return elapsed * count / max(count - n0, 1), (cpu - cpu0) / max(done - n0, 1)
 
 
 def main() -> None:
@@ -121,31 +139,44 @@ def main() -> None:
         bootstrap = embedded_kafka.start(tmp / "kafka").bootstrap_servers
     try:
         messages = payloads(args.events)
-        base_rates, intake_rates = [], []
+        base_rates: list[float] = []
+        intake_rates: list[float] = []
+        rekeyed_rates: list[float] = []
+        cpu: dict[int, list[float]] = {0: [], PARTITIONS: []}
         for run in range(1, args.repeat + 1):
-            settings = isolated_settings(bootstrap, tmp, partitions=12)
+            settings = isolated_settings(bootstrap, tmp, partitions=PARTITIONS)
             create_topics(settings)
             source = settings.topic(INBOUND)
             preload(bootstrap, source, messages)
             seconds = asyncio.run(baseline(bootstrap, source, settings.topic(ACCEPTED), len(messages)))
             base_rates.append(len(messages) / seconds)
-            settings = isolated_settings(bootstrap, tmp, partitions=12)
-            create_topics(settings)
-            preload(bootstrap, settings.topic(INBOUND), messages)
-            seconds = intake_run(settings, len(messages), tmp)
-            intake_rates.append(len(messages) / seconds)
+            for off_home, rates in ((0, intake_rates), (PARTITIONS, rekeyed_rates)):
+                settings = isolated_settings(bootstrap, tmp, partitions=PARTITIONS)
+                create_topics(settings)
+                preload(bootstrap, settings.topic(INBOUND), messages, off_home)
+                seconds, cpu_per_event = intake_run(settings, len(messages), tmp)
+                rates.append(len(messages) / seconds)
+                cpu[off_home].append(cpu_per_event * 1e6)
             print(
-                f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s",
+                f"run {run}: baseline {base_rates[-1]:9.0f} events/s   intake {intake_rates[-1]:9.0f} events/s"
+                f" ({cpu[0][-1]:.0f} µs CPU each)   intake, all re-keyed {rekeyed_rates[-1]:9.0f} events/s"
+                f" ({cpu[PARTITIONS][-1]:.0f} µs CPU each)",
                 flush=True,
             )
-        b, i = statistics.median(base_rates), statistics.median(intake_rates)
+        b, i, r = (statistics.median(x) for x in (base_rates, intake_rates, rekeyed_rates))
         print(
             f"\nevents per run: {len(messages)}; runs: {args.repeat}; machine: {platform.machine()}, "
-            f"{os.cpu_count()} cores, Python {platform.python_version()}"
+            f"{os.cpu_count()} cores, Python {platform.python_version()}; load average {os.getloadavg()[0]:.1f}"
         )
         print(f"median baseline (bare aiokafka consume+produce): {b:9.0f} events/s")
-        print(f"median intake (validate + dedup table + forward): {i:9.0f} events/s")
-        print(f"ratio intake/baseline: {i / b:.2f}")
+        print(f"median intake (validate + dedup table + forward), on home partitions: {i:9.0f} events/s")
+        print(f"median intake, every event off its home partition (re-keyed): {r:9.0f} events/s")
+        c0, c1 = statistics.median(cpu[0]), statistics.median(cpu[PARTITIONS])
+        print(
+            f"median worker CPU per event while intake drains: {c0:.0f} µs on home partitions, {c1:.0f} µs re-keyed "
+            f"({c1 - c0:+.0f} µs, {c1 / c0:.2f}x)"
+        )
+        print(f"ratio intake/baseline: {i / b:.2f}; re-keyed/baseline: {r / b:.2f}; re-keyed/intake: {r / i:.2f}")
         write_json(
             args.json,
             "intake",
@@ -153,9 +184,14 @@ def main() -> None:
             {
                 "baseline_per_s": base_rates,
                 "intake_per_s": intake_rates,
+                "rekeyed_per_s": rekeyed_rates,
                 "median_baseline_per_s": b,
                 "median_intake_per_s": i,
+                "median_rekeyed_per_s": r,
                 "ratio": i / b,
+                "rekeyed_ratio": r / b,
+                "cpu_us_per_event": c0,
+                "rekeyed_cpu_us_per_event": c1,
             },
         )
     finally:

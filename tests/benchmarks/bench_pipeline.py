@@ -1,7 +1,7 @@
 """End-to-end throughput of one or more workers: complaints in, every ticket's state out.
 
     .venv/bin/python tests/benchmarks/bench_pipeline.py [--complaints 5000] [--aged] [--workers 1 2]
-        [--backlog 100000] [--bootstrap HOST:PORT] [--json PATH]
+        [--off-home] [--backlog 100000] [--bootstrap HOST:PORT] [--json PATH]
 
 Starts the workers (one consumer group, real `ticketstream worker` processes on the same topics,
 --partitions each) and waits until the group is stable with all of them ready; then sends N
@@ -47,7 +47,7 @@ sys.path.insert(0, str(REPO))
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 
-from tests.benchmarks.bench_intake import baseline, preload  # noqa: E402
+from tests.benchmarks.bench_intake import baseline, cpu_seconds, preload  # noqa: E402
 from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.harness import isolated_settings, spawn_worker, wait_until, worker_ready  # noqa: E402
 from ticketstream.settings import Settings  # noqa: E402
@@ -106,11 +106,6 @@ def group_consumed(bootstrap: str, group: str) -> int:
     offsets = admin.list_group_offsets({group: None}).get(group, {})
     admin.close()
     return sum(meta.offset for meta in offsets.values() if meta.offset > 0)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def consumed_topics(settings: Settings) -> list[str]:
@@ -182,7 +177,9 @@ def worker_group(settings: Settings, count: int, logs: Path) -> Iterator[WorkerG
             stop_process(proc)
 
 
-def pipeline_run(settings: Settings, workers: int, messages, expected: dict[str, int], tmp: Path) -> dict[str, float]:
+def pipeline_run(
+    settings: Settings, workers: int, messages, expected: dict[str, int], tmp: Path, off_home: int = 0
+) -> dict[str, float]:
     """Seconds from the first ticket state to the last ticket applied, and the workers' CPU seconds."""
     reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     parts = [TopicPartition(settings.topic(STATE), p) for p in range(settings.partitions)]
@@ -193,7 +190,7 @@ def pipeline_run(settings: Settings, workers: int, messages, expected: dict[str,
     with worker_group(settings, workers, tmp) as group:
         wait_until(group.stable, 300, f"{workers} worker(s) ready in one stable group", interval=0.5)
         cpu0 = group.cpu()
-        preload(settings.bootstrap_servers, settings.topic(INBOUND), messages)
+        preload(settings.bootstrap_servers, settings.topic(INBOUND), messages, off_home)
         deadline = time.monotonic() + max(600, len(messages) / 20)
         while pending:
             if time.monotonic() > deadline:
@@ -271,6 +268,11 @@ def main() -> None:
     parser.add_argument(
         "--partitions", type=int, default=12, help="partitions of every topic (the most workers that share them)"
     )
+    parser.add_argument(
+        "--off-home",
+        action="store_true",
+        help="send every event off its ticket's home partition (as librdkafka's CRC32 places most): all re-keyed",
+    )
     parser.add_argument("--backlog", type=int, default=0, help="then time the catch-up on this many pre-loaded events")
     parser.add_argument("--bootstrap", help="an existing Kafka; default: start the embedded broker")
     add_json_option(parser)
@@ -300,7 +302,7 @@ def main() -> None:
             create_topics(settings)
             topics = [name for name, _ in all_topics(settings)]
             before = end_offsets(bootstrap, topics)
-            run = pipeline_run(settings, workers, messages, expected, tmp)
+            run = pipeline_run(settings, workers, messages, expected, tmp, args.partitions if args.off_home else 0)
             after = end_offsets(bootstrap, topics + [t for t in _changelogs(bootstrap, settings.app_id)])
             consumed = group_consumed(bootstrap, settings.app_id)
             events_rate, complaints_rate = n / run["seconds"], c / run["seconds"]
@@ -365,6 +367,7 @@ def main() -> None:
                 "events": n,
                 "aged": args.aged,
                 "partitions": args.partitions,
+                "off_home": args.off_home,
                 "workers": args.workers,
                 "backlog": args.backlog,
             },
