@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import AwareDatetime, create_model
 
-from schemas.events import DATA_MODELS, Event, EventType, Identifier
+from ticketstream.schemas.events import DATA_MODELS, Event, EventType, Identifier
 
 
 def _schema_for(event_type: EventType) -> dict[str, Any]:
@@ -48,7 +48,7 @@ def export_schemas(directory: Path) -> list[Path]:
 def export_feed_schemas(directory: Path) -> list[Path]:
     """`topics/<topic>.schema.json` for archive consumers: tickets.state, tickets.accepted (the
     history: the inbound envelope as intake forwards it), sla.events, incidents."""
-    from schemas.feed import FEED
+    from ticketstream.schemas.feed import FEED
 
     directory.mkdir(parents=True, exist_ok=True)
     written = []

@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
-from schemas.events import Grade
+from ticketstream.schemas.events import Grade
 
 
 class _Open(BaseModel):

@@ -12,7 +12,7 @@ from datetime import datetime
 
 from pydantic import TypeAdapter
 
-from schemas.events import Category, Channel, Customer, Grade, Region, ServiceType, Team
+from ticketstream.schemas.events import Category, Channel, Customer, Grade, Region, ServiceType, Team
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

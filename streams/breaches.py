@@ -18,13 +18,13 @@ from typing import Any
 
 import faust
 
-from streams import metrics
-from streams.deadletters import DeadLetters, guarded
-from streams.emit import Emitter
-from streams.intake import raw_topic
-from streams.tables import table
 from ticketstream.oversight import overload
 from ticketstream.settings import Settings
+from ticketstream.streams import metrics
+from ticketstream.streams.deadletters import DeadLetters, guarded
+from ticketstream.streams.emit import Emitter
+from ticketstream.streams.intake import raw_topic
+from ticketstream.streams.tables import table
 from ticketstream.topology import ALERTS, SLA_BY_TEAM, TABLE_BREACHES_1H, TABLE_BREACHES_5M
 
 log = logging.getLogger(__name__)

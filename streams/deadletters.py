@@ -11,11 +11,11 @@ from typing import Any
 
 import faust
 
-from schemas.deadletter import Reason, ReasonCode, Source
-from streams import metrics
-from streams.emit import Emitter
 from ticketstream import intake as core
+from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
+from ticketstream.streams import metrics
+from ticketstream.streams.emit import Emitter
 from ticketstream.topology import DLQ
 
 log = logging.getLogger(__name__)

@@ -25,14 +25,14 @@ from typing import Any
 
 import faust
 
-from streams import metrics
-from streams.deadletters import DeadLetters, guarded
-from streams.emit import Emitter
-from streams.intake import raw_topic
-from streams.tables import table
 from ticketstream.incidents.detector import Detector, IncidentRecord, KeyState
 from ticketstream.oversight.alerts import mass_incident
 from ticketstream.settings import Settings
+from ticketstream.streams import metrics
+from ticketstream.streams.deadletters import DeadLetters, guarded
+from ticketstream.streams.emit import Emitter
+from ticketstream.streams.intake import raw_topic
+from ticketstream.streams.tables import table
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
 
 log = logging.getLogger(__name__)

@@ -36,13 +36,13 @@ from typing import Any
 import faust
 from aiokafka.partitioner import murmur2
 
-from schemas.deadletter import Reason, ReasonCode, Source
-from streams import metrics
-from streams.deadletters import DeadLetters, guarded, source_of
-from streams.emit import Emitter
-from streams.tables import table
 from ticketstream import intake as core
+from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
+from ticketstream.streams import metrics
+from ticketstream.streams.deadletters import DeadLetters, guarded, source_of
+from ticketstream.streams.emit import Emitter
+from ticketstream.streams.tables import table
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, KEYED, TABLE_INTAKE_SEEN
 
 MAX_SEEN_PER_TICKET = 256

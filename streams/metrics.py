@@ -99,8 +99,8 @@ CONSUMER_LAG = Gauge(
 def initialise(stages: list[str]) -> None:
     """Create every bounded label combination at zero, so that rate() and increase() see a
     series from 0 instead of first meeting it at its first value (which they cannot count)."""
-    from schemas.deadletter import ReasonCode
-    from schemas.events import Category, Channel, EventType, Grade, Team
+    from ticketstream.schemas.deadletter import ReasonCode
+    from ticketstream.schemas.events import Category, Channel, EventType, Grade, Team
 
     teams = [t.value for t in Team] + ["unrouted"]
     for event_type in EventType:

@@ -27,18 +27,18 @@ from typing import Any
 import faust
 import orjson
 
-from schemas.events import Event
-from schemas.tickets import TRIAGED
-from streams import metrics
-from streams.deadletters import DeadLetters, guarded
-from streams.emit import Emitter
-from streams.intake import raw_topic
-from streams.tables import entries, table
-from streams.triage import TriageOutputs
-from streams.web import bearer_required, owner_route
+from ticketstream.schemas.events import Event
+from ticketstream.schemas.tickets import TRIAGED
 from ticketstream.settings import Settings
 from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SLA_EVENT, SlaKind
+from ticketstream.streams import metrics
+from ticketstream.streams.deadletters import DeadLetters, guarded
+from ticketstream.streams.emit import Emitter
+from ticketstream.streams.intake import raw_topic
+from ticketstream.streams.tables import entries, table
+from ticketstream.streams.triage import TriageOutputs
+from ticketstream.streams.web import bearer_required, owner_route
 from ticketstream.tickets.process import Effects, TicketProcess
 from ticketstream.tickets.state import TicketState
 from ticketstream.tickets.view import ticket_view

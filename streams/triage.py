@@ -14,15 +14,15 @@ from typing import Any
 
 import faust
 
-from schemas.events import Event, Team
-from schemas.tickets import TRIAGED, TriagedTicket
-from streams import metrics
-from streams.deadletters import DeadLetters, guarded
-from streams.emit import Emitter
-from streams.intake import raw_topic
-from streams.tables import table
 from ticketstream.incidents.detector import by_key_message
+from ticketstream.schemas.events import Event, Team
+from ticketstream.schemas.tickets import TRIAGED, TriagedTicket
 from ticketstream.settings import Settings
+from ticketstream.streams import metrics
+from ticketstream.streams.deadletters import DeadLetters, guarded
+from ticketstream.streams.emit import Emitter
+from ticketstream.streams.intake import raw_topic
+from ticketstream.streams.tables import table
 from ticketstream.topology import BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, queue_topic
 from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 from ticketstream.triage.engine import TriageEngine

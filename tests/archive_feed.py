@@ -20,8 +20,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 
-from schemas.events import Event, EventType, RegradedData
-from schemas.tickets import TRIAGED
+from ticketstream.schemas.events import Event, EventType, RegradedData
+from ticketstream.schemas.tickets import TRIAGED
 from ticketstream.settings import Settings
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.sla.calendar import WorkCalendar, load_overrides
@@ -79,7 +79,7 @@ def feed(tickets: int, seed: int = 7, templates: int = 400) -> Feed:
 
 def _lives(tickets: int, seed: int, states_per_ticket: int | None = None) -> Feed:
     """`states_per_ticket`: publish only the last N states of each ticket (None: all of them)."""
-    from workers.app import triage_engine
+    from ticketstream.workers.app import triage_engine
 
     engine = triage_engine(Settings())
     sla = SlaEngine(load_policy(), WorkCalendar(load_overrides()))

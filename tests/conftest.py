@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, settings
 
-from workers import embedded_kafka
+from ticketstream.workers import embedded_kafka
 
 # monitoring/ is not a Python package; expose its dashboard generator to the tests by name.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "monitoring" / "grafana"))

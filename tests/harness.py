@@ -14,10 +14,10 @@ from pathlib import Path
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.metrics import scrape
 from ticketstream.settings import Settings
-from workers.embedded_kafka import free_ports
-from workers.worker import stop_process
+from ticketstream.streams.metrics import scrape
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.worker import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -50,7 +50,7 @@ def spawn_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker"],
+            [sys.executable, "-m", "ticketstream.workers.cli", "worker"],
             cwd=REPO,
             env=settings.as_env(),
             stdout=out,

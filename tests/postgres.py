@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from workers.embedded_kafka import free_ports
+from ticketstream.workers.embedded_kafka import free_ports
 
 
 def _bin(name: str) -> str:

@@ -11,8 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.harness import wait_until
-from workers.embedded_kafka import free_ports
-from workers.monitoring import http_ready
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.monitoring import http_ready
 
 
 def _binary(*names: str) -> str:

@@ -16,7 +16,7 @@ from tests.harness import REPO, wait_until
 from tests.services import WebhookReceiver, alertmanager, alertmanager_config_for_tests, get_json
 from ticketstream.oversight.alerts import mass_incident, ticket_breach
 from ticketstream.oversight.bridge import BridgeCore
-from workers.alert_bridge import http_post
+from ticketstream.workers.alert_bridge import http_post
 
 pytestmark = pytest.mark.integration
 INCIDENT = "INC:廣州|technical:1800000000"

@@ -9,9 +9,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import ValidationError
 
-from schemas.alerts import Alert, parse_alert
 from ticketstream.oversight.alerts import mass_incident, team_overload, ticket_breach, to_alertmanager
 from ticketstream.oversight.bridge import BridgeCore, PostResult
+from ticketstream.schemas.alerts import Alert, parse_alert
 
 NOW = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)
 

@@ -120,8 +120,8 @@ def test_batch_skips_records_older_than_retention():
 
 
 def test_feed_schemas_are_exported_and_describe_the_real_records(tmp_path):
-    from schemas.feed import SlaEventRecord, TicketState
-    from workers.cli import main
+    from ticketstream.schemas.feed import SlaEventRecord, TicketState
+    from ticketstream.workers.cli import main
 
     assert main(["schema", "export", str(tmp_path)]) == 0
     names = {p.name for p in (tmp_path / "topics").iterdir()}

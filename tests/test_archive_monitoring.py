@@ -8,7 +8,7 @@ import subprocess
 from prometheus_client import REGISTRY, generate_latest
 
 from tests.harness import REPO
-from workers import archiver
+from ticketstream.workers import archiver
 
 RULES = REPO / "monitoring" / "rules"
 

@@ -12,7 +12,6 @@ import pytest
 from kafka import KafkaProducer
 from sqlalchemy import select
 
-from streams.metrics import scrape
 from tests.archive_feed import feed
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
@@ -20,10 +19,11 @@ from ticketstream.archive.pii import Protector
 from ticketstream.archive.schema import tickets
 from ticketstream.archive.store import Store
 from ticketstream.settings import Settings
+from ticketstream.streams.metrics import scrape
 from ticketstream.topology import ACCEPTED, DLQ, INBOUND, SLA_EVENTS, STATE
-from workers.embedded_kafka import free_ports
-from workers.topics import create_topics
-from workers.worker import stop_process
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.topics import create_topics
+from ticketstream.workers.worker import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +31,7 @@ pytestmark = pytest.mark.integration
 def start_archiver(settings: Settings, url: str, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "archive", "--db", url],
+            [sys.executable, "-m", "ticketstream.workers.cli", "archive", "--db", url],
             cwd=REPO,
             env=settings.as_env(),
             stdout=out,

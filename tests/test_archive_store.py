@@ -15,7 +15,7 @@ from ticketstream.archive.pii import Protector
 from ticketstream.archive.rows import ACCEPTED, INCIDENTS, SLA_EVENTS, STATE
 from ticketstream.archive.schema import metadata
 from ticketstream.archive.store import Store
-from workers.cli import main
+from ticketstream.workers.cli import main
 
 KEY = Protector.generate_key()
 

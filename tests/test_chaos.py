@@ -41,10 +41,10 @@ from ticketstream.topology import (
     STATE,
     TRIAGED,
 )
-from workers import embedded_kafka
-from workers.embedded_kafka import free_ports
-from workers.lag import consumer_lag
-from workers.topics import create_topics
+from ticketstream.workers import embedded_kafka
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.lag import consumer_lag
+from ticketstream.workers.topics import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
@@ -246,7 +246,7 @@ def coordinator_node(settings: Settings) -> int:
 
 def kafka_start(directory: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", "kafka", "start", "--dir", directory],
+        [sys.executable, "-m", "ticketstream.workers.cli", "kafka", "start", "--dir", directory],
         capture_output=True,
         text=True,
         timeout=180,

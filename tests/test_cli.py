@@ -9,17 +9,17 @@ from pathlib import Path
 
 import pytest
 
-from streams.metrics import scrape
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until
+from ticketstream.streams.metrics import scrape
 from ticketstream.topology import INBOUND, STATE
-from workers.embedded_kafka import free_ports
+from ticketstream.workers.embedded_kafka import free_ports
 
 
 def run(args, settings=None, stdin: bytes | None = None, timeout=120):
     env = settings.as_env() if settings else None
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "ticketstream.workers.cli", *args],
         cwd=REPO,
         env=env,
         input=stdin,
@@ -39,7 +39,7 @@ def test_help_explains_every_command():
 
 def test_bad_setting_fails_at_start_with_its_name():
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "topics", "describe"],
+        [sys.executable, "-m", "ticketstream.workers.cli", "topics", "describe"],
         cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_PARTITIONS": "lots"},
         capture_output=True,
@@ -50,7 +50,7 @@ def test_bad_setting_fails_at_start_with_its_name():
 
 def test_no_kafka_configured_is_a_clear_error(tmp_path: Path):
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "topics", "describe"],
+        [sys.executable, "-m", "ticketstream.workers.cli", "topics", "describe"],
         cwd=REPO,
         env={"PATH": "/usr/bin:/bin", "TICKETSTREAM_KAFKA_DIR": str(tmp_path)},
         capture_output=True,
@@ -156,7 +156,7 @@ def test_simulate_serves_what_it_sent_on_its_own_metrics_port(bootstrap, tmp_pat
         [
             sys.executable,
             "-m",
-            "workers.cli",
+            "ticketstream.workers.cli",
             "simulate",
             "--rate",
             "20",

@@ -13,7 +13,7 @@ import pytest
 
 from tests.factories import encode, received
 from tests.harness import REPO
-from workers.embedded_kafka import free_ports
+from ticketstream.workers.embedded_kafka import free_ports
 
 DEAD = f"127.0.0.1:{free_ports(1)[0]}"  # a loopback port nobody listens on
 
@@ -29,7 +29,7 @@ def run(args: list[str], stdin: bytes | None = None, timeout: float = 90) -> sub
     }
     env.pop("TICKETSTREAM_BOOTSTRAP_SERVERS", None)
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "ticketstream.workers.cli", *args],
         input=stdin,
         capture_output=True,
         timeout=timeout,

@@ -10,8 +10,8 @@ import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import KafkaAdminClient, NewTopic
 
-from workers import embedded_kafka
-from workers.embedded_kafka import KafkaLauncherError
+from ticketstream.workers import embedded_kafka
+from ticketstream.workers.embedded_kafka import KafkaLauncherError
 
 
 def test_missing_java_is_named(monkeypatch, tmp_path: Path):
@@ -97,7 +97,7 @@ def test_three_nodes_keep_serving_when_one_dies(tmp_path: Path):
 
 def _cli(*args: str, timeout: float = 180) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "ticketstream.workers.cli", *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -128,7 +128,7 @@ def test_kafka_start_keeps_the_cluster_and_restarts_its_dead_nodes(tmp_path: Pat
     """kill -9 of one node, then of every node: `kafka start` brings back the same cluster (id,
     ports, data); `kafka status` names the dead node; only `--fresh` wipes."""
     from tests.harness import isolated_settings
-    from workers.topics import create_topics, describe_topics
+    from ticketstream.workers.topics import create_topics, describe_topics
 
     directory = tmp_path / "k3"
     cluster = embedded_kafka.start(directory, nodes=3)

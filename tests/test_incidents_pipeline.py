@@ -14,7 +14,7 @@ from kafka import KafkaProducer
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ALERTS, INBOUND, INCIDENTS, TRIAGED
-from workers.topics import create_topics
+from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 POLICY = Path(__file__).parent / "data" / "fast_incident_policy.toml"
@@ -53,7 +53,7 @@ def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tm
             "the incident to close after the quiet period",
         )
         listed = subprocess.run(
-            [sys.executable, "-m", "workers.cli", "incidents", "list"],
+            [sys.executable, "-m", "ticketstream.workers.cli", "incidents", "list"],
             cwd=REPO,
             env=settings.as_env(),
             capture_output=True,

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.deadletter import DeadLetter, ReasonCode, Source
 from tests.factories import encode, lifecycle, received
 from ticketstream import intake
+from ticketstream.schemas.deadletter import DeadLetter, ReasonCode, Source
 
 SOURCE = Source(topic="tickets.inbound", partition=3, offset=42, key="T-1")
 

@@ -11,7 +11,7 @@ from kafka import KafkaProducer
 from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ACCEPTED, DLQ, INBOUND
-from workers.topics import create_topics
+from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from tests.harness import REPO, isolated_settings
-from workers.lag import lag_rows
-from workers.topics import create_topics
+from ticketstream.workers.lag import lag_rows
+from ticketstream.workers.topics import create_topics
 
 
 def test_lag_rows_count_from_zero_without_a_commit():
@@ -41,7 +41,17 @@ def test_lag_per_partition_and_the_threshold(bootstrap, tmp_path: Path):
 
     def lag(*extra: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "workers.cli", "lag", "--bootstrap-servers", bootstrap, "--group", group, *extra],
+            [
+                sys.executable,
+                "-m",
+                "ticketstream.workers.cli",
+                "lag",
+                "--bootstrap-servers",
+                bootstrap,
+                "--group",
+                group,
+                *extra,
+            ],
             capture_output=True,
             text=True,
             timeout=60,

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
-import streams.metrics  # noqa: F401 - registers every metric the workers export
-import workers.alert_bridge  # noqa: F401 - and those of the alert bridge
-import workers.publisher  # noqa: F401 - and those of the channel-side clients (publish, simulate)
+import ticketstream.streams.metrics  # noqa: F401 - registers every metric the workers export
+import ticketstream.workers.alert_bridge  # noqa: F401 - and those of the alert bridge
+import ticketstream.workers.publisher  # noqa: F401 - and those of the channel-side clients (publish, simulate)
 from tests.harness import REPO, isolated_settings, worker_process
 
 MONITORING = REPO / "monitoring"

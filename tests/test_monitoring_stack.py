@@ -23,14 +23,14 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from streams.metrics import scrape
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from tests.services import WebhookReceiver, alertmanager_config_for_tests, get_json
 from ticketstream.oversight.alerts import ticket_breach
+from ticketstream.streams.metrics import scrape
 from ticketstream.topology import ALERTS, DLQ, INBOUND
-from workers.embedded_kafka import free_ports
-from workers.topics import create_topics
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.topics import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FAST_SLA = Path(__file__).parent / "data" / "fast_sla_policy.toml"
@@ -40,7 +40,7 @@ CONTENT = {"network_ops": "手機信號差，網速很慢", "billing": "這個�
 
 def cli(settings, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "ticketstream.workers.cli", *args],
         cwd=REPO,
         env=settings.as_env(),
         capture_output=True,

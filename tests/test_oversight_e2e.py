@@ -17,8 +17,8 @@ from tests.harness import REPO, isolated_settings, wait_until, worker_process
 from tests.services import alertmanager, get_json, prometheus
 from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.topology import ALERTS, INBOUND
-from workers.alert_bridge import run_bridge
-from workers.topics import create_topics
+from ticketstream.workers.alert_bridge import run_bridge
+from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 FAST_POLICY = Path(__file__).parent / "data" / "fast_sla_policy.toml"

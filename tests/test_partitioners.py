@@ -17,15 +17,15 @@ import pytest
 from confluent_kafka import Producer
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
-from streams.intake import home_partition
 from tests.factories import encode, lifecycle, received
 from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from ticketstream.settings import Settings
+from ticketstream.streams.intake import home_partition
 from ticketstream.topology import ACCEPTED, INBOUND, KEYED, TRIAGED
-from workers.embedded_kafka import free_ports
-from workers.monitoring import http_ready
-from workers.publisher import publish_lines
-from workers.topics import create_topics
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.monitoring import http_ready
+from ticketstream.workers.publisher import publish_lines
+from ticketstream.workers.topics import create_topics
 
 TICKETS = 40
 FOLLOWED = 10

@@ -12,14 +12,14 @@ from pathlib import Path
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from schemas.deadletter import ReasonCode, Source
-from schemas.events import Event
 from tests.factories import encode, received
 from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
 from ticketstream import intake
 from ticketstream.privacy import mask_keyed_text
+from ticketstream.schemas.deadletter import ReasonCode, Source
+from ticketstream.schemas.events import Event
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, DLQ, INBOUND, KEYED, STATE, TABLE_TICKETS, TRIAGED
-from workers.topics import all_topics, create_topics
+from ticketstream.workers.topics import all_topics, create_topics
 
 NAME, PHONE, ID_NUMBER, STREET = "歐陽明珠", "13912345678", "110101199003071234", "體育西路191號"
 SECRETS = (NAME, PHONE, ID_NUMBER, STREET)
@@ -95,8 +95,8 @@ def test_broken_json_is_masked_by_key_even_when_cut_inside_a_value():
 
 
 def test_work_queue_copy_keeps_the_phone_and_drops_the_id_number():
-    from schemas.tickets import TRIAGED
     from ticketstream.engines import triage_engine
+    from ticketstream.schemas.tickets import TRIAGED
     from ticketstream.settings import Settings
     from ticketstream.workqueue import work_queue_copy
 

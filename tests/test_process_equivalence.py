@@ -28,7 +28,7 @@ from ticketstream.engines import ticket_process
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.tickets.replay import Replay, replay_lines
 from ticketstream.topology import INBOUND, INCIDENT_LINKS, SLA_EVENTS, STATE
-from workers.topics import create_topics
+from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 DATA = Path(__file__).parent / "data"
@@ -171,7 +171,7 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
             [
                 sys.executable,
                 "-m",
-                "workers.cli",
+                "ticketstream.workers.cli",
                 "replay",
                 str(tmp_path / "log.jsonl"),
                 "--config",

@@ -126,7 +126,7 @@ def test_cli_writes_one_json_line_per_sla_event_with_the_contract_fields(tmp_pat
         ]
     )
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "replay", "-", "--policy", str(policy)],
+        [sys.executable, "-m", "ticketstream.workers.cli", "replay", "-", "--policy", str(policy)],
         cwd=REPO,
         input=lines,
         capture_output=True,
@@ -140,7 +140,7 @@ def test_cli_writes_one_json_line_per_sla_event_with_the_contract_fields(tmp_pat
     assert out[0]["fired_at"] == "2026-11-23T10:30:00+08:00" and out[2]["percent"] is None
     assert b"line 2: skipped" in result.stderr
     until = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "replay", "-", "--until", "yesterday"],
+        [sys.executable, "-m", "ticketstream.workers.cli", "replay", "-", "--until", "yesterday"],
         cwd=REPO,
         input=b"",
         capture_output=True,

@@ -23,7 +23,7 @@ from tests.services import WebhookReceiver
 from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, ALERTS, TRIAGED
-from workers import embedded_kafka
+from ticketstream.workers import embedded_kafka
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +33,7 @@ def secure_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[P
     """A SASL_SSL broker started by the CLI, and the client settings it wrote (client.env)."""
     directory = tmp_path_factory.mktemp("kafka-sasl")
     started = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "kafka", "start", "--sasl-ssl", "--dir", str(directory)],
+        [sys.executable, "-m", "ticketstream.workers.cli", "kafka", "start", "--sasl-ssl", "--dir", str(directory)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -70,7 +70,7 @@ def secure_settings(client_env: dict[str, str], tmp: Path, **extra: object) -> S
 
 def cli(settings: Settings, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "ticketstream.workers.cli", *args],
         cwd=REPO,
         env=settings.as_env(),
         input=stdin,
@@ -132,7 +132,16 @@ def test_every_client_works_over_sasl_ssl(secure_cluster, tmp_path: Path):
     # The alert bridge: one alert on the topic reaches the (stand-in) Alertmanager.
     webhook = WebhookReceiver()
     bridge = subprocess.Popen(
-        [sys.executable, "-m", "workers.cli", "alert-bridge", "--alertmanager", webhook.url, "--metrics-port", "0"],
+        [
+            sys.executable,
+            "-m",
+            "ticketstream.workers.cli",
+            "alert-bridge",
+            "--alertmanager",
+            webhook.url,
+            "--metrics-port",
+            "0",
+        ],
         cwd=REPO,
         env=settings.as_env(),
         stdout=subprocess.DEVNULL,
@@ -201,7 +210,7 @@ def test_an_untrusted_broker_certificate_is_named(secure_cluster, tmp_path: Path
 
 
 def embedded_kafka_tls(directory: Path) -> Path:
-    from workers.tls import ensure_ca_and_server
+    from ticketstream.workers.tls import ensure_ca_and_server
 
     return ensure_ca_and_server(directory).ca
 

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from schemas.events import ComplaintReceivedData, Event, EventType, Grade
-from schemas.export import export_schemas
 from tests.factories import lifecycle, received
+from ticketstream.schemas.events import ComplaintReceivedData, Event, EventType, Grade
+from ticketstream.schemas.export import export_schemas
 
 
 def test_a_valid_complaint_parses():

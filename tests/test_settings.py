@@ -71,7 +71,7 @@ def test_sasl_options_in_client_spelling():
 
 
 def test_worker_producer_uses_the_linger_setting(tmp_path: Path):
-    from workers.app import create_app
+    from ticketstream.workers.app import create_app
 
     settings = load_settings(
         environ={"TICKETSTREAM_PRODUCER_LINGER_MS": "40"}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path
@@ -114,7 +114,7 @@ def test_a_missing_or_broken_tls_file_is_named_when_a_client_is_made(tmp_path: P
 
 
 def test_tls_files_need_a_tls_protocol_and_a_key_needs_its_certificate(tmp_path: Path):
-    from workers.tls import ensure_ca_and_server
+    from ticketstream.workers.tls import ensure_ca_and_server
 
     ca = ensure_ca_and_server(tmp_path).ca
     with pytest.raises(SettingsError, match=r"setting 'ssl_cafile' \(from env TICKETSTREAM_SSL_CAFILE\).*PLAINTEXT"):
@@ -128,8 +128,8 @@ def test_tls_files_need_a_tls_protocol_and_a_key_needs_its_certificate(tmp_path:
 def test_one_set_of_client_options_serves_kafka_python_and_the_faust_worker(tmp_path: Path):
     import ssl
 
-    from workers.app import create_app
-    from workers.tls import ensure_ca_and_server
+    from ticketstream.workers.app import create_app
+    from ticketstream.workers.tls import ensure_ca_and_server
 
     ca = ensure_ca_and_server(tmp_path / "tls").ca
     settings = load_settings(

@@ -2,8 +2,8 @@ import json
 from collections import Counter
 from datetime import UTC, datetime
 
-from schemas.events import Category, Channel
 from ticketstream import intake
+from ticketstream.schemas.events import Category, Channel
 from ticketstream.simulation import CATEGORY_WEIGHTS, TEMPLATES, Shares, Simulator
 
 START = datetime(2026, 11, 23, 2, 0, tzinfo=UTC)

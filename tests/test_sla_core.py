@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import Grade
 from ticketstream.policyfile import PolicyError
+from ticketstream.schemas.events import Grade
 from ticketstream.sla.calendar import CalendarOverrides, Unit, WorkCalendar, YearSchedule
 from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SlaEngine, TicketSla, epoch
@@ -438,7 +438,7 @@ def test_calendar_check_says_how_far_and_how_to_extend(tmp_path):
         f"[years.{year}]\nholidays = [{year}-01-01]\n[years.{year + 1}]\nholidays = [{year + 1}-01-01]\n"
     )
     ok = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "calendar", "check", "--calendar", str(extended)],
+        [sys.executable, "-m", "ticketstream.workers.cli", "calendar", "check", "--calendar", str(extended)],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -447,7 +447,11 @@ def test_calendar_check_says_how_far_and_how_to_extend(tmp_path):
     assert ok.returncode == 0, ok.stderr
     assert f"covered until: {year + 1}-12-31" in ok.stdout
     shipped = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "calendar", "check"], cwd=REPO, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ticketstream.workers.cli", "calendar", "check"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     until = WorkCalendar().covered_until(date.today())
     assert f"covered until: {until.isoformat()}" in shipped.stdout

@@ -15,7 +15,7 @@ from kafka import KafkaProducer
 from tests.factories import encode, lifecycle, received
 from tests.harness import TopicReader, isolated_settings, wait_until, worker_process
 from ticketstream.topology import ALERTS, INBOUND, SLA_EVENTS, STATE
-from workers.topics import create_topics
+from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 POLICY = Path(__file__).parent / "data" / "fast_sla_policy.toml"

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from schemas.events import Event, Grade, Team
 from tests.factories import lifecycle, received
+from ticketstream.schemas.events import Event, Grade, Team
 from ticketstream.sla.calendar import WorkCalendar
 from ticketstream.sla.engine import SlaEngine, SlaKind, epoch
 from ticketstream.sla.policy import load_policy

@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import Category, Channel, Event, Grade, Team, Tier
 from tests.factories import received
 from ticketstream.policyfile import PolicyError
+from ticketstream.schemas.events import Category, Channel, Event, Grade, Team, Tier
 from ticketstream.triage.classify import Classifier
 from ticketstream.triage.classify import load_rules as load_classifier_rules
 from ticketstream.triage.engine import TriageEngine, earlier_in_window, remember

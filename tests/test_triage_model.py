@@ -11,9 +11,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from schemas.events import Category, Channel, Event, Grade, Tier
 from tests.factories import received
 from tests.harness import REPO
+from ticketstream.schemas.events import Category, Channel, Event, Grade, Tier
 from ticketstream.triage.engine import TriageEngine
 from ticketstream.triage.grading import GradeInputs, amounts_in, chinese_number
 from ticketstream.triage.model import ModelFileError, load_model, shipped_model
@@ -226,7 +226,7 @@ def test_a_bad_model_file_is_refused_naming_the_file_and_problem(tmp_path, toy_m
 
 def cli(*args: str, env: dict | None = None, stdin: bytes | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", *args],
+        [sys.executable, "-m", "ticketstream.workers.cli", *args],
         cwd=REPO,
         input=stdin,
         capture_output=True,

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from kafka import KafkaProducer
 
-from schemas.events import Category, Event, Grade, Team
 from tests.factories import encode, lifecycle, received
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
+from ticketstream.schemas.events import Category, Event, Grade, Team
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ACCEPTED, INBOUND, TRIAGED, queue_topic
 from ticketstream.triage.engine import TriageEngine
 from ticketstream.triage.training import load_examples
-from workers.topics import create_topics
+from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 ENGINE = TriageEngine()
@@ -204,7 +204,7 @@ def test_peoples_corrections_come_out_as_labelled_examples(bootstrap, tmp_path: 
     accepted.close()
     out = tmp_path / "corrections.jsonl"
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "triage", "corrections", "--out", str(out)],
+        [sys.executable, "-m", "ticketstream.workers.cli", "triage", "corrections", "--out", str(out)],
         cwd=REPO,
         env=settings.as_env(),
         capture_output=True,
@@ -228,7 +228,7 @@ def test_peoples_corrections_come_out_as_labelled_examples(bootstrap, tmp_path: 
         [
             sys.executable,
             "-m",
-            "workers.cli",
+            "ticketstream.workers.cli",
             "triage",
             "corrections",
             "--since",

@@ -19,9 +19,9 @@ from tests.harness import REPO, isolated_settings, wait_until, worker_process
 from ticketstream.settings import Settings, SettingsError, is_loopback, load_settings
 from ticketstream.topology import INBOUND
 from ticketstream.webauth import check_bearer
-from workers.app import Readiness, check_exposure
-from workers.embedded_kafka import free_ports
-from workers.topics import create_topics
+from ticketstream.workers.app import Readiness, check_exposure
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.topics import create_topics
 
 TOKEN = "s3cret-lookup-token-0123456789"
 
@@ -88,7 +88,12 @@ def test_the_worker_refuses_to_start_beyond_loopback_without_a_token_in_one_line
     env.pop("TICKETSTREAM_LOOKUP_TOKEN", None)
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "workers.cli", "worker"], cwd=REPO, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "ticketstream.workers.cli", "worker"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()

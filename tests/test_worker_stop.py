@@ -10,8 +10,8 @@ from kafka import KafkaProducer
 from tests.factories import encode, received
 from tests.harness import isolated_settings, metric_value, wait_until, worker_process
 from ticketstream.topology import INBOUND
-from workers import embedded_kafka
-from workers.topics import create_topics
+from ticketstream.workers import embedded_kafka
+from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
-from schemas.deadletter import DeadLetter, FieldError, Original, Reason, ReasonCode, Source
-from schemas.events import ComplaintReceivedData, Event, EventType
 from ticketstream.privacy import mask_json, mask_keyed_text, mask_text
+from ticketstream.schemas.deadletter import DeadLetter, FieldError, Original, Reason, ReasonCode, Source
+from ticketstream.schemas.events import ComplaintReceivedData, Event, EventType
 
 MAX_EVENT_BYTES = 256 * 1024
 """Largest accepted event. A complaint's content is at most 20,000 characters (60 KB in UTF-8);

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
 
-from schemas.events import Category, Channel
+from ticketstream.schemas.events import Category, Channel
 
 CITIES: list[tuple[str, str]] = [
     ("廣東", "廣州"),

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from schemas.events import Team
+from ticketstream.schemas.events import Team
 from ticketstream.settings import Settings
 
 DAY_MS = 24 * 3600 * 1000

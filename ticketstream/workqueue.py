@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from schemas.tickets import TriagedTicket
 from ticketstream.privacy import mask_id_numbers
+from ticketstream.schemas.tickets import TriagedTicket
 
 ID_KEYS = frozenset({"id_number", "idcard", "id_card", "national_id"})
 

@@ -22,9 +22,9 @@ from kafka import ConsumerRebalanceListener, KafkaConsumer, KafkaProducer, Topic
 from kafka.structs import OffsetAndMetadata
 from prometheus_client import Counter, Gauge
 
-from schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream import intake
 from ticketstream.oversight.bridge import OUTCOMES, BridgeCore, DeadAlert, PostResult
+from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
 from ticketstream.topology import ALERTS, DLQ
 

@@ -14,16 +14,16 @@ from typing import Any
 import faust
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from streams import breaches, incidents, intake, metrics, tickets, triage
-from streams.deadletters import DeadLetters
-from streams.triage import TriageOutputs
 from ticketstream.engines import sla_engine, triage_engine
 from ticketstream.incidents.detector import Detector
 from ticketstream.incidents.detector import load_policy as load_incident_policy
 from ticketstream.settings import Settings, SettingsError
 from ticketstream.sla.engine import SlaEngine
+from ticketstream.streams import breaches, incidents, intake, metrics, tickets, triage
+from ticketstream.streams.deadletters import DeadLetters
+from ticketstream.streams.triage import TriageOutputs
 from ticketstream.tickets.process import TicketProcess
-from workers.consumer import App
+from ticketstream.workers.consumer import App
 
 log = logging.getLogger(__name__)
 

@@ -104,7 +104,7 @@ def cmd_archive(
     import logging
 
     from ticketstream.archive.pii import ArchiveKeyError
-    from workers.archiver import run_archiver
+    from ticketstream.workers.archiver import run_archiver
 
     logging.basicConfig(
         level=settings.log_level.upper().replace("WARN", "WARNING"),
@@ -131,7 +131,7 @@ def cmd_archive(
 def _since_until(args: argparse.Namespace) -> tuple[datetime | None, datetime | None]:
     """A date or a local time is read in Beijing time, as the centres read their reports."""
     from ticketstream.archive.kpi import LOCAL
-    from workers.cli import time_option
+    from ticketstream.workers.cli import time_option
 
     return time_option("--since", args.since, LOCAL), time_option("--until", args.until, LOCAL)
 

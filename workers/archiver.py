@@ -28,13 +28,13 @@ from kafka.errors import CommitFailedError, KafkaError
 from prometheus_client import Counter, Gauge, Histogram
 from sqlalchemy.exc import DBAPIError, OperationalError, SQLAlchemyError
 
-from schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.archive.batch import Batch
 from ticketstream.archive.pii import Protector
 from ticketstream.archive.retention import cutoff
 from ticketstream.archive.rows import RecordError
 from ticketstream.archive.store import TABLES, Store, redacted
 from ticketstream.intake import dead_letter, key_text
+from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
 from ticketstream.topology import ACCEPTED, DLQ, INCIDENTS, SLA_EVENTS, STATE
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.tickets import TRIAGED
+from ticketstream.schemas.tickets import TRIAGED
 from ticketstream.triage.engine import HistoryEntry, TriageEngine
 from ticketstream.triage.evaluation import complaint_event
 

@@ -60,10 +60,10 @@ _PROTOCOL: list[str] = ["PLAINTEXT"]
 def _connected(settings: Settings) -> Settings:
     """The settings with bootstrap servers: configured ones, or the running embedded broker's.
     With SASL/TLS configured, a refused login ends the command here, in a second, with one line."""
-    from workers.connect import check_security
+    from ticketstream.workers.connect import check_security
 
     if not settings.bootstrap_servers:
-        from workers import embedded_kafka
+        from ticketstream.workers import embedded_kafka
 
         cluster = embedded_kafka.status(settings.kafka_dir)
         if not cluster:
@@ -84,7 +84,7 @@ def _connected(settings: Settings) -> Settings:
 
 
 def cmd_kafka(args: argparse.Namespace) -> int:
-    from workers import embedded_kafka
+    from ticketstream.workers import embedded_kafka
 
     settings = _settings(args)
     directory = Path(args.dir) if args.dir else settings.kafka_dir
@@ -146,7 +146,7 @@ def cmd_kafka(args: argparse.Namespace) -> int:
 
 
 def cmd_topics(args: argparse.Namespace) -> int:
-    from workers.topics import create_topics, describe_topics
+    from ticketstream.workers.topics import create_topics, describe_topics
 
     settings = _connected(_settings(args))
     if args.action == "create":
@@ -169,7 +169,7 @@ def cmd_topics(args: argparse.Namespace) -> int:
 
 
 def cmd_lag(args: argparse.Namespace) -> int:
-    from workers.lag import consumer_lag
+    from ticketstream.workers.lag import consumer_lag
 
     settings = _connected(_settings(args))
     rows = consumer_lag(settings, args.group)
@@ -197,7 +197,7 @@ def cmd_lag(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from workers.worker import run_worker
+    from ticketstream.workers.worker import run_worker
 
     run_worker(_connected(_settings(args)), ensure_topics=not args.no_create_topics)
     return 0
@@ -221,7 +221,7 @@ def _serve_metrics(settings: Settings, port: int) -> None:
 
 
 def cmd_publish(args: argparse.Namespace) -> int:
-    from workers.publisher import PublishUnreachable, publish_file
+    from ticketstream.workers.publisher import PublishUnreachable, publish_file
 
     settings = _connected(_settings(args))
     _serve_metrics(settings, args.metrics_port)
@@ -242,7 +242,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def cmd_simulate(args: argparse.Namespace) -> int:
     from ticketstream.simulation import Shares
-    from workers.simulator import run_simulation
+    from ticketstream.workers.simulator import run_simulation
 
     settings = _connected(_settings(args))
     _serve_metrics(settings, args.metrics_port)
@@ -270,7 +270,7 @@ def cmd_simulate(args: argparse.Namespace) -> int:
 
 def cmd_classify(args: argparse.Namespace) -> int:
     from ticketstream.engines import triage_engine
-    from workers.classify import classify_lines
+    from ticketstream.workers.classify import classify_lines
 
     engine = triage_engine(_settings(args))
     errors = 0
@@ -329,7 +329,7 @@ def cmd_triage(args: argparse.Namespace) -> int:
         else:
             print(format_text(report, errors=args.errors))
         return 0
-    from workers.corrections import export_corrections
+    from ticketstream.workers.corrections import export_corrections
 
     return export_corrections(
         _connected(_settings(args)),
@@ -485,7 +485,7 @@ def cmd_incidents(args: argparse.Namespace) -> int:
 
 
 def cmd_alert_bridge(args: argparse.Namespace) -> int:
-    from workers.alert_bridge import run_bridge
+    from ticketstream.workers.alert_bridge import run_bridge
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     settings = _connected(_settings(args))
@@ -499,7 +499,7 @@ def cmd_alert_bridge(args: argparse.Namespace) -> int:
 
 
 def cmd_monitoring(args: argparse.Namespace) -> int:
-    from workers import monitoring
+    from ticketstream.workers import monitoring
 
     settings = _settings(args)
     directory = Path(args.dir).resolve() if args.dir else monitoring.default_directory(settings)
@@ -520,7 +520,7 @@ def cmd_monitoring(args: argparse.Namespace) -> int:
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
-    from schemas.export import export_feed_schemas, export_schemas
+    from ticketstream.schemas.export import export_feed_schemas, export_schemas
 
     try:
         paths = export_schemas(Path(args.directory)) + export_feed_schemas(Path(args.directory) / "topics")
@@ -535,7 +535,7 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from workers.demo import run_demo
+    from ticketstream.workers.demo import run_demo
 
     until_interrupted = 10 * 365 * 86_400.0
     return run_demo(_settings(args), duration=args.duration if args.duration > 0 else until_interrupted, rate=args.rate)
@@ -764,7 +764,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("action", choices=["list"])
     p.add_argument("--recent", type=int, default=10, help="how many closed incidents to show (default 10)")
 
-    from workers.archive_cli import register as register_archive
+    from ticketstream.workers.archive_cli import register as register_archive
 
     register_archive(sub, add, _settings, _connected)
 
@@ -793,8 +793,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except Exception as exc:  # noqa: BLE001 - a clear one-line error instead of a traceback
-        from workers.connect import BrokerUnreachable, KafkaRefused, is_unreachable, protocol_hint
-        from workers.embedded_kafka import KafkaLauncherError
+        from ticketstream.workers.connect import BrokerUnreachable, KafkaRefused, is_unreachable, protocol_hint
+        from ticketstream.workers.embedded_kafka import KafkaLauncherError
 
         if isinstance(exc, KafkaLauncherError):
             print(f"ticketstream: {exc}", file=sys.stderr)

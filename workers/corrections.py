@@ -9,7 +9,7 @@ from datetime import datetime
 from kafka import KafkaConsumer, TopicPartition
 from pydantic import ValidationError
 
-from schemas.events import Event
+from ticketstream.schemas.events import Event
 from ticketstream.settings import Settings, SettingsError
 from ticketstream.topology import ACCEPTED
 from ticketstream.triage.corrections import CorrectionCollector

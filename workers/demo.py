@@ -20,14 +20,14 @@ from typing import IO
 
 from kafka import KafkaConsumer, TopicPartition
 
-from streams.metrics import scrape
 from ticketstream.settings import Settings
+from ticketstream.streams.metrics import scrape
 from ticketstream.topology import ACCEPTED, DLQ, SLA_EVENTS, TRIAGED
-from workers import embedded_kafka
-from workers.embedded_kafka import free_ports
-from workers.simulator import SimulationReport, run_simulation
-from workers.topics import create_topics
-from workers.worker import port_free, stop_process
+from ticketstream.workers import embedded_kafka
+from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.simulator import SimulationReport, run_simulation
+from ticketstream.workers.topics import create_topics
+from ticketstream.workers.worker import port_free, stop_process
 
 DEMO_POLICY = Path(__file__).resolve().parents[1] / "deploy" / "demo" / "sla_policy.toml"
 
@@ -37,7 +37,7 @@ def start_worker_process(settings: Settings, log_path: Path) -> subprocess.Popen
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         return subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "worker", "--no-create-topics"],
+            [sys.executable, "-m", "ticketstream.workers.cli", "worker", "--no-create-topics"],
             env=settings.as_env(),
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -104,7 +104,7 @@ class OutputWatcher:
 
 def _print_monitoring(settings: Settings, out: IO[str]) -> None:
     """Where to look: the running monitoring stack's URLs, or the command that starts it."""
-    from workers import monitoring
+    from ticketstream.workers import monitoring
 
     stack = monitoring.load(monitoring.default_directory(settings))
     if stack is not None:

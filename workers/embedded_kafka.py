@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from workers.tls import TlsFiles
+    from ticketstream.workers.tls import TlsFiles
 
 KAFKA_VERSION = "4.1.0"
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -462,7 +462,7 @@ def _create(
     tls = None
     scram: list[str] = []
     if sasl_ssl:
-        from workers.tls import ensure_ca_and_server
+        from ticketstream.workers.tls import ensure_ca_and_server
 
         if any(c in sasl_ssl.username + sasl_ssl.password for c in ",[]=") or not sasl_ssl.username:
             raise KafkaLauncherError(

@@ -41,7 +41,7 @@ def consumer_lag(settings: Settings, groups: list[str] | None = None) -> list[La
     """Lag of `groups` (default: every consumer group of the cluster)."""
     from kafka import KafkaConsumer, TopicPartition
 
-    from workers.topics import admin_client
+    from ticketstream.workers.topics import admin_client
 
     admin = admin_client(settings)
     consumer = KafkaConsumer(

@@ -31,9 +31,9 @@ from pathlib import Path
 from typing import IO
 
 from ticketstream.settings import Settings, SettingsError
-from workers import embedded_kafka
-from workers.embedded_kafka import free_ports, pid_alive
-from workers.worker import port_free
+from ticketstream.workers import embedded_kafka
+from ticketstream.workers.embedded_kafka import free_ports, pid_alive
+from ticketstream.workers.worker import port_free
 
 REPO = Path(__file__).resolve().parents[1]
 MONITORING = REPO / "monitoring"
@@ -207,7 +207,7 @@ def start(
             [
                 sys.executable,
                 "-m",
-                "workers.cli",
+                "ticketstream.workers.cli",
                 "alert-bridge",
                 "--alertmanager",
                 am_url,

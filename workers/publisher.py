@@ -105,7 +105,7 @@ def publish_lines(
         try:
             producer = make_producer(settings)
         except Exception as exc:  # noqa: BLE001 - validate every line anyway, then say why nothing was sent
-            from workers.connect import is_unreachable
+            from ticketstream.workers.connect import is_unreachable
 
             if not is_unreachable(exc):
                 raise
@@ -145,7 +145,7 @@ def publish_lines(
         if own and producer is not None:
             producer.close()
     if unreachable is not None:
-        from workers.connect import BrokerUnreachable
+        from ticketstream.workers.connect import BrokerUnreachable
 
         raise PublishUnreachable(report, BrokerUnreachable(settings.bootstrap_servers, type(unreachable).__name__))
     report.sent -= report.failed

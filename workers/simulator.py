@@ -12,7 +12,7 @@ from typing import IO
 from ticketstream.settings import Settings
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import INBOUND
-from workers.publisher import SEND_FAILURES, SENT, make_producer
+from ticketstream.workers.publisher import SEND_FAILURES, SENT, make_producer
 
 
 @dataclass

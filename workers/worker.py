@@ -14,8 +14,8 @@ import time
 import faust
 
 from ticketstream.settings import Settings, SettingsError
-from workers.app import check_exposure, create_app
-from workers.topics import create_topics, with_replication
+from ticketstream.workers.app import check_exposure, create_app
+from ticketstream.workers.topics import create_topics, with_replication
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = Tru
             f"setting 'web_port': {settings.web_host}:{settings.web_port} is already in use (another worker on "
             "this machine?); give each worker its own port with TICKETSTREAM_WEB_PORT or --web-port"
         )
-    from workers.connect import wait_for_broker
+    from ticketstream.workers.connect import wait_for_broker
 
     wait_for_broker(settings, say=lambda m: print(f"ticketstream worker: {m}", file=sys.stderr, flush=True))
     if ensure_topics:

@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from schemas.events import Event  # noqa: E402
 from tests.benchmarks.common import simulated_complaints, triage_rate  # noqa: E402
 from ticketstream.incidents.detector import Detector, IncidentPolicy, KeyState  # noqa: E402
+from ticketstream.schemas.events import Event  # noqa: E402
 from ticketstream.triage.engine import HistoryEntry, TriageEngine  # noqa: E402
 
 

@@ -54,10 +54,10 @@ from ticketstream.settings import Settings  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.sla.engine import SLA_FACTS  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND, STATE  # noqa: E402
-from workers import embedded_kafka  # noqa: E402
-from workers.embedded_kafka import free_ports  # noqa: E402
-from workers.topics import all_topics, create_topics  # noqa: E402
-from workers.worker import stop_process  # noqa: E402
+from ticketstream.workers import embedded_kafka  # noqa: E402
+from ticketstream.workers.embedded_kafka import free_ports  # noqa: E402
+from ticketstream.workers.topics import all_topics, create_topics  # noqa: E402
+from ticketstream.workers.worker import stop_process  # noqa: E402
 
 
 def traffic(complaints: int, aged: bool) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
@@ -110,7 +110,7 @@ def group_consumed(bootstrap: str, group: str) -> int:
 
 def consumed_topics(settings: Settings) -> list[str]:
     """The topics the worker's consumer group reads: its agents' input channels, from the app itself."""
-    from workers.app import create_app  # Faust's app only for its agents' topics; never started here
+    from ticketstream.workers.app import create_app  # Faust's app only for its agents' topics; never started here
 
     app = create_app(settings)
     return sorted({topic for agent in app.agents.values() for topic in agent.channel.topics})

@@ -38,17 +38,17 @@ sys.path.insert(0, str(REPO))
 
 from kafka import KafkaProducer  # noqa: E402
 
-from schemas.events import Event  # noqa: E402
-from schemas.tickets import TRIAGED  # noqa: E402
-from streams.metrics import scrape  # noqa: E402
 from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.factories import encode, received  # noqa: E402
 from tests.harness import TopicReader, isolated_settings, spawn_worker, wait_until, worker_ready  # noqa: E402
+from ticketstream.schemas.events import Event  # noqa: E402
+from ticketstream.schemas.tickets import TRIAGED  # noqa: E402
+from ticketstream.streams.metrics import scrape  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS  # noqa: E402
 from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 from ticketstream.triage.engine import TriageEngine  # noqa: E402
-from workers import embedded_kafka  # noqa: E402
-from workers.topics import create_topics  # noqa: E402
+from ticketstream.workers import embedded_kafka  # noqa: E402
+from ticketstream.workers.topics import create_topics  # noqa: E402
 
 
 def rss_kb(pid: int) -> int:

@@ -20,9 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from schemas.events import Event  # noqa: E402
 from tests.benchmarks.common import add_json_option, simulated_complaints, triage_rate, write_json  # noqa: E402
 from tests.benchmarks.eval_triage import rules_only_engine  # noqa: E402
+from ticketstream.schemas.events import Event  # noqa: E402
 from ticketstream.triage.engine import TriageEngine  # noqa: E402
 
 

@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from schemas.events import Event
+from ticketstream.schemas.events import Event
 from ticketstream.simulation import Simulator
 from ticketstream.triage.engine import HistoryEntry, TriageEngine
 

@@ -61,7 +61,7 @@ def steady(
 
 def triaged(rate: float, seconds: float, seed: int) -> list[tuple[float, str, str]]:
     """The same from whole simulated complaints classified by the workers' triage engine."""
-    from schemas.events import Event
+    from ticketstream.schemas.events import Event
     from ticketstream.triage.engine import TriageEngine
 
     sim = Simulator(

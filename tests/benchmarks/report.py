@@ -72,7 +72,7 @@ def recorded_sla(readme: str) -> list[dict[str, float]]:
 
 def run_benchmarks(args: argparse.Namespace, results: Path) -> dict[str, Any]:
     """Every benchmark of the report, each a process of its own writing its JSON into `results`."""
-    from workers import embedded_kafka
+    from ticketstream.workers import embedded_kafka
 
     results.mkdir(parents=True, exist_ok=True)
     for old in results.glob("*.json"):

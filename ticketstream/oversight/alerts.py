@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.alerts import Alert, AlertStatus, at_least_after
+from ticketstream.schemas.alerts import Alert, AlertStatus, at_least_after
 
 STAGE_ACTIONS = {
     "response": "contact the customer now and record ticket.responded",

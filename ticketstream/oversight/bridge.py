@@ -32,7 +32,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from schemas.alerts import Alert, AlertStatus, parse_alert
+from ticketstream.schemas.alerts import Alert, AlertStatus, parse_alert
 
 OUTCOMES = ("delivered", "dead_lettered", "unchanged", "superseded")
 

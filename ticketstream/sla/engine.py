@@ -33,7 +33,7 @@ from typing import Any
 
 from pydantic import TypeAdapter
 
-from schemas.events import EventType, Grade
+from ticketstream.schemas.events import EventType, Grade
 from ticketstream.sla.calendar import Unit, WorkCalendar
 from ticketstream.sla.policy import SlaPolicy, StagePolicy
 

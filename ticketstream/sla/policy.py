@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from schemas.events import EventType, Grade
 from ticketstream.policyfile import load_model
+from ticketstream.schemas.events import EventType, Grade
 from ticketstream.sla.calendar import Unit
 
 

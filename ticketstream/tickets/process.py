@@ -24,10 +24,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from schemas.events import AssignedData, Event, EventType, ReclassifiedData, RegradedData, SurveyCompletedData, Team
-from schemas.tickets import TriagedTicket
 from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.oversight.overload import counted_as, table_key
+from ticketstream.schemas.events import (
+    AssignedData,
+    Event,
+    EventType,
+    ReclassifiedData,
+    RegradedData,
+    SurveyCompletedData,
+    Team,
+)
+from ticketstream.schemas.tickets import TriagedTicket
 from ticketstream.sla.engine import SlaEngine, SlaEvent, SlaKind, epoch
 from ticketstream.tickets.state import TicketState
 from ticketstream.tickets.view import ticket_view

@@ -22,7 +22,7 @@ from datetime import datetime
 
 from pydantic import ValidationError
 
-from schemas.events import Event, EventType
+from ticketstream.schemas.events import Event, EventType
 from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SlaEvent, epoch
 from ticketstream.tickets.process import Effects, TicketProcess

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from schemas.tickets import TRIAGED, TriagedTicket
+from ticketstream.schemas.tickets import TRIAGED, TriagedTicket
 from ticketstream.sla.engine import TicketSla
 
 STATE_VERSION = 2

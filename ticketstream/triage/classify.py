@@ -18,8 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from schemas.events import Category
 from ticketstream.policyfile import load_model
+from ticketstream.schemas.events import Category
 from ticketstream.triage.matching import PhraseMatcher
 from ticketstream.triage.model import Prediction, TriageModel
 from ticketstream.triage.text import normalize

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from schemas.events import ComplaintReceivedData, Event, EventType, ReclassifiedData, RegradedData
+from ticketstream.schemas.events import ComplaintReceivedData, Event, EventType, ReclassifiedData, RegradedData
 
 
 @dataclass

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from schemas.events import Category, ComplaintReceivedData, Event, Grade, Team
-from schemas.tickets import TriagedTicket
+from ticketstream.schemas.events import Category, ComplaintReceivedData, Event, Grade, Team
+from ticketstream.schemas.tickets import TriagedTicket
 from ticketstream.triage.classify import Classification, Classifier
 from ticketstream.triage.grading import GradeInputs, Grader
 from ticketstream.triage.matching import PhraseMatcher

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from schemas.events import Category, Event, Grade
-from schemas.tickets import TriagedTicket
+from ticketstream.schemas.events import Category, Event, Grade
+from ticketstream.schemas.tickets import TriagedTicket
 from ticketstream.triage.engine import HistoryEntry, TriageEngine
 
 CONFIDENT = 0.9

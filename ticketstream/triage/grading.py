@@ -13,8 +13,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Category, Channel, Grade, Tier
 from ticketstream.policyfile import load_model
+from ticketstream.schemas.events import Category, Channel, Grade, Tier
 from ticketstream.triage.model import Prediction
 
 SEVERITY = {Grade.L1: 1, Grade.L2: 2, Grade.L3: 3, Grade.L4: 4}

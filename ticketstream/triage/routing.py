@@ -14,8 +14,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.events import Category, Channel, Grade, Team
 from ticketstream.policyfile import load_model
+from ticketstream.schemas.events import Category, Channel, Grade, Team
 
 
 class RoutingRule(BaseModel):

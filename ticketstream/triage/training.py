@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from schemas.events import Category, Channel, Grade, Tier
 from ticketstream.policyfile import DATA_DIR, PolicyError
+from ticketstream.schemas.events import Category, Channel, Grade, Tier
 from ticketstream.triage.model import NGRAM_SIZES, Head, TriageModel, fingerprint, grams
 from ticketstream.triage.text import normalize
 
