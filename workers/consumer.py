@@ -28,8 +28,10 @@ log = logging.getLogger(__name__)
 
 
 class Consumer(aiokafka.Consumer):
+    _lowest_refused: dict[tuple[Any, int], int] = {}
+    """Per partition and consumer generation, the lowest offset whose ack was refused: where the
+    partition was (or is being) sought back to."""
     _refetches: set[asyncio.Future[None]] = set()
-    _refused: dict[tuple[Any, int], int] = {}
 
     def ack(self, message: Any) -> bool:
         app = self.app
@@ -38,23 +40,32 @@ class Consumer(aiokafka.Consumer):
             if stale and not message.acked and app.topics.acks_enabled_for(message.topic):
                 # Not acked, not waited for: a rebalance must not block on it, and its offset is
                 # not committed. It is fetched again: by the seek that ends the rebalance, or by
-                # this one when that seek has already happened.
+                # the seek back below when that seek has already happened.
                 message.acked = True
                 self._unacked_messages.discard(message)
-                if self._refused.setdefault((message.tp, app.consumer_generation_id), message.offset) == message.offset:
-                    log.info(  # once per partition and generation: a backlog can be thousands
-                        "refused the ack of %s offset %d (skipped during a rebalance): fetching it again",
-                        message.tp,
-                        message.offset,
-                    )
-                self._refetch(message.tp, message.offset)
+                self._refetch(message.tp, message.offset, app.consumer_generation_id)
                 return False
             return bool(super().ack(message))
 
-    def _refetch(self, tp: Any, offset: int) -> None:
+    def _refetch(self, tp: Any, offset: int, generation: int) -> None:
+        """Seek `tp` back to `offset` unless a seek to an earlier offset of this generation was
+        already made: that one fetches this message again too. One seek per refused message would
+        leave the partition at the *last* one, passing over every earlier refused message (a
+        restart under a backlog lost events that way, and left partitions stuck behind a
+        never-acknowledged offset)."""
+        key = (tp, generation)
+        lowest = self._lowest_refused.get(key)
+        if lowest is not None and lowest <= offset:
+            return
+        if lowest is None:
+            log.info(  # once per partition and generation: a backlog can be thousands
+                "refused the ack of %s offset %d (skipped during a rebalance): fetching it again", tp, offset
+            )
+        self._lowest_refused[key] = offset
+
         async def seek() -> None:
             try:
-                if tp in self.assignment():
+                if tp in self.assignment() and self._lowest_refused.get(key) == offset:
                     await self.seek(tp, offset)
             except Exception as exc:  # noqa: BLE001 - moved away meanwhile: its owner starts at the committed offset
                 log.info("no re-fetch of %s from %d: %s", tp, offset, type(exc).__name__)
