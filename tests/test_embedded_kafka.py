@@ -127,7 +127,7 @@ def test_replication_defaults_to_three_copies_with_two_in_sync():
 def test_kafka_start_keeps_the_cluster_and_restarts_its_dead_nodes(tmp_path: Path):
     """kill -9 of one node, then of every node: `kafka start` brings back the same cluster (id,
     ports, data); `kafka status` names the dead node; only `--fresh` wipes."""
-    from tests.harness import isolated_settings
+    from tests.harness import isolated_settings, wait_until
     from ticketstream.workers.topics import create_topics, describe_topics
 
     directory = tmp_path / "k3"
@@ -135,6 +135,8 @@ def test_kafka_start_keeps_the_cluster_and_restarts_its_dead_nodes(tmp_path: Pat
     try:
         settings = isolated_settings(cluster.bootstrap_servers, tmp_path, partitions=3)
         create_topics(settings)
+        # A new topic reaches every node's metadata a moment after its creation: poll for it.
+        wait_until(lambda: all(r["exists"] for r in describe_topics(settings)), 30, "every new topic described")
         rows = {r["topic"]: r for r in describe_topics(settings)}
         inbound = rows[settings.topic("tickets.inbound")]
         assert inbound["replication_factor"] == 3 and inbound["config"]["min.insync.replicas"] == "2"
