@@ -191,15 +191,17 @@ def test_the_archive_matches_what_a_real_worker_publishes(bootstrap, tmp_path):
         accepted = TopicReader(settings, settings.topic(ACCEPTED))
         accepted.read_until(len(events), 60)
         state = TopicReader(settings, settings.topic(STATE))
-        wait_until(
-            lambda: (
-                state.poll()
-                and {json.loads(r.value)["ticket_id"]: json.loads(r.value)["status"] for r in state.records}.get("W0")
-                == "closed"
-            ),
-            60,
-            "W0 closed on tickets.state",
-        )
+
+        def settled() -> bool:
+            """Every ticket's state carries its triage and W0 is closed (a ticket's lifecycle
+            events can be applied before its triage arrives: stopping then leaves no triage)."""
+            state.poll()
+            views = {json.loads(r.value)["ticket_id"]: json.loads(r.value) for r in state.records}
+            return (
+                len(views) == 8 and all(v.get("triage") for v in views.values()) and views["W0"]["status"] == "closed"
+            )
+
+        wait_until(settled, 60, "every ticket triaged on tickets.state and W0 closed")
     state.poll()  # whatever the worker published up to its stop
     latest = {json.loads(r.value)["ticket_id"]: json.loads(r.value) for r in state.records}
     state.close()
