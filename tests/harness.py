@@ -6,7 +6,6 @@ import json
 import subprocess
 import sys
 import time
-import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -17,6 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 from ticketstream.settings import Settings
 from ticketstream.streams.metrics import scrape
 from ticketstream.workers.embedded_kafka import free_ports
+from ticketstream.workers.monitoring import http_ready
 from ticketstream.workers.worker import stop_process
 
 REPO = Path(__file__).resolve().parents[1]
@@ -72,11 +72,28 @@ def worker_process(settings: Settings, log: Path) -> Iterator[subprocess.Popen[b
 
 
 def worker_ready(settings: Settings) -> bool:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/healthz", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
+    """The worker's web server answers (/healthz: alive)."""
+    return http_ready(f"http://127.0.0.1:{settings.web_port}/healthz")
+
+
+def worker_healthy(settings: Settings) -> bool:
+    """The worker is ready (/health 200: a rebalance and its recovery done, none under way)."""
+    return http_ready(f"http://127.0.0.1:{settings.web_port}/health")
+
+
+def cli(
+    settings: Settings, *args: str, stdin: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """`ticketstream ARGS` as a child process with these settings (text output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "ticketstream.workers.cli", *args],
+        cwd=REPO,
+        env=settings.as_env(),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def metric_value(settings: Settings, name: str, labels: dict[str, str] | None = None) -> float:

@@ -14,8 +14,6 @@ About a minute and a half here."""
 
 import contextlib
 import json
-import subprocess
-import sys
 import urllib.parse
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,7 +22,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.factories import encode, lifecycle, received
-from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
+from tests.harness import REPO, TopicReader, cli, isolated_settings, wait_until, worker_process
 from tests.services import WebhookReceiver, alertmanager_config_for_tests, get_json
 from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.streams.metrics import scrape
@@ -36,17 +34,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 FAST_SLA = Path(__file__).parent / "data" / "fast_sla_policy.toml"
 NO_INCIDENTS = Path(__file__).parent / "data" / "no_incident_policy.toml"
 CONTENT = {"network_ops": "手機信號差，網速很慢", "billing": "這個月話費莫名其妙多扣了50元"}
-
-
-def cli(settings, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ticketstream.workers.cli", *args],
-        cwd=REPO,
-        env=settings.as_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 def test_every_alert_is_delivered_or_dead_lettered_and_notifications_arrive_grouped(bootstrap, tmp_path: Path):

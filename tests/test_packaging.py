@@ -1,5 +1,6 @@
 """What a user installing the package sees: a version to quote, and the license the metadata names."""
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -40,9 +41,36 @@ def test_the_wheel_installs_one_package_that_runs_from_a_clean_virtualenv(tmp_pa
     The clean virtualenv gets the wheel alone; its dependencies are borrowed from the project's
     virtualenv by a path entry (so the test needs no package index), which does not carry the
     project's own editable install along (.pth files there are not processed)."""
+    # Built from a copy of the project's files: setuptools builds in the source tree's build/,
+    # whose leftovers (a deleted module) would otherwise end up in the wheel, and leaves it behind.
+    source = tmp_path / "source"
+    listed = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout
+    for name in filter(None, listed.decode().split("\0")):
+        origin, copy = REPO / name, source / name
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        if origin.is_symlink():
+            copy.symlink_to(origin.readlink())
+        elif origin.is_file():
+            shutil.copy2(origin, copy)
     wheels = tmp_path / "wheels"
     subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(wheels), str(REPO)],
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(wheels),
+            str(source),
+        ],
         check=True,
         capture_output=True,
         timeout=300,
@@ -75,37 +103,26 @@ def test_the_wheel_installs_one_package_that_runs_from_a_clean_virtualenv(tmp_pa
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     env = {"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "HOME": str(tmp_path), "LANG": "C.UTF-8"}
-    where = subprocess.run(
-        [
-            python,
-            "-c",
-            "import ticketstream, ticketstream.workers.cli as cli; print(ticketstream.__file__, cli.__file__)",
-        ],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
+
+    def run_there(*command: object, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """A command in the clean virtualenv, from a directory outside the source tree."""
+        return subprocess.run(
+            [str(c) for c in command], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=timeout
+        )
+
+    where = run_there(
+        python, "-c", "import ticketstream, ticketstream.workers.cli as cli; print(ticketstream.__file__, cli.__file__)"
     )
     assert where.returncode == 0, where.stderr
     assert all(path.startswith(str(site)) for path in where.stdout.split()), where.stdout
     for generic in ("streams", "workers", "schemas"):
-        probe = subprocess.run([python, "-c", f"import {generic}"], cwd=elsewhere, env=env, capture_output=True)
+        probe = run_there(python, "-c", f"import {generic}")
         assert probe.returncode != 0, f"the wheel installed a top-level `{generic}` module"
 
-    helped = subprocess.run(
-        [venv / "bin" / "ticketstream", "--help"], cwd=elsewhere, env=env, capture_output=True, text=True, timeout=60
-    )
+    helped = run_there(venv / "bin" / "ticketstream", "--help")
     assert helped.returncode == 0, helped.stderr
     assert "classify" in helped.stdout and "worker" in helped.stdout
     (elsewhere / "in.jsonl").write_text('{"content": "家里宽带断网三天了，一直上不了网"}\n', encoding="utf-8")
-    classified = subprocess.run(
-        [venv / "bin" / "ticketstream", "classify", "in.jsonl"],
-        cwd=elsewhere,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    classified = run_there(venv / "bin" / "ticketstream", "classify", "in.jsonl", timeout=120)
     assert classified.returncode == 0, classified.stderr
     assert "technical.network_quality" in classified.stdout and "model_version" in classified.stdout, classified.stdout

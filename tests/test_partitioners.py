@@ -18,12 +18,11 @@ from confluent_kafka import Producer
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from tests.factories import encode, lifecycle, received
-from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_process
+from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_healthy, worker_process
 from ticketstream.settings import Settings
 from ticketstream.streams.intake import home_partition
 from ticketstream.topology import ACCEPTED, INBOUND, KEYED, TRIAGED
 from ticketstream.workers.embedded_kafka import free_ports
-from ticketstream.workers.monitoring import http_ready
 from ticketstream.workers.publisher import publish_lines
 from ticketstream.workers.topics import create_topics
 
@@ -63,7 +62,7 @@ def wait_for_both_workers(workers: tuple[Settings, Settings]) -> list[str]:
     the group has assigned every partition, to both. Returns the probes' ticket ids."""
     first = workers[0]
     for s in workers:
-        wait_until(lambda: http_ready(f"http://127.0.0.1:{s.web_port}/health"), 90, f"worker on {s.web_port} ready")
+        wait_until(lambda: worker_healthy(s), 90, f"worker on {s.web_port} ready")
     probes: list[dict] = []
     i = 0
     while len(probes) < PARTITIONS:
@@ -82,7 +81,7 @@ def wait_for_both_workers(workers: tuple[Settings, Settings]) -> list[str]:
         "a probe on every partition accepted, by both workers",
     )
     for s in workers:
-        wait_until(lambda: http_ready(f"http://127.0.0.1:{s.web_port}/health"), 30, f"worker on {s.web_port} ready")
+        wait_until(lambda: worker_healthy(s), 30, f"worker on {s.web_port} ready")
     return [p["ticket_id"] for p in probes]
 
 

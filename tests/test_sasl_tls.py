@@ -18,7 +18,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.factories import encode, received
-from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
+from tests.harness import REPO, TopicReader, cli, isolated_settings, wait_until, worker_process
 from tests.services import WebhookReceiver
 from ticketstream.oversight.alerts import ticket_breach
 from ticketstream.settings import Settings
@@ -66,18 +66,6 @@ def secure_settings(client_env: dict[str, str], tmp: Path, **extra: object) -> S
         **extra,
     }
     return isolated_settings(client_env["TICKETSTREAM_BOOTSTRAP_SERVERS"], tmp, **options)
-
-
-def cli(settings: Settings, *args: str, stdin: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "ticketstream.workers.cli", *args],
-        cwd=REPO,
-        env=settings.as_env(),
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def test_every_client_works_over_sasl_ssl(secure_cluster, tmp_path: Path):

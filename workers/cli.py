@@ -57,9 +57,10 @@ _PROTOCOL: list[str] = ["PLAINTEXT"]
 """The security protocol it speaks there, to tell a mismatch from a broker that is down."""
 
 
-def _connected(settings: Settings) -> Settings:
+def _connected(settings: Settings, check: bool = True) -> Settings:
     """The settings with bootstrap servers: configured ones, or the running embedded broker's.
-    With SASL/TLS configured, a refused login ends the command here, in a second, with one line."""
+    With SASL/TLS configured, a refused login ends the command here, in a second, with one line
+    (`check=False` for the worker, whose wait for the broker checks the login once it answers)."""
     from ticketstream.workers.connect import check_security
 
     if not settings.bootstrap_servers:
@@ -79,7 +80,8 @@ def _connected(settings: Settings) -> Settings:
             )
         settings = settings.model_copy(update={"bootstrap_servers": cluster.bootstrap_servers})
     _BOOTSTRAP[0], _PROTOCOL[0] = settings.bootstrap_servers, settings.security_protocol
-    check_security(settings)
+    if check:
+        check_security(settings)
     return settings
 
 
@@ -199,7 +201,7 @@ def cmd_lag(args: argparse.Namespace) -> int:
 def cmd_worker(args: argparse.Namespace) -> int:
     from ticketstream.workers.worker import run_worker
 
-    run_worker(_connected(_settings(args)), ensure_topics=not args.no_create_topics)
+    run_worker(_connected(_settings(args), check=False), ensure_topics=not args.no_create_topics)
     return 0
 
 

@@ -28,9 +28,9 @@ log = logging.getLogger(__name__)
 
 
 class Consumer(aiokafka.Consumer):
-    _lowest_refused: dict[tuple[Any, int], int] = {}
-    """Per partition and consumer generation, the lowest offset whose ack was refused: where the
-    partition was (or is being) sought back to."""
+    _lowest_refused: dict[Any, tuple[int, int]] = {}
+    """Per partition: (consumer generation, lowest offset whose ack was refused in it), where the
+    partition was (or is being) sought back to. One entry per partition, replaced each generation."""
     _refetches: set[asyncio.Future[None]] = set()
 
     def ack(self, message: Any) -> bool:
@@ -50,22 +50,20 @@ class Consumer(aiokafka.Consumer):
     def _refetch(self, tp: Any, offset: int, generation: int) -> None:
         """Seek `tp` back to `offset` unless a seek to an earlier offset of this generation was
         already made: that one fetches this message again too. One seek per refused message would
-        leave the partition at the *last* one, passing over every earlier refused message (a
-        restart under a backlog lost events that way, and left partitions stuck behind a
-        never-acknowledged offset)."""
-        key = (tp, generation)
-        lowest = self._lowest_refused.get(key)
-        if lowest is not None and lowest <= offset:
+        leave the partition at the *last* one and pass over the earlier refused messages."""
+        held = self._lowest_refused.get(tp)
+        if held is not None and held[0] == generation and held[1] <= offset:
             return
-        if lowest is None:
+        if held is None or held[0] != generation:
             log.info(  # once per partition and generation: a backlog can be thousands
                 "refused the ack of %s offset %d (skipped during a rebalance): fetching it again", tp, offset
             )
-        self._lowest_refused[key] = offset
+        target = (generation, offset)
+        self._lowest_refused[tp] = target
 
         async def seek() -> None:
             try:
-                if tp in self.assignment() and self._lowest_refused.get(key) == offset:
+                if tp in self.assignment() and self._lowest_refused.get(tp) == target:
                     await self.seek(tp, offset)
             except Exception as exc:  # noqa: BLE001 - moved away meanwhile: its owner starts at the committed offset
                 log.info("no re-fetch of %s from %d: %s", tp, offset, type(exc).__name__)

@@ -36,7 +36,6 @@ import platform
 import sys
 import tempfile
 import time
-import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -49,7 +48,7 @@ from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
 
 from tests.benchmarks.bench_intake import baseline, cpu_seconds, preload  # noqa: E402
 from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
-from tests.harness import isolated_settings, spawn_worker, wait_until, worker_ready  # noqa: E402
+from tests.harness import isolated_settings, spawn_worker, wait_until, worker_healthy, worker_ready  # noqa: E402
 from ticketstream.settings import Settings  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
 from ticketstream.sla.engine import SLA_FACTS  # noqa: E402
@@ -116,15 +115,6 @@ def consumed_topics(settings: Settings) -> list[str]:
     return sorted({topic for agent in app.agents.values() for topic in agent.channel.topics})
 
 
-def healthy(settings: Settings) -> bool:
-    """Readiness (/health 200): recovered and not rebalancing."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{settings.web_port}/health", timeout=1) as resp:
-            return resp.status == 200
-    except OSError:
-        return False
-
-
 def group_state(bootstrap: str, group: str) -> tuple[str, int]:
     """The consumer group's state (Stable, PreparingRebalance ...) and its number of members."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
@@ -155,7 +145,7 @@ class WorkerGroup:
     def stable(self) -> bool:
         """Every worker ready and the group stable with all of them (no rebalance left to come)."""
         self.check_alive()
-        if not all(healthy(m) for m in self.members):
+        if not all(worker_healthy(m) for m in self.members):
             return False
         return group_state(self.members[0].bootstrap_servers, self.members[0].app_id) == ("Stable", len(self.members))
 

@@ -170,6 +170,40 @@ def _how(record: dict[str, Any], kafka: str | None = None) -> str:
     return f"How it was taken: `{command}` on {where}, {m['date']} (load average {load} at the end)."
 
 
+def _against_tickets(
+    this: list[dict[str, Any]],
+    recorded: list[dict[str, Any]],
+    series: tuple[tuple[str, str, str], ...],
+    ylabel: str,
+    title: str,
+) -> tuple[Any, Any]:
+    """One figure of SLA figures against open tickets (log scale): each series (key, label,
+    colour) from this run as solid lines, and from the recorded figures as hollow dashed ones."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.5, 3.4))
+    for key, label, color in series:
+        if this:
+            ax.plot(
+                [r["tickets"] for r in this], [r[key] for r in this], "o-", color=color, label=f"{label} (this run)"
+            )
+        if recorded:
+            ax.plot(
+                [r["tickets"] for r in recorded],
+                [r[key] for r in recorded],
+                "s--",
+                mfc="none",
+                color=color,
+                label=f"{label} (recorded earlier)",
+            )
+    ax.set_xscale("log")
+    ax.set_ylim(bottom=0)
+    ax.set_xlabel("open tickets on one worker")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    return fig, ax
+
+
 def render(data: dict[str, Any], recorded: list[dict[str, float]], out: Path, *, quick: bool = False) -> Path:
     """docs/benchmarks.md and its PNG figures from one run's JSON (and the recorded SLA figures)."""
     import matplotlib
@@ -308,28 +342,15 @@ def render(data: dict[str, Any], recorded: list[dict[str, float]], out: Path, *,
     sla = data.get("sla") or []
     if sla or recorded:
         this = [r["results"] | {"tickets": r["params"]["tickets"]} for r in sla]
-        fig, ax = plt.subplots(figsize=(6.5, 3.4))
-        for key, label, color in (("latency_p50_s", "p50", "tab:blue"), ("latency_p99_s", "p99", "tab:red")):
-            if this:
-                ax.plot(
-                    [r["tickets"] for r in this], [r[key] for r in this], "o-", color=color, label=f"{label} (this run)"
-                )
-            if recorded:
-                ax.plot(
-                    [r["tickets"] for r in recorded],
-                    [r[key] for r in recorded],
-                    "s--",
-                    mfc="none",
-                    color=color,
-                    label=f"{label} (recorded earlier)",
-                )
+        fig, ax = _against_tickets(
+            this,
+            recorded,
+            (("latency_p50_s", "p50", "tab:blue"), ("latency_p99_s", "p99", "tab:red")),
+            "breach emitted - due (s)",
+            "Breach latency against open tickets",
+        )
         if sla:
             ax.axhline(sla[0]["results"]["tick_seconds"], color="grey", linestyle=":", label="tick interval (baseline)")
-        ax.set_xscale("log")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("open tickets on one worker")
-        ax.set_ylabel("breach emitted - due (s)")
-        ax.set_title("Breach latency against open tickets")
         ax.legend(fontsize=8)
         md += [
             "## SLA engine: breach latency against open tickets",
@@ -373,29 +394,16 @@ def render(data: dict[str, Any], recorded: list[dict[str, float]], out: Path, *,
         if sla:
             md += [*[_how(r, kafka) + "  " for r in sla], ""]
 
-        fig, ax = plt.subplots(figsize=(6.5, 3.4))
-        for key, label, color in (
-            ("recovery_serving_s", "serving a ticket", "tab:green"),
-            ("recovery_firing_s", "firing again", "tab:purple"),
-        ):
-            if this:
-                ax.plot(
-                    [r["tickets"] for r in this], [r[key] for r in this], "o-", color=color, label=f"{label} (this run)"
-                )
-            if recorded:
-                ax.plot(
-                    [r["tickets"] for r in recorded],
-                    [r[key] for r in recorded],
-                    "s--",
-                    mfc="none",
-                    color=color,
-                    label=f"{label} (recorded earlier)",
-                )
-        ax.set_xscale("log")
-        ax.set_ylim(bottom=0)
-        ax.set_xlabel("open tickets on one worker")
-        ax.set_ylabel("seconds after SIGKILL + restart")
-        ax.set_title("Recovery against open tickets")
+        fig, ax = _against_tickets(
+            this,
+            recorded,
+            (
+                ("recovery_serving_s", "serving a ticket", "tab:green"),
+                ("recovery_firing_s", "firing again", "tab:purple"),
+            ),
+            "seconds after SIGKILL + restart",
+            "Recovery against open tickets",
+        )
         ax.legend(fontsize=8)
         md += [
             "## SLA engine: recovery time against open tickets",
