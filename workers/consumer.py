@@ -1,23 +1,34 @@
-"""The worker's Kafka consumer: Faust's own, except that it never acknowledges a skipped message.
+"""The worker's Kafka consumer: Faust's own, made to never commit past a message no agent processed.
 
-Faust's stream skips a message that reaches an agent while a rebalance is under way (flow control
-suspended, or the message fetched in an earlier consumer generation) and acknowledges it all the
-same (`faust.streams.Stream.__aiter__`), so the next commit passes over a message that no agent
-processed. A worker restarted under a backlog of 20,000 events lost the rest of two partitions
-that way, thousands of messages, while `ticketstream lag` showed them consumed
-(tests/test_chaos.py). Here such an acknowledgement is refused: the offset stays uncommitted,
-and the message is fetched again: by the seek to the committed offsets that ends every
-rebalance, or by a seek back to it when that seek had already happened (a message of the
-previous generation can still be on its way into a stream buffer after it). A
-message that was processed but acknowledged only after a rebalance began is processed a second
-time, which every agent tolerates (at-least-once: intake de-duplicates, the others are
-idempotent by ticket and event id).
+1. **Never-committed partitions start at their first offset** (`seek_to_committed`). Every
+   rebalance ends with Faust seeking the stream partitions to their committed offsets and then
+   dropping what its streams had buffered, counting on that seek to fetch it again. aiokafka
+   seeks only to a committed offset above 0, so a partition with none (a new group, or a worker
+   killed before its first commit) stayed where its fetch had got to while the tables recovered,
+   and Faust then committed past everything it had dropped, since with no committed offset it
+   does not check the head of the partition. A worker restarted under a backlog of 20,000 events
+   lost ranges of thousands of events that way while `ticketstream lag` showed them consumed
+   (tests/test_chaos.py). Such partitions are now sought to their first offset, and no commit of
+   them passes a message at their start that was not acknowledged (`_new_offset`).
+
+2. **A skipped message is never acknowledged** (`ack`). Faust's pure-Python stream iterator (used
+   without its compiled extension, or with `NO_CYTHON=1`) skips a message that reaches an agent
+   during a rebalance and acknowledges it all the same; the compiled iterator, used here by
+   default, does not. Such an acknowledgement is refused: the offset stays uncommitted and the
+   seek that ends the rebalance fetches the message again. A stream marks a message `tracked`
+   when it hands it to its agent, and every topic here has one agent, so an untracked message is
+   one no agent saw; a message that was processed is acknowledged normally even when its ack
+   comes after the rebalance or the stop began. A refused message whose partition was already
+   read past it in the same generation (once flow has resumed) is sought back to; the seek only
+   ever goes *back*: a seek forward would jump over messages never fetched.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import defaultdict
+from collections.abc import Mapping
 from typing import Any
 
 import faust
@@ -27,20 +38,44 @@ from faust.types.tuples import ack_lock
 log = logging.getLogger(__name__)
 
 
+class ReadOffsets(defaultdict[Any, int | None]):
+    """Faust's record of the last offset read per partition, below which its fetch loop drops a
+    message as already read. While a partition is fetched again from a head that was read past
+    (`rewinding`: partition -> the furthest offset read before), it reports nothing read, so no
+    re-fetched message is dropped because a batch fetched before the seek arrived in between;
+    messages are then delivered twice at most, never skipped."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: None)
+        self.rewinding: dict[Any, int] = {}
+
+    def __getitem__(self, tp: Any) -> int | None:
+        return None if tp in self.rewinding else super().__getitem__(tp)
+
+
 class Consumer(aiokafka.Consumer):
-    _lowest_refused: dict[Any, tuple[int, int]] = {}
-    """Per partition: (consumer generation, lowest offset whose ack was refused in it), where the
-    partition was (or is being) sought back to. One entry per partition, replaced each generation."""
-    _refetches: set[asyncio.Future[None]] = set()
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._read_offset: ReadOffsets = ReadOffsets()
+        self._lowest_refused: dict[Any, tuple[int, int]] = {}
+        """Per partition: (consumer generation, lowest offset whose ack was refused in it). One
+        entry per partition, replaced each generation."""
+        self._refetches: set[asyncio.Future[None]] = set()
+        self._start: dict[Any, int] = {}
+        """First offset of each never-committed stream partition this worker sought to."""
+        self._holds: dict[Any, int] = {}
+        """Per partition: commits in a row that found its head unacknowledged."""
+        self._refetched: dict[Any, int] = {}
+        """Per partition: the head offset last fetched again (once per head)."""
 
     def ack(self, message: Any) -> bool:
         app = self.app
         with ack_lock:
             stale = message.generation_id != app.consumer_generation_id or not app.flow_control.is_active()
-            if stale and not message.acked and app.topics.acks_enabled_for(message.topic):
+            skipped = stale and not message.tracked
+            if skipped and not message.acked and app.topics.acks_enabled_for(message.topic):
                 # Not acked, not waited for: a rebalance must not block on it, and its offset is
-                # not committed. It is fetched again: by the seek that ends the rebalance, or by
-                # the seek back below when that seek has already happened.
+                # not committed, so the seek that ends the rebalance fetches it again.
                 message.acked = True
                 self._unacked_messages.discard(message)
                 self._refetch(message.tp, message.offset, app.consumer_generation_id)
@@ -48,29 +83,93 @@ class Consumer(aiokafka.Consumer):
             return bool(super().ack(message))
 
     def _refetch(self, tp: Any, offset: int, generation: int) -> None:
-        """Seek `tp` back to `offset` unless a seek to an earlier offset of this generation was
-        already made: that one fetches this message again too. One seek per refused message would
-        leave the partition at the *last* one and pass over the earlier refused messages."""
+        """Once flow resumes, seek `tp` back to `offset` if it is still this generation and the
+        partition was read past `offset` (otherwise the generation's seek or its fetch reaches
+        it anyway). One task per partition and generation, for its lowest refused offset: a
+        later, higher one is covered by it."""
         held = self._lowest_refused.get(tp)
         if held is not None and held[0] == generation and held[1] <= offset:
             return
         if held is None or held[0] != generation:
             log.info(  # once per partition and generation: a backlog can be thousands
-                "refused the ack of %s offset %d (skipped during a rebalance): fetching it again", tp, offset
+                "refused the ack of %s offset %d (skipped during a rebalance): it is fetched again", tp, offset
             )
         target = (generation, offset)
         self._lowest_refused[tp] = target
 
-        async def seek() -> None:
-            try:
-                if tp in self.assignment() and self._lowest_refused.get(tp) == target:
-                    await self.seek(tp, offset)
-            except Exception as exc:  # noqa: BLE001 - moved away meanwhile: its owner starts at the committed offset
-                log.info("no re-fetch of %s from %d: %s", tp, offset, type(exc).__name__)
+        async def seek_back() -> None:
+            await self.app.flow_control.acquire()  # the generation's seek to committed is done
+            if self.app.consumer_generation_id != generation or self._lowest_refused.get(tp) != target:
+                return  # a newer generation's seek, or a lower refused offset's task, covers it
+            read = self._read_offset[tp]
+            if read is None or offset > read or tp not in self.assignment():
+                return  # not fetched past it yet: the fetch reaches it
+            log.info("%s was read past refused offset %d: seeking back to it", tp, offset)
+            await self.seek(tp, offset)  # no await inside before the seek itself: still true
 
-        task = asyncio.ensure_future(seek())
+        task = asyncio.ensure_future(seek_back())
         self._refetches.add(task)
         task.add_done_callback(self._refetches.discard)
+
+    async def seek_to_committed(self) -> Mapping[Any, int]:
+        """Faust's seek to the committed offsets, and never-committed stream partitions to their
+        first offset (1 above)."""
+        committed = dict(await super().seek_to_committed())
+        self._holds.clear()  # a new generation: every head is looked at afresh
+        self._refetched.clear()
+        self._read_offset.rewinding.clear()
+        fresh = [tp for tp, offset in committed.items() if not offset and self.app.topics.acks_enabled_for(tp.topic)]
+        if fresh:
+            for tp, first in (await self._thread.earliest_offsets(*fresh)).items():
+                self._thread.seek(tp, first)
+                self._start[tp] = first
+                committed[tp] = first
+        return committed
+
+    def _new_offset(self, tp: Any) -> int | None:
+        """Faust's next commit offset, but never past an unacknowledged message at the head of a
+        partition, and a head left behind is fetched again.
+
+        Faust checks the head only against a committed offset above 0 (so with none it committed
+        past every message before the first acknowledged one); and when a batch fetched before
+        the rebalance seek is delivered after it, Faust's record of how far it has read jumps
+        ahead and it drops the re-fetched messages as already read, so the head is never
+        processed and the partition never commits again (seen as a partition stuck short of its
+        end). A head still missing at the next commit is fetched again from where it starts."""
+        acked = self._acked[tp]
+        committed = self._committed_offset[tp]
+        start = committed if committed is not None else self._start.get(tp)
+        if acked and start is not None and min(acked) > (start if committed is None else start + 1):
+            self._head_missing(tp, start)
+            return None
+        self._holds.pop(tp, None)
+        offset: int | None = super()._new_offset(tp)
+        furthest = self._read_offset.rewinding.get(tp)
+        if furthest is not None and offset is not None and offset > furthest:
+            del self._read_offset.rewinding[tp]  # the re-fetch has caught up: drop re-reads again
+        return offset
+
+    def _head_missing(self, tp: Any, start: int) -> None:
+        """Seek `tp` back to `start` when its head has been missing for two commits in a row
+        (by then any batch fetched before the last seek has long been delivered), once per head:
+        after the seek the head waits behind what the stream had buffered. A seek back only: the
+        messages after it are processed again (at-least-once), never skipped."""
+        held = self._holds[tp] = self._holds.get(tp, 0) + 1
+        if held < 2 or self._refetched.get(tp) == start:
+            return  # once per head: after the seek it is on its way, behind what was buffered
+        if not self.app.flow_control.is_active() or tp not in self.assignment():
+            return
+        self._refetched[tp] = start
+        log.warning(
+            "%s: messages from offset %d were read past without being processed: fetching them again", tp, start
+        )
+        self._read_offset.rewinding[tp] = max(self._read_offset.get(tp) or start, max(self._acked[tp]))
+        self._thread.seek(tp, start)
+
+    async def on_stop(self) -> None:
+        for task in list(self._refetches):  # waiting for a resume that a stopping worker never has
+            task.cancel()
+        await super().on_stop()
 
 
 class Transport(aiokafka.Transport):

@@ -1,0 +1,197 @@
+"""The worker's consumer refuses the ack of a message no agent saw, and only of such a message
+(workers/consumer.py). Pure bookkeeping: no broker."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from faust.types.tuples import ConsumerMessage
+
+from ticketstream.settings import load_settings
+from ticketstream.topology import INBOUND
+from ticketstream.workers.app import create_app
+
+
+async def _app(tmp_path: Path) -> tuple[Any, str]:
+    """The worker's app with its agents' topics subscribed, as starting it does (no broker)."""
+    settings = load_settings(environ={}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path)
+    app = create_app(settings)
+    app.finalize()
+    for agent in app.agents.values():
+        app.topics.add(agent.channel)
+    await app.topics._update_indices()  # the conductor's subscription: these topics are acked
+    return app, settings.topic(INBOUND)
+
+
+def _message(app: Any, topic: str, offset: int, *, tracked: bool) -> ConsumerMessage:
+    message = ConsumerMessage(topic, 0, offset, 0.0, 0, None, b"T-1", b"{}", None)
+    message.generation_id = app.consumer_generation_id
+    message.tracked = tracked
+    return message
+
+
+def test_every_topic_is_read_by_one_agent(tmp_path: Path):
+    """The consumer's test for 'no agent saw it' (`message.tracked`) holds only when one stream
+    reads each topic: a message one agent processed and another skipped would look processed."""
+    app, _ = asyncio.run(_app(tmp_path))
+    readers = Counter(topic for agent in app.agents.values() for topic in agent.channel.topics)
+    assert readers and max(readers.values()) == 1, readers
+
+
+def test_a_message_skipped_during_a_rebalance_is_not_acknowledged(tmp_path: Path):
+    async def run() -> None:
+        app, topic = await _app(tmp_path)
+        assert app.topics.acks_enabled_for(topic)
+        consumer = app.consumer
+        app.flow_control.suspend()  # a rebalance or a stop is under way
+        skipped = _message(app, topic, 7, tracked=False)
+        assert consumer.ack(skipped) is False
+        assert not consumer._acked.get(skipped.tp)  # nothing to commit for it
+        await asyncio.sleep(0)  # the seek back runs (nothing assigned here: it only logs)
+
+    asyncio.run(run())
+
+
+def test_a_message_an_agent_processed_is_acknowledged_even_after_the_stop_began(tmp_path: Path):
+    """Faust suspends flow control and then waits for the agents' messages in flight; their acks
+    must count, or the offsets stay uncommitted and intake forwards those events a second time
+    after every graceful stop (the copies a clean-clone CI run found)."""
+
+    async def run() -> None:
+        app, topic = await _app(tmp_path)
+        assert app.topics.acks_enabled_for(topic)
+        consumer = app.consumer
+        app.flow_control.suspend()
+        processed = _message(app, topic, 8, tracked=True)
+        assert consumer.ack(processed) is True
+        assert list(consumer._acked[processed.tp]) == [8]
+        stale = _message(app, topic, 9, tracked=True)
+        stale.generation_id = app.consumer_generation_id - 1  # fetched before the rebalance, processed
+        assert consumer.ack(stale) is True
+
+    asyncio.run(run())
+
+
+async def _refused_then_resumed(tmp_path: Path, read_offset: int | None, *, new_generation: bool = False) -> list[int]:
+    """Refuse the ack of offset 7 during a rebalance, let the partition be read to `read_offset`,
+    resume flow; return the offsets the consumer sought its partition to."""
+    app, topic = await _app(tmp_path)
+    consumer = app.consumer
+    sought: list[int] = []
+
+    async def seek(tp: Any, offset: int) -> None:
+        sought.append(offset)
+
+    consumer.seek = seek
+    consumer.assignment = lambda: {skipped.tp}
+    app.flow_control.suspend()
+    skipped = _message(app, topic, 7, tracked=False)
+    assert consumer.ack(skipped) is False
+    assert consumer.ack(_message(app, topic, 9, tracked=False)) is False  # covered by 7's
+    consumer._read_offset[skipped.tp] = read_offset
+    if new_generation:
+        app.consumer_generation_id += 1
+    app.flow_control.resume()
+    await asyncio.wait_for(asyncio.gather(*consumer._refetches), 5)
+    return sought
+
+
+def test_a_refused_message_read_past_is_sought_back_to_once(tmp_path: Path):
+    assert asyncio.run(_refused_then_resumed(tmp_path, 12)) == [7]
+
+
+def test_the_consumer_never_seeks_forward_to_a_refused_message(tmp_path: Path):
+    """Not read up to it yet (the generation's seek put the partition at 3): the fetch reaches it.
+    A seek to 7 would skip 3..6, never fetched, and Faust could commit past them."""
+    assert asyncio.run(_refused_then_resumed(tmp_path, 3)) == []
+    assert asyncio.run(_refused_then_resumed(tmp_path, None)) == []
+
+
+def test_a_new_generation_leaves_the_refetch_to_its_own_seek(tmp_path: Path):
+    assert asyncio.run(_refused_then_resumed(tmp_path, 12, new_generation=True)) == []
+
+
+class _Thread:
+    """The consumer thread's calls that the rebalance seek makes, recorded (no broker)."""
+
+    def __init__(self, committed: dict[Any, int | None], first: int) -> None:
+        self.committed, self.first, self.sought = committed, first, {}
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        return dict(self.committed)
+
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, self.first)
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.sought[tp] = offset
+
+
+def test_a_never_committed_partition_is_sought_to_its_first_offset(tmp_path: Path):
+    """aiokafka leaves a partition without a committed offset (or at 0) where its fetch got to;
+    Faust then drops what its streams had buffered: the chaos backlog test lost thousands."""
+
+    async def run() -> None:
+        app, topic = await _app(tmp_path)
+        consumer = app.consumer
+        fresh, zero, done = (_message(app, topic, 0, tracked=False).tp._replace(partition=p) for p in (0, 1, 2))
+        thread = _Thread({fresh: None, zero: 0, done: 42}, first=3)
+        consumer._thread = thread
+        assert await consumer.seek_to_committed() == {fresh: 3, zero: 3, done: 42}
+        assert thread.sought == {fresh: 3, zero: 3}  # the committed one is aiokafka's to seek
+
+    asyncio.run(run())
+
+
+def test_no_commit_passes_the_unacknowledged_start_of_a_never_committed_partition(tmp_path: Path):
+    async def run() -> None:
+        app, topic = await _app(tmp_path)
+        consumer = app.consumer
+        tp = _message(app, topic, 0, tracked=False).tp
+        consumer._start[tp] = 0
+        consumer._acked[tp].extend([3583, 3584, 3585])  # what the stream got to; 0.. never processed
+        assert consumer._new_offset(tp) is None
+        consumer._acked[tp].extend([0, 1, 2])
+        assert consumer._new_offset(tp) == 3  # up to the first message not acknowledged yet
+
+    asyncio.run(run())
+
+
+def test_a_head_read_past_without_being_processed_is_fetched_again(tmp_path: Path):
+    """A batch fetched before the rebalance seek but delivered after it moves Faust's read offset
+    ahead, and Faust then drops the re-fetched head as already read: the partition would never
+    commit again. At the second commit that finds the head missing it is fetched again."""
+
+    async def run() -> None:
+        app, topic = await _app(tmp_path)
+        consumer = app.consumer
+        tp = _message(app, topic, 0, tracked=False).tp
+        thread = _Thread({}, first=0)
+        consumer._thread = thread
+        consumer.assignment = lambda: {tp}
+        app.flow_control.resume()
+        consumer._committed_offset[tp] = 100
+        consumer._read_offset[tp] = 900
+        consumer._acked[tp].extend(range(800, 810))  # 100..799 dropped as already read
+        assert consumer._new_offset(tp) is None and thread.sought == {}  # a late batch may still come
+        assert consumer._new_offset(tp) is None
+        # Until the re-fetch catches up with what was read before, nothing counts as read: a late
+        # batch from before the seek cannot make the fetch loop drop the re-fetched head again.
+        assert thread.sought == {tp: 100} and consumer._read_offset[tp] is None
+        consumer._read_offset[tp] = 905  # the late batch
+        assert consumer._read_offset[tp] is None
+        thread.sought.clear()
+        assert consumer._new_offset(tp) is None and consumer._new_offset(tp) is None
+        assert thread.sought == {}  # once per head: it is on its way behind the buffered messages
+        consumer._acked[tp].extend(range(100, 800))
+        assert consumer._new_offset(tp) == 810
+        consumer._committed_offset[tp] = 810  # what committing it does
+        assert consumer._read_offset[tp] is None  # 810 is not past the 905 read before
+        consumer._acked[tp].extend(range(810, 950))
+        assert consumer._new_offset(tp) == 950
+        assert consumer._read_offset[tp] == 905  # caught up: re-reads are dropped again
+
+    asyncio.run(run())
