@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Mapping
 from typing import Any
@@ -63,10 +64,8 @@ class Consumer(aiokafka.Consumer):
         self._refetches: set[asyncio.Future[None]] = set()
         self._start: dict[Any, int] = {}
         """First offset of each never-committed stream partition this worker sought to."""
-        self._holds: dict[Any, int] = {}
-        """Per partition: commits in a row that found its head unacknowledged."""
-        self._refetched: dict[Any, int] = {}
-        """Per partition: the head offset last fetched again (once per head)."""
+        self._held_since: dict[Any, float] = {}
+        """Per partition whose head is unacknowledged: since when (monotonic), or the next try."""
 
     def ack(self, message: Any) -> bool:
         app = self.app
@@ -112,37 +111,53 @@ class Consumer(aiokafka.Consumer):
         task.add_done_callback(self._refetches.discard)
 
     async def seek_to_committed(self) -> Mapping[Any, int]:
-        """Faust's seek to the committed offsets, and never-committed stream partitions to their
-        first offset (1 above)."""
+        """Faust's seek to the committed offsets, with every stream partition that has no
+        committed offset (or 0, or one older than its first offset) sought to its first offset
+        (1 above)."""
         committed = dict(await super().seek_to_committed())
-        self._holds.clear()  # a new generation: every head is looked at afresh
-        self._refetched.clear()
+        self._held_since.clear()  # a new generation: every head is looked at afresh
         self._read_offset.rewinding.clear()
-        fresh = [tp for tp, offset in committed.items() if not offset and self.app.topics.acks_enabled_for(tp.topic)]
-        if fresh:
-            for tp, first in (await self._thread.earliest_offsets(*fresh)).items():
-                self._thread.seek(tp, first)
-                self._start[tp] = first
-                committed[tp] = first
+        streams = [tp for tp in committed if self.app.topics.acks_enabled_for(tp.topic)]
+        if streams:
+            first = await self._thread.earliest_offsets(*streams)
+            moved = {
+                tp: first[tp] for tp in streams if tp in first and (not committed[tp] or committed[tp] < first[tp])
+            }
+            for tp in streams:
+                self._gap.pop(tp, None)  # holes are re-fetched, never taken as processed
+            if moved:
+                await self._thread.call_thread(self._seek_in_thread, moved)
+                self._start.update(moved)
+                committed.update(moved)
         return committed
+
+    def _seek_in_thread(self, offsets: Mapping[Any, int]) -> None:
+        """Seek on the consumer's own thread (aiokafka's fetcher is not thread-safe)."""
+        consumer = self._thread._ensure_consumer()
+        for tp, offset in offsets.items():
+            try:
+                consumer.seek(tp, offset)
+            except Exception as exc:  # noqa: BLE001 - revoked meanwhile: its next owner starts at the committed offset
+                log.info("no seek of %s to %d: %s", tp, offset, type(exc).__name__)
 
     def _new_offset(self, tp: Any) -> int | None:
         """Faust's next commit offset, but never past an unacknowledged message at the head of a
         partition, and a head left behind is fetched again.
 
-        Faust checks the head only against a committed offset above 0 (so with none it committed
-        past every message before the first acknowledged one); and when a batch fetched before
-        the rebalance seek is delivered after it, Faust's record of how far it has read jumps
-        ahead and it drops the re-fetched messages as already read, so the head is never
-        processed and the partition never commits again (seen as a partition stuck short of its
-        end). A head still missing at the next commit is fetched again from where it starts."""
+        Faust checks the head only against a committed offset above 0, and lets one missing
+        message pass (so with no committed offset it committed past every message before the
+        first acknowledged one); and when a batch fetched before the rebalance seek is delivered
+        after it, Faust's record of how far it has read jumps ahead and it drops the re-fetched
+        messages as already read, so the head is never processed and the partition never commits
+        again (seen as a partition stuck short of its end). A head still missing after two commit
+        intervals is fetched again from where it starts."""
         acked = self._acked[tp]
         committed = self._committed_offset[tp]
         start = committed if committed is not None else self._start.get(tp)
-        if acked and start is not None and min(acked) > (start if committed is None else start + 1):
+        if acked and start is not None and min(acked) > start:
             self._head_missing(tp, start)
             return None
-        self._holds.pop(tp, None)
+        self._held_since.pop(tp, None)
         offset: int | None = super()._new_offset(tp)
         furthest = self._read_offset.rewinding.get(tp)
         if furthest is not None and offset is not None and offset > furthest:
@@ -150,21 +165,25 @@ class Consumer(aiokafka.Consumer):
         return offset
 
     def _head_missing(self, tp: Any, start: int) -> None:
-        """Seek `tp` back to `start` when its head has been missing for two commits in a row
-        (by then any batch fetched before the last seek has long been delivered), once per head:
-        after the seek the head waits behind what the stream had buffered. A seek back only: the
-        messages after it are processed again (at-least-once), never skipped."""
-        held = self._holds[tp] = self._holds.get(tp, 0) + 1
-        if held < 2 or self._refetched.get(tp) == start:
-            return  # once per head: after the seek it is on its way, behind what was buffered
-        if not self.app.flow_control.is_active() or tp not in self.assignment():
+        """Seek `tp` back to `start` when its head has been missing for two commit intervals (by
+        then any batch fetched before the last seek has long been delivered), and again after
+        ten more if it is still missing (the seek was lost, or the head waited behind a large
+        buffer). A seek back only: what follows is processed again (at-least-once), never
+        skipped; holes Faust took as processed (its gaps) are fetched too."""
+        now = time.monotonic()
+        since = self._held_since.setdefault(tp, now)
+        interval = float(self.app.conf.broker_commit_interval)
+        if now - since < 2 * interval or not self.app.flow_control.is_active() or tp not in self.assignment():
             return
-        self._refetched[tp] = start
+        self._held_since[tp] = now + 8 * interval  # the next try, if any, after ten intervals
         log.warning(
             "%s: messages from offset %d were read past without being processed: fetching them again", tp, start
         )
+        self._gap.pop(tp, None)
         self._read_offset.rewinding[tp] = max(self._read_offset.get(tp) or start, max(self._acked[tp]))
-        self._thread.seek(tp, start)
+        task = asyncio.ensure_future(self._thread.call_thread(self._seek_in_thread, {tp: start}))
+        self._refetches.add(task)
+        task.add_done_callback(self._refetches.discard)
 
     async def on_stop(self) -> None:
         for task in list(self._refetches):  # waiting for a resume that a stopping worker never has
