@@ -406,7 +406,7 @@ def test_worker_restarted_under_a_backlog_drains_every_partition(cluster: embedd
         restarted = time.monotonic()
         workers.start("a")
         workers.wait_ready("a")
-        drained = wait_drained(settings, 300, "every group partition to reach its end offset after the restart")
+        drained = wait_drained(settings, 480, "every group partition to reach its end offset after the restart")
         since_restart = time.monotonic() - restarted
         assert sorted(workers.alive()) == ["a", "b"], {n: workers.log(n) for n in workers.procs}
     finally:
