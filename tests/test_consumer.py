@@ -33,6 +33,10 @@ def _message(app: Any, topic: str, offset: int, *, tracked: bool) -> ConsumerMes
     return message
 
 
+def _partitions(app: Any, topic: str, count: int) -> list[Any]:
+    return [_message(app, topic, 0, tracked=False).tp._replace(partition=p) for p in range(count)]
+
+
 def test_every_topic_is_read_by_one_agent(tmp_path: Path):
     """The consumer's test for 'no agent saw it' (`message.tracked`) holds only when one stream
     reads each topic: a message one agent processed and another skipped would look processed."""
@@ -79,12 +83,8 @@ async def _refused_then_resumed(tmp_path: Path, read_offset: int | None, *, new_
     resume flow; return the offsets the consumer sought its partition to."""
     app, topic = await _app(tmp_path)
     consumer = app.consumer
-    sought: list[int] = []
-
-    async def seek(tp: Any, offset: int) -> None:
-        sought.append(offset)
-
-    consumer.seek = seek
+    thread = _Thread({}, first=0)
+    consumer._thread = thread
     consumer.assignment = lambda: {skipped.tp}
     app.flow_control.suspend()
     skipped = _message(app, topic, 7, tracked=False)
@@ -95,7 +95,7 @@ async def _refused_then_resumed(tmp_path: Path, read_offset: int | None, *, new_
         app.consumer_generation_id += 1
     app.flow_control.resume()
     await asyncio.wait_for(asyncio.gather(*consumer._refetches), 5)
-    return sought
+    return [offset for _, offset in thread.seeks]
 
 
 def test_a_refused_message_read_past_is_sought_back_to_once(tmp_path: Path):
@@ -118,6 +118,7 @@ class _Thread:
 
     def __init__(self, committed: dict[Any, int | None], first: int) -> None:
         self.committed, self.first, self.sought = committed, first, {}
+        self.seeks: list[tuple[Any, int]] = []
 
     async def seek_to_committed(self) -> dict[Any, int | None]:
         return dict(self.committed)
@@ -133,6 +134,7 @@ class _Thread:
 
     def seek(self, tp: Any, offset: int) -> None:
         self.sought[tp] = offset
+        self.seeks.append((tp, offset))
 
 
 def test_a_partition_without_a_usable_committed_offset_is_sought_to_its_first_offset(tmp_path: Path):
@@ -143,7 +145,7 @@ def test_a_partition_without_a_usable_committed_offset_is_sought_to_its_first_of
     async def run() -> None:
         app, topic = await _app(tmp_path)
         consumer = app.consumer
-        fresh, zero, old, done = (_message(app, topic, 0, tracked=False).tp._replace(partition=p) for p in range(4))
+        fresh, zero, old, done = _partitions(app, topic, 4)
         thread = _Thread({fresh: None, zero: 0, old: 1, done: 42}, first=3)
         consumer._thread = thread
         consumer._gap[done].addi(50, 60)
@@ -158,7 +160,7 @@ def test_no_commit_passes_an_unacknowledged_head(tmp_path: Path):
     async def run() -> None:
         app, topic = await _app(tmp_path)
         consumer = app.consumer
-        tp, other = (_message(app, topic, 0, tracked=False).tp._replace(partition=p) for p in (0, 1))
+        tp, other = _partitions(app, topic, 2)
         consumer._start[tp] = 0
         consumer._acked[tp].extend([3583, 3584, 3585])  # what the stream got to; 0.. never processed
         assert consumer._new_offset(tp) is None

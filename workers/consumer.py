@@ -62,6 +62,7 @@ class Consumer(aiokafka.Consumer):
         """Per partition: (consumer generation, lowest offset whose ack was refused in it). One
         entry per partition, replaced each generation."""
         self._refetches: set[asyncio.Future[None]] = set()
+        """Re-fetches under way (`_spawn`)."""
         self._start: dict[Any, int] = {}
         """First offset of each never-committed stream partition this worker sought to."""
         self._held_since: dict[Any, float] = {}
@@ -104,9 +105,23 @@ class Consumer(aiokafka.Consumer):
             if read is None or offset > read or tp not in self.assignment():
                 return  # not fetched past it yet: the fetch reaches it
             log.info("%s was read past refused offset %d: seeking back to it", tp, offset)
-            await self.seek(tp, offset)  # no await inside before the seek itself: still true
+            await self._seek_back(tp, offset)
 
-        task = asyncio.ensure_future(seek_back())
+        self._spawn(seek_back())
+
+    async def _seek_back(self, tp: Any, offset: int) -> None:
+        """Fetch `tp` again from `offset`, which it was read past: the one re-fetch of both a
+        refused message and a missing head. Faust's read offset for it is held off until a commit
+        passes what was read before (else it drops the re-fetched messages as already read, or a
+        batch fetched before the seek raises it again), its gaps are dropped (they would count
+        unprocessed messages as done), and the seek runs on the consumer's own thread."""
+        self._gap.pop(tp, None)
+        self._read_offset.rewinding[tp] = max(self._read_offset.get(tp) or offset, *self._acked[tp], offset)
+        await self._thread.call_thread(self._seek_in_thread, {tp: offset})
+
+    def _spawn(self, work: Any) -> None:
+        """Run `work` as a task the consumer cancels when it stops."""
+        task = asyncio.ensure_future(work)
         self._refetches.add(task)
         task.add_done_callback(self._refetches.discard)
 
@@ -169,7 +184,7 @@ class Consumer(aiokafka.Consumer):
         then any batch fetched before the last seek has long been delivered), and again after
         ten more if it is still missing (the seek was lost, or the head waited behind a large
         buffer). A seek back only: what follows is processed again (at-least-once), never
-        skipped; holes Faust took as processed (its gaps) are fetched too."""
+        skipped."""
         now = time.monotonic()
         since = self._held_since.setdefault(tp, now)
         interval = float(self.app.conf.broker_commit_interval)
@@ -179,11 +194,7 @@ class Consumer(aiokafka.Consumer):
         log.warning(
             "%s: messages from offset %d were read past without being processed: fetching them again", tp, start
         )
-        self._gap.pop(tp, None)
-        self._read_offset.rewinding[tp] = max(self._read_offset.get(tp) or start, max(self._acked[tp]))
-        task = asyncio.ensure_future(self._thread.call_thread(self._seek_in_thread, {tp: start}))
-        self._refetches.add(task)
-        task.add_done_callback(self._refetches.discard)
+        self._spawn(self._seek_back(tp, start))
 
     async def on_stop(self) -> None:
         for task in list(self._refetches):  # waiting for a resume that a stopping worker never has
