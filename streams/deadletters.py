@@ -83,15 +83,21 @@ async def guarded(
         try:
             await handle(event, raw)
         except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
-            where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
-            log.error(
-                "%s failed on %s: %s at %s",
-                stage,
-                source_of(event).model_dump(),
-                type(exc).__name__,
-                f"{where.filename}:{where.lineno}" if where else "?",
-            )
-            code = ReasonCode.INVALID_JSON if isinstance(exc, json.JSONDecodeError) else ReasonCode.PROCESSING_ERROR
-            await dead_letters.send(
-                raw, Reason(code=code, message=f"unexpected {type(exc).__name__} in {stage}"), source_of(event), stage
-            )
+            await failed(dead_letters, stage, event, raw, exc)
+
+
+async def failed(dead_letters: DeadLetters, stage: str, event: Any, raw: bytes, exc: Exception) -> None:
+    """Dead-letter a message whose handling in `stage` raised `exc`: counted, logged without the
+    exception's text (which may quote personal data), sent with a `processing_error` reason."""
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    log.error(
+        "%s failed on %s: %s at %s",
+        stage,
+        source_of(event).model_dump(),
+        type(exc).__name__,
+        f"{where.filename}:{where.lineno}" if where else "?",
+    )
+    code = ReasonCode.INVALID_JSON if isinstance(exc, json.JSONDecodeError) else ReasonCode.PROCESSING_ERROR
+    await dead_letters.send(
+        raw, Reason(code=code, message=f"unexpected {type(exc).__name__} in {stage}"), source_of(event), stage
+    )

@@ -1,29 +1,31 @@
 """Intake: `tickets.inbound` -> `tickets.accepted` (+ `tickets.by_customer`) | `tickets.dlq`,
 de-duplicated on the ticket's home partition whatever partition the producer picked.
 
-The agents only move bytes: `ticketstream.intake` decides. De-duplication keeps per-ticket
+This shell only moves bytes: `ticketstream.intake` decides. De-duplication keeps per-ticket
 fingerprints in the `intake_seen` table, so every event of a ticket must be judged on one
 partition: its *home*, `home_partition` (murmur2 of the ticket id, the partitioner of the
 worker's own producer and of Java, aiokafka and kafka-python clients). librdkafka clients (kcat,
 confluent-kafka, Go, .NET) hash keys with CRC32 by default and put a ticket elsewhere, possibly
 on another worker.
 
-Agent `intake` reads `tickets.inbound` and validates each message once (a rejection becomes a
-dead letter). A valid event already on its home partition is de-duplicated in place (the fast
-path: every event from a murmur2 producer); any other is forwarded in canonical form to
-`tickets.keyed`, onto its home partition, with its inbound coordinates in a header. Agent
-`dedupe` reads `tickets.keyed` and runs the same `decide` without validating again. Both
-`tickets.inbound` and `tickets.keyed` have the table's partition count, so Faust's assignor gives
-partition p of both (and of the table's changelog) to one worker, and a table write goes to
-changelog partition p either way (Faust writes to the source event's partition). If
-`tickets.inbound` has another partition count than `tickets.keyed` (or it is not known yet),
-nothing is decided in place: every event takes the second hop.
+The ticket agent (streams/tickets.py) reads `tickets.inbound` and `tickets.keyed` and hands
+each message to `Intake`: one agent per ticket partition, so an accepted lifecycle event is
+applied to its ticket in the same step instead of a round trip through `tickets.accepted` (which
+stays the audit history for the archive). `Intake.inbound` validates each message once (a
+rejection becomes a dead letter). A valid event already on its home partition is de-duplicated in
+place (the fast path: every event from a murmur2 producer); any other is forwarded in canonical
+form to `tickets.keyed`, onto its home partition, with its inbound coordinates in a header, and
+`Intake.rekeyed` runs the same `decide` there without validating again. Both `tickets.inbound`
+and `tickets.keyed` have the tables' partition count, so Faust's assignor gives partition p of
+both (and of the tables' changelogs) to one worker, and a table write goes to changelog
+partition p either way (Faust writes to the source event's partition). If `tickets.inbound` has
+another partition count than `tickets.keyed` (or it is not known yet), nothing is decided in
+place: every event takes the second hop.
 
-Both agents run with concurrency 1 (per-ticket order; they write the table, ARCHITECTURE
-pitfall 2); `decide`'s read-check-write of the table has no await inside, so the two agents
-cannot interleave on one ticket. `ticketstream_intake_processing_seconds` is observed once per
-inbound message, when intake is done with it (for a forwarded event in `dedupe`, with both hops'
-time), so its count is the number of inbound messages finished. Outputs go through
+The agent runs with concurrency 1 (per-ticket order; it writes the tables, ARCHITECTURE
+pitfall 2). `ticketstream_intake_processing_seconds` is observed once per inbound message, when
+intake is done with it (for a forwarded event after the second hop, with both hops' time), so
+its count is the number of inbound messages finished. Outputs go through
 `streams.emit.Emitter` (the app's producer directly; see there why).
 """
 
@@ -40,7 +42,7 @@ from ticketstream import intake as core
 from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, guarded, source_of
+from ticketstream.streams.deadletters import DeadLetters, source_of
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.tables import table
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, KEYED, TABLE_INTAKE_SEEN
@@ -98,89 +100,97 @@ def origin_of(event: Any, inbound: str) -> tuple[Source, float]:
     return source_of(event), 0.0
 
 
-def register(app: faust.App, settings: Settings, dead_letters: DeadLetters) -> None:
-    inbound_name, keyed_name = settings.topic(INBOUND), settings.topic(KEYED)
-    keyed = Emitter(app, keyed_name)
-    accepted = Emitter(app, settings.topic(ACCEPTED))
-    by_customer = Emitter(app, settings.topic(BY_CUSTOMER))
-    seen = table(app, settings, TABLE_INTAKE_SEEN, dict, "event fingerprints per ticket, for de-duplication")
+class Intake:
+    """Intake's decisions for the ticket agent, which reads `tickets.inbound` and `tickets.keyed`
+    (streams/tickets.py): one agent per ticket partition, so an accepted lifecycle event is
+    applied to its ticket in the same step, not after a round trip through `tickets.accepted`."""
 
-    async def forward(item: core.Checked) -> None:
-        await accepted.send(item.ticket_id.encode(), item.body)
+    def __init__(self, app: faust.App, settings: Settings, dead_letters: DeadLetters) -> None:
+        self.app = app
+        self.dead_letters = dead_letters
+        self.inbound_topic, self.keyed_topic = settings.topic(INBOUND), settings.topic(KEYED)
+        self.keyed = Emitter(app, self.keyed_topic)
+        self.accepted = Emitter(app, settings.topic(ACCEPTED))
+        self.by_customer = Emitter(app, settings.topic(BY_CUSTOMER))
+        self.seen = table(app, settings, TABLE_INTAKE_SEEN, dict, "event fingerprints per ticket, for de-duplication")
+
+    async def forward(self, item: core.Checked) -> None:
+        await self.accepted.send(item.ticket_id.encode(), item.body)
         if item.customer_id is not None:
-            await by_customer.send(item.customer_id.encode(), item.body)
+            await self.by_customer.send(item.customer_id.encode(), item.body)
 
-    async def decide(item: core.Checked, read_at: str, source: Callable[[], Source]) -> None:
+    async def decide(self, item: core.Checked, read_at: str, source: Callable[[], Source]) -> bool:
         """De-duplicate one valid event and forward it: the one decision of both paths, always
-        run while reading the ticket's home partition. No await between reading and writing the
-        table row: the two agents cannot interleave on one ticket. `read_at` names the message
-        being read (`core.read_at`), so a redelivery of the very message accepted before is
-        forwarded again rather than dropped as a duplicate."""
+        run while reading the ticket's home partition; True when it was forwarded (new, or the
+        very message accepted before, read again). No await between reading and writing the
+        table row. `read_at` names the message being read (`core.read_at`), so a redelivery of
+        the very message accepted before is forwarded again rather than dropped as a duplicate."""
         fp = core.fingerprint_of(item.event_id, item.body)
-        ticket_seen = seen[item.ticket_id]
+        ticket_seen = self.seen[item.ticket_id]
         verdict = core.classify_repeat(ticket_seen, fp, read_at)
         if verdict == "redelivery":
-            await forward(item)
+            await self.forward(item)
             metrics.INTAKE_REDELIVERED.inc()
-        elif verdict == "duplicate":
+            return True
+        if verdict == "duplicate":
             metrics.INTAKE_DUPLICATES.inc()
-        elif verdict == "conflict":
+            return False
+        if verdict == "conflict":
             reason = Reason(
                 code=ReasonCode.CONFLICTING_DUPLICATE,
                 message="an event with this event_id was accepted before with different content",
             )
             ids = {"event_id": item.event_id, "ticket_id": item.ticket_id, "type": item.type}
-            await dead_letters.send(item.body, reason, source(), "intake", ids)
-        else:
-            updated = dict(ticket_seen)
-            updated[fp.event] = core.seen_entry(fp, read_at)
-            if len(updated) > MAX_SEEN_PER_TICKET:
-                updated.pop(next(iter(updated)))
-            seen[item.ticket_id] = updated
-            await forward(item)
-            if item.customer_id is not None:
-                metrics.COMPLAINTS.labels(channel=item.channel).inc()
-            metrics.INTAKE_ACCEPTED.labels(type=item.type).inc()
+            await self.dead_letters.send(item.body, reason, source(), "intake", ids)
+            return False
+        updated = dict(ticket_seen)
+        updated[fp.event] = core.seen_entry(fp, read_at)
+        if len(updated) > MAX_SEEN_PER_TICKET:
+            updated.pop(next(iter(updated)))
+        self.seen[item.ticket_id] = updated
+        await self.forward(item)
+        if item.customer_id is not None:
+            metrics.COMPLAINTS.labels(channel=item.channel).inc()
+        metrics.INTAKE_ACCEPTED.labels(type=item.type).inc()
+        return True
 
-    async def on_inbound(event: Any, raw: bytes) -> None:
+    async def inbound(self, event: Any, raw: bytes) -> core.Checked | None:
+        """A `tickets.inbound` message: validated once (a rejection becomes a dead letter), then
+        decided in place on its home partition or re-keyed to `tickets.keyed`. The accepted
+        event (with its validated `Event`) when it was decided here and forwarded, else None."""
         started = time.perf_counter()
         forwarded = False
         try:
             key = event.key if isinstance(event.key, bytes) or event.key is None else bytes(event.key)
             try:
-                item = core.checked(core.parse_event(raw, key))
+                parsed = core.parse_event(raw, key)
+                item = core.checked(parsed)
             except core.Rejected as rejected:
-                await dead_letters.send(raw, rejected.reason, source_of(event), "intake", rejected.parsed)
-                return
+                await self.dead_letters.send(raw, rejected.reason, source_of(event), "intake", rejected.parsed)
+                return None
             ticket_key = item.ticket_id.encode()  # == key: parse_event checked it
-            partitions = partition_count(app, keyed_name)
+            partitions = partition_count(self.app, self.keyed_topic)
             home = None if partitions is None else home_partition(ticket_key, partitions)
-            if event.message.partition == home and partition_count(app, inbound_name) == partitions:
-                await decide(
-                    item, core.read_at("i", event.message.partition, event.message.offset), lambda: source_of(event)
-                )
-            else:
-                seconds = time.perf_counter() - started
-                await keyed.send(ticket_key, item.body, home, origin_header(source_of(event), seconds))
-                metrics.INTAKE_REKEYED.inc()
-                forwarded = True
+            if event.message.partition == home and partition_count(self.app, self.inbound_topic) == partitions:
+                read_at = core.read_at("i", event.message.partition, event.message.offset)
+                return item if await self.decide(item, read_at, lambda: source_of(event)) else None
+            seconds = time.perf_counter() - started
+            await self.keyed.send(ticket_key, item.body, home, origin_header(source_of(event), seconds))
+            metrics.INTAKE_REKEYED.inc()
+            forwarded = True
+            return None
         finally:
-            if not forwarded:  # a forwarded event is timed and counted when `dedupe` is done with it
+            if not forwarded:  # a forwarded event is timed and counted when its second hop is done
                 metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
 
-    async def on_keyed(event: Any, raw: bytes) -> None:
+    async def rekeyed(self, event: Any, raw: bytes) -> core.Checked | None:
+        """A `tickets.keyed` message (intake's own canonical form: parsed, not validated again),
+        decided on its home partition; the accepted event when forwarded, else None."""
         started = time.perf_counter()
-        source, first_hop = origin_of(event, inbound_name)
+        source, first_hop = origin_of(event, self.inbound_topic)
         try:
             read_at = core.read_at("k", event.message.partition, event.message.offset)
-            await decide(core.from_canonical(raw), read_at, lambda: source)
+            item = core.from_canonical(raw)
+            return item if await self.decide(item, read_at, lambda: source) else None
         finally:
             metrics.INTAKE_SECONDS.observe(first_hop + time.perf_counter() - started)
-
-    @app.agent(raw_topic(app, inbound_name), concurrency=1, name="intake")
-    async def intake(stream: Any) -> None:
-        await guarded(stream.events(), dead_letters, "intake", on_inbound)
-
-    @app.agent(raw_topic(app, keyed_name), concurrency=1, name="dedupe")
-    async def dedupe(stream: Any) -> None:
-        await guarded(stream.events(), dead_letters, "intake", on_keyed)

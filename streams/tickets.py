@@ -1,8 +1,12 @@
 """Ticket agent: the Faust shell around `ticketstream.tickets.process` — load, call, save, send.
 
-Inputs (all keyed by ticket id, so co-partitioned with the `tickets` table):
+Inputs (all keyed by ticket id, so co-partitioned with the `tickets` and `intake_seen` tables):
+- `tickets.inbound` and `tickets.keyed`: every inbound event, validated and de-duplicated by
+  intake (`streams.intake.Intake`, which forwards it to `tickets.accepted`); an accepted lifecycle
+  event from a handling system is applied to its ticket in the same step. One agent for both
+  because they share the key and the partitioning: a round trip through `tickets.accepted`
+  would cost every event a second consume and a second validation;
 - `tickets.triaged`: triage records (this agent's own revisions come back too and are ignored);
-- `tickets.accepted`: lifecycle events from handling systems;
 - `incidents.links`: tickets to link to a mass incident;
 - `sla.ticks`: wake-ups. Faust tables can only be written from stream iteration, so the timer
   that watches the deadline index does not fire thresholds itself: it sends the ticket a tick,
@@ -27,15 +31,16 @@ from typing import Any
 import faust
 import orjson
 
+from ticketstream.intake import COMPLAINT_RECEIVED
 from ticketstream.schemas.events import Event
 from ticketstream.schemas.tickets import TRIAGED
 from ticketstream.settings import Settings
 from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SLA_EVENT, SlaKind
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, guarded
+from ticketstream.streams.deadletters import DeadLetters, failed, guarded
 from ticketstream.streams.emit import Emitter
-from ticketstream.streams.intake import raw_topic
+from ticketstream.streams.intake import Intake, raw_topic
 from ticketstream.streams.tables import entries, table
 from ticketstream.streams.triage import TriageOutputs
 from ticketstream.streams.web import bearer_required, owner_route
@@ -43,7 +48,6 @@ from ticketstream.tickets.process import Effects, TicketProcess
 from ticketstream.tickets.state import TicketState
 from ticketstream.tickets.view import ticket_view
 from ticketstream.topology import (
-    ACCEPTED,
     ALERTS,
     INCIDENT_LINKS,
     SLA_BY_TEAM,
@@ -149,10 +153,12 @@ class TicketAgent:
 def register(
     app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs, dead_letters: DeadLetters
 ) -> TicketAgent:
+    intake = Intake(app, settings, dead_letters)
     source = raw_topic(
         app,
+        intake.inbound_topic,
+        intake.keyed_topic,
         settings.topic(TRIAGED_TOPIC),
-        settings.topic(ACCEPTED),
         settings.topic(SLA_TICKS),
         settings.topic(INCIDENT_LINKS),
     )
@@ -166,27 +172,33 @@ def register(
     agent = TicketAgent(app, settings, process, outputs, tickets)
     metrics.DEADLINE_INDEX.set_function(lambda: len(agent.index))
     ticks = Emitter(app, settings.topic(SLA_TICKS))
-    triaged_topic, ticks_topic = settings.topic(TRIAGED_TOPIC), settings.topic(SLA_TICKS)
-    links_topic = settings.topic(INCIDENT_LINKS)
+    ticks_topic, links_topic = settings.topic(SLA_TICKS), settings.topic(INCIDENT_LINKS)
 
     async def handle(event: Any, raw: bytes) -> None:
         topic, now = event.message.topic, time.time()
-        if topic == ticks_topic:
+        if topic == intake.inbound_topic or topic == intake.keyed_topic:
+            try:
+                item = await (intake.inbound if topic == intake.inbound_topic else intake.rekeyed)(event, raw)
+            except Exception as exc:  # noqa: BLE001 - intake's own failure, dead-lettered as such
+                await failed(dead_letters, "intake", event, raw, exc)
+                return
+            if item is None or item.type == COMPLAINT_RECEIVED:
+                return  # not accepted here, or a complaint: its triage record carries what the ticket needs
+            lifecycle = item.event if item.event is not None else Event.model_validate_json(item.body)
+            state = agent.load(lifecycle.ticket_id)
+            fx, what = process.on_lifecycle(state, lifecycle, now), "lifecycle"
+            if fx.lifecycle_applied:
+                metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - lifecycle.occurred_at.timestamp()))
+        elif topic == ticks_topic:
             state = agent.load(event.key.decode())
             fx, what = process.on_tick(state, now), "tick"
         elif topic == links_topic:
             state = agent.load(event.key.decode())
             fx, what = process.on_link(state, json.loads(raw)["incident_id"], now), "incident"
-        elif topic == triaged_topic:
+        else:
             record = TRIAGED.validate_json(raw)
             state = agent.load(record.ticket_id)
             fx, what = process.on_triage(state, record, now), "triage"
-        else:
-            lifecycle = Event.model_validate_json(raw)
-            state = agent.load(lifecycle.ticket_id)
-            fx, what = process.on_lifecycle(state, lifecycle, now), "lifecycle"
-            if fx.lifecycle_applied:
-                metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - lifecycle.occurred_at.timestamp()))
         await agent.apply(state, fx)
         metrics.TICKET_MESSAGES.labels(source=what).inc()
 

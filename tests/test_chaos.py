@@ -35,6 +35,7 @@ from ticketstream.topology import (
     INBOUND,
     INCIDENT_LINKS,
     INCIDENTS_BY_KEY,
+    KEYED,
     SLA_BY_TEAM,
     SLA_EVENTS,
     SLA_TICKS,
@@ -48,7 +49,7 @@ from ticketstream.workers.topics import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
-CONSUMED = [INBOUND, BY_CUSTOMER, TRIAGED, ACCEPTED, SLA_TICKS, INCIDENT_LINKS, SLA_BY_TEAM, INCIDENTS_BY_KEY]
+CONSUMED = [INBOUND, KEYED, BY_CUSTOMER, TRIAGED, SLA_TICKS, INCIDENT_LINKS, SLA_BY_TEAM, INCIDENTS_BY_KEY]
 """Every topic the worker group reads (the agents' sources); table changelogs are read without a group."""
 
 OFFSETS_PARTITIONS = 12  # offsets.topic.num.partitions of the embedded cluster

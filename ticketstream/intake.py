@@ -247,6 +247,8 @@ class Checked:
     customer_id: str | None = None
     """The customer of a `complaint.received` (the key of `tickets.by_customer`); else None."""
     channel: str | None = None
+    event: Event | None = None
+    """The validated event itself when intake validated it here (not after `from_canonical`)."""
 
 
 def checked(event: Event, body: bytes | None = None) -> Checked:
@@ -262,6 +264,7 @@ def checked(event: Event, body: bytes | None = None) -> Checked:
         canonical(event) if body is None else body,
         customer_id,
         channel,
+        event,
     )
 
 

@@ -19,7 +19,7 @@ from ticketstream.incidents.detector import Detector
 from ticketstream.incidents.detector import load_policy as load_incident_policy
 from ticketstream.settings import Settings, SettingsError
 from ticketstream.sla.engine import SlaEngine
-from ticketstream.streams import breaches, incidents, intake, metrics, tickets, triage
+from ticketstream.streams import breaches, incidents, metrics, tickets, triage
 from ticketstream.streams.deadletters import DeadLetters
 from ticketstream.streams.triage import TriageOutputs
 from ticketstream.tickets.process import TicketProcess
@@ -126,7 +126,6 @@ def create_app(settings: Settings) -> faust.App:
     engine = triage_engine(settings)
     dead_letters = DeadLetters(app, settings)
     outputs = TriageOutputs(app, settings)
-    intake.register(app, settings, dead_letters)
     triage.register(app, settings, engine, outputs, dead_letters)
     sla = sla_engine(
         settings, on_calendar_fallback=lambda year: metrics.CALENDAR_FALLBACKS.labels(year=str(year)).inc()
