@@ -14,13 +14,16 @@ import json
 from pathlib import Path
 
 import pytest
+from aiokafka.partitioner import DefaultPartitioner
 from confluent_kafka import Producer
+from hypothesis import given
+from hypothesis import strategies as st
 from kafka.partitioner.default import murmur2 as kafka_python_murmur2
 
 from tests.factories import encode, lifecycle, received
 from tests.harness import TopicReader, isolated_settings, metric_value, wait_until, worker_healthy, worker_process
 from ticketstream.settings import Settings
-from ticketstream.streams.intake import home_partition
+from ticketstream.streams.emit import Murmur2Partitioner, home_partition
 from ticketstream.topology import ACCEPTED, INBOUND, KEYED, TRIAGED
 from ticketstream.workers.embedded_kafka import free_ports
 from ticketstream.workers.publisher import publish_lines
@@ -39,6 +42,18 @@ def test_home_partition_is_the_partitioner_of_the_publisher_and_of_the_worker():
         for i in range(500):
             key = f"T-{i}".encode()
             assert home_partition(key, n) == (kafka_python_murmur2(key) & 0x7FFFFFFF) % n
+
+
+@given(st.binary(max_size=64), st.integers(min_value=1, max_value=64))
+def test_the_workers_partitioner_is_aiokafkas_default_with_the_hash_remembered(key: bytes, n: int) -> None:
+    """The worker's producer partitions with `Murmur2Partitioner` (a cached murmur2): every key
+    lands where aiokafka's `DefaultPartitioner` puts it, the first time and from the cache."""
+    partitions = list(range(n))
+    expected = DefaultPartitioner()(key, partitions, partitions)
+    for _ in range(2):
+        assert Murmur2Partitioner()(key, partitions, partitions) == expected
+        assert home_partition(key, n) == expected
+    assert Murmur2Partitioner()(None, partitions, [n - 1]) == n - 1  # no key: an available partition
 
 
 def traffic() -> list[dict]:

@@ -21,6 +21,7 @@ from ticketstream.settings import Settings, SettingsError
 from ticketstream.sla.engine import SlaEngine
 from ticketstream.streams import breaches, incidents, metrics, tickets, triage
 from ticketstream.streams.deadletters import DeadLetters
+from ticketstream.streams.emit import Murmur2Partitioner
 from ticketstream.streams.triage import TriageOutputs
 from ticketstream.tickets.process import TicketProcess
 from ticketstream.workers.consumer import App
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> faust.App:
         topic_allow_declare=True,
         producer_acks=-1,
         producer_linger_ms=settings.producer_linger_ms,
+        producer_partitioner=Murmur2Partitioner(),  # murmur2 as Java's, with the key's hash remembered
         consumer_auto_offset_reset="earliest",
         web_enabled=True,
         web_bind=settings.web_host,
