@@ -2,7 +2,8 @@
 de-duplicated on the ticket's home partition whatever partition the producer picked.
 
 This shell only moves bytes: `ticketstream.intake` decides. De-duplication keeps per-ticket
-fingerprints in the `intake_seen` table, so every event of a ticket must be judged on one
+fingerprints in the ticket's value of the `tickets` table (`TicketState.seen`: one table write per
+event for intake and the ticket together), so every event of a ticket must be judged on one
 partition: its *home*, `home_partition` (murmur2 of the ticket id, the partitioner of the
 worker's own producer and of Java, aiokafka and kafka-python clients). librdkafka clients (kcat,
 confluent-kafka, Go, .NET) hash keys with CRC32 by default and put a ticket elsewhere, possibly
@@ -16,13 +17,13 @@ rejection becomes a dead letter). A valid event already on its home partition is
 place (the fast path: every event from a murmur2 producer); any other is forwarded in canonical
 form to `tickets.keyed`, onto its home partition, with its inbound coordinates in a header, and
 `Intake.rekeyed` runs the same `decide` there without validating again. Both `tickets.inbound`
-and `tickets.keyed` have the tables' partition count, so Faust's assignor gives partition p of
-both (and of the tables' changelogs) to one worker, and a table write goes to changelog
+and `tickets.keyed` have the table's partition count, so Faust's assignor gives partition p of
+both (and of the table's changelog) to one worker, and a table write goes to changelog
 partition p either way (Faust writes to the source event's partition). If `tickets.inbound` has
 another partition count than `tickets.keyed` (or it is not known yet), nothing is decided in
 place: every event takes the second hop.
 
-The agent runs with concurrency 1 (per-ticket order; it writes the tables, ARCHITECTURE
+The agent runs with concurrency 1 (per-ticket order; it writes the table, ARCHITECTURE
 pitfall 2). `ticketstream_intake_processing_seconds` is observed once per inbound message, when
 intake is done with it (for a forwarded event after the second hop, with both hops' time), so
 its count is the number of inbound messages finished. Outputs go through
@@ -33,19 +34,19 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 
 from ticketstream import intake as core
 from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, source_of
-from ticketstream.streams.emit import Emitter
-from ticketstream.streams.tables import table
-from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, KEYED, TABLE_INTAKE_SEEN
+from ticketstream.streams.emit import Emitter, home_partition
+from ticketstream.tickets.state import TicketState
+from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, KEYED
 
 MAX_SEEN_PER_TICKET = 256
 """Event fingerprints remembered per ticket; a ticket has a dozen events in its life, so this
@@ -59,12 +60,6 @@ message and the first hop's time on it, so a dead letter of the second hop point
 
 def raw_topic(app: faust.App, *names: str) -> Any:
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
-
-
-def home_partition(key: bytes, partitions: int) -> int:
-    """The project's partitioner: the partition the worker's producer (aiokafka's default, the same
-    murmur2 as Java's) gives `key`, where every ticket-keyed topic and table of the worker has it."""
-    return (murmur2(key) & 0x7FFFFFFF) % partitions
 
 
 def partition_count(app: faust.App, topic: str) -> int | None:
@@ -100,10 +95,24 @@ def origin_of(event: Any, inbound: str) -> tuple[Source, float]:
     return source_of(event), 0.0
 
 
+@dataclass(slots=True)
+class Decided:
+    """What intake decided about one valid event on its ticket's home partition."""
+
+    item: core.Checked
+    state: TicketState
+    """The ticket's state, loaded for the decision; its `seen` holds the fingerprints."""
+    forwarded: bool
+    """Accepted (new, or the very message accepted before, read again): sent to `tickets.accepted`."""
+    remembered: bool
+    """A new fingerprint went into `state.seen`: the state must be saved."""
+
+
 class Intake:
     """Intake's decisions for the ticket agent, which reads `tickets.inbound` and `tickets.keyed`
     (streams/tickets.py): one agent per ticket partition, so an accepted lifecycle event is
-    applied to its ticket in the same step, not after a round trip through `tickets.accepted`."""
+    applied to its ticket in the same step, not after a round trip through `tickets.accepted`,
+    and the fingerprints live in the ticket's own table value (`TicketState.seen`)."""
 
     def __init__(self, app: faust.App, settings: Settings, dead_letters: DeadLetters) -> None:
         self.app = app
@@ -112,29 +121,28 @@ class Intake:
         self.keyed = Emitter(app, self.keyed_topic)
         self.accepted = Emitter(app, settings.topic(ACCEPTED))
         self.by_customer = Emitter(app, settings.topic(BY_CUSTOMER))
-        self.seen = table(app, settings, TABLE_INTAKE_SEEN, dict, "event fingerprints per ticket, for de-duplication")
 
     async def forward(self, item: core.Checked) -> None:
         await self.accepted.send(item.ticket_id.encode(), item.body)
         if item.customer_id is not None:
             await self.by_customer.send(item.customer_id.encode(), item.body)
 
-    async def decide(self, item: core.Checked, read_at: str, source: Callable[[], Source]) -> bool:
-        """De-duplicate one valid event and forward it: the one decision of both paths, always
-        run while reading the ticket's home partition; True when it was forwarded (new, or the
-        very message accepted before, read again). No await between reading and writing the
-        table row. `read_at` names the message being read (`core.read_at`), so a redelivery of
-        the very message accepted before is forwarded again rather than dropped as a duplicate."""
+    async def decide(
+        self, item: core.Checked, read_at: str, source: Callable[[], Source], state: TicketState
+    ) -> Decided:
+        """De-duplicate one valid event against its ticket's fingerprints and forward it: the one
+        decision of both paths, always run while reading the ticket's home partition. `read_at`
+        names the message being read (`core.read_at`), so a redelivery of the very message
+        accepted before is forwarded again rather than dropped as a duplicate."""
         fp = core.fingerprint_of(item.event_id, item.body)
-        ticket_seen = self.seen[item.ticket_id]
-        verdict = core.classify_repeat(ticket_seen, fp, read_at)
+        verdict = core.classify_repeat(state.seen, fp, read_at)
         if verdict == "redelivery":
             await self.forward(item)
             metrics.INTAKE_REDELIVERED.inc()
-            return True
+            return Decided(item, state, forwarded=True, remembered=False)
         if verdict == "duplicate":
             metrics.INTAKE_DUPLICATES.inc()
-            return False
+            return Decided(item, state, forwarded=False, remembered=False)
         if verdict == "conflict":
             reason = Reason(
                 code=ReasonCode.CONFLICTING_DUPLICATE,
@@ -142,29 +150,26 @@ class Intake:
             )
             ids = {"event_id": item.event_id, "ticket_id": item.ticket_id, "type": item.type}
             await self.dead_letters.send(item.body, reason, source(), "intake", ids)
-            return False
-        updated = dict(ticket_seen)
-        updated[fp.event] = core.seen_entry(fp, read_at)
-        if len(updated) > MAX_SEEN_PER_TICKET:
-            updated.pop(next(iter(updated)))
-        self.seen[item.ticket_id] = updated
+            return Decided(item, state, forwarded=False, remembered=False)
+        state.seen[fp.event] = core.seen_entry(fp, read_at)
+        if len(state.seen) > MAX_SEEN_PER_TICKET:
+            state.seen.pop(next(iter(state.seen)))
         await self.forward(item)
         if item.customer_id is not None:
             metrics.COMPLAINTS.labels(channel=item.channel).inc()
         metrics.INTAKE_ACCEPTED.labels(type=item.type).inc()
-        return True
+        return Decided(item, state, forwarded=True, remembered=True)
 
-    async def inbound(self, event: Any, raw: bytes) -> core.Checked | None:
+    async def inbound(self, event: Any, raw: bytes, load: Callable[[str], TicketState]) -> Decided | None:
         """A `tickets.inbound` message: validated once (a rejection becomes a dead letter), then
-        decided in place on its home partition or re-keyed to `tickets.keyed`. The accepted
-        event (with its validated `Event`) when it was decided here and forwarded, else None."""
+        decided in place on its home partition (its ticket's state from `load`) or re-keyed to
+        `tickets.keyed` (None then, and for a rejection)."""
         started = time.perf_counter()
         forwarded = False
         try:
             key = event.key if isinstance(event.key, bytes) or event.key is None else bytes(event.key)
             try:
-                parsed = core.parse_event(raw, key)
-                item = core.checked(parsed)
+                item = core.checked(core.parse_event(raw, key))
             except core.Rejected as rejected:
                 await self.dead_letters.send(raw, rejected.reason, source_of(event), "intake", rejected.parsed)
                 return None
@@ -173,7 +178,7 @@ class Intake:
             home = None if partitions is None else home_partition(ticket_key, partitions)
             if event.message.partition == home and partition_count(self.app, self.inbound_topic) == partitions:
                 read_at = core.read_at("i", event.message.partition, event.message.offset)
-                return item if await self.decide(item, read_at, lambda: source_of(event)) else None
+                return await self.decide(item, read_at, lambda: source_of(event), load(item.ticket_id))
             seconds = time.perf_counter() - started
             await self.keyed.send(ticket_key, item.body, home, origin_header(source_of(event), seconds))
             metrics.INTAKE_REKEYED.inc()
@@ -183,14 +188,14 @@ class Intake:
             if not forwarded:  # a forwarded event is timed and counted when its second hop is done
                 metrics.INTAKE_SECONDS.observe(time.perf_counter() - started)
 
-    async def rekeyed(self, event: Any, raw: bytes) -> core.Checked | None:
+    async def rekeyed(self, event: Any, raw: bytes, load: Callable[[str], TicketState]) -> Decided:
         """A `tickets.keyed` message (intake's own canonical form: parsed, not validated again),
-        decided on its home partition; the accepted event when forwarded, else None."""
+        decided on its home partition."""
         started = time.perf_counter()
         source, first_hop = origin_of(event, self.inbound_topic)
         try:
             read_at = core.read_at("k", event.message.partition, event.message.offset)
             item = core.from_canonical(raw)
-            return item if await self.decide(item, read_at, lambda: source) else None
+            return await self.decide(item, read_at, lambda: source, load(item.ticket_id))
         finally:
             metrics.INTAKE_SECONDS.observe(first_hop + time.perf_counter() - started)

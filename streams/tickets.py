@@ -1,12 +1,15 @@
 """Ticket agent: the Faust shell around `ticketstream.tickets.process` — load, call, save, send.
 
-Inputs (all keyed by ticket id, so co-partitioned with the `tickets` and `intake_seen` tables):
+Inputs (all keyed by ticket id, so co-partitioned with the `tickets` table):
 - `tickets.inbound` and `tickets.keyed`: every inbound event, validated and de-duplicated by
   intake (`streams.intake.Intake`, which forwards it to `tickets.accepted`); an accepted lifecycle
-  event from a handling system is applied to its ticket in the same step. One agent for both
+  event from a handling system is applied to its ticket in the same step, and intake's
+  fingerprints are saved in the same table value (one write per event). One agent for both
   because they share the key and the partitioning: a round trip through `tickets.accepted`
-  would cost every event a second consume and a second validation;
-- `tickets.triaged`: triage records (this agent's own revisions come back too and are ignored);
+  would cost every event a second consume, a second validation and a second table write;
+- `tickets.triaged`: triage records. This agent's own revisions come back too: they carry the
+  `ts-revised-by` header and are skipped before any parsing (the table has them already: the
+  state is saved before a revision is sent, and a lost save re-runs its input);
 - `incidents.links`: tickets to link to a mass incident;
 - `sla.ticks`: wake-ups. Faust tables can only be written from stream iteration, so the timer
   that watches the deadline index does not fire thresholds itself: it sends the ticket a tick,
@@ -60,6 +63,16 @@ from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 
 log = logging.getLogger(__name__)
 
+REVISED_BY_HEADER = ("ts-revised-by", b"tickets")
+"""Marks a triage revision this agent made (`tickets.triaged`), so that reading it back costs no parse."""
+
+
+def revised_here(event: Any) -> bool:
+    """Whether a `tickets.triaged` record is one of this agent's own revisions."""
+    headers = event.message.headers or ()
+    pairs = headers.items() if isinstance(headers, dict) else headers
+    return any(name == REVISED_BY_HEADER[0] for name, _ in pairs)
+
 
 class TicketAgent:
     def __init__(
@@ -101,7 +114,7 @@ class TicketAgent:
             await self.alerts.send(alert["id"].encode(), json.dumps(alert, ensure_ascii=False).encode())
             metrics.ALERTS.labels(alertname=alert["labels"]["alertname"]).inc()
         for revision in fx.revisions:
-            await self.outputs.publish(revision.record, previous_team=revision.previous_team)
+            await self.outputs.publish(revision.record, revision.previous_team, [REVISED_BY_HEADER])
             if revision.cause == "incident":
                 metrics.INCIDENT_LINKS.inc()
             elif revision.cause != "escalation":
@@ -178,29 +191,37 @@ def register(
         topic, now = event.message.topic, time.time()
         if topic == intake.inbound_topic or topic == intake.keyed_topic:
             try:
-                item = await (intake.inbound if topic == intake.inbound_topic else intake.rekeyed)(event, raw)
+                on_intake = intake.inbound if topic == intake.inbound_topic else intake.rekeyed
+                decided = await on_intake(event, raw, agent.load)
             except Exception as exc:  # noqa: BLE001 - intake's own failure, dead-lettered as such
                 await failed(dead_letters, "intake", event, raw, exc)
                 return
-            if item is None or item.type == COMPLAINT_RECEIVED:
-                return  # not accepted here, or a complaint: its triage record carries what the ticket needs
-            lifecycle = item.event if item.event is not None else Event.model_validate_json(item.body)
-            state = agent.load(lifecycle.ticket_id)
-            fx, what = process.on_lifecycle(state, lifecycle, now), "lifecycle"
-            if fx.lifecycle_applied:
-                metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - lifecycle.occurred_at.timestamp()))
+            if decided is None:
+                return  # rejected (a dead letter), or re-keyed to its home partition
+            state, item = decided.state, decided.item
+            if decided.forwarded and item.type != COMPLAINT_RECEIVED:  # a complaint's triage record carries it
+                lifecycle = item.event if item.event is not None else Event.model_validate_json(item.body)
+                fx, what = process.on_lifecycle(state, lifecycle, now), "lifecycle"
+                if fx.lifecycle_applied:
+                    metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - lifecycle.occurred_at.timestamp()))
+            else:
+                fx, what = Effects(), ""
+            fx.changed = fx.changed or decided.remembered  # the fingerprint is saved with the ticket
         elif topic == ticks_topic:
             state = agent.load(event.key.decode())
             fx, what = process.on_tick(state, now), "tick"
         elif topic == links_topic:
             state = agent.load(event.key.decode())
             fx, what = process.on_link(state, json.loads(raw)["incident_id"], now), "incident"
+        elif revised_here(event):
+            return  # this agent's own revision, read back
         else:
             record = TRIAGED.validate_json(raw)
             state = agent.load(record.ticket_id)
             fx, what = process.on_triage(state, record, now), "triage"
         await agent.apply(state, fx)
-        metrics.TICKET_MESSAGES.labels(source=what).inc()
+        if what:
+            metrics.TICKET_MESSAGES.labels(source=what).inc()
 
     @app.agent(source, concurrency=1, name="tickets")
     async def ticket_state(stream: Any) -> None:
@@ -224,10 +245,9 @@ def register(
     @bearer_required(settings)  # the record names the customer: never open beyond loopback
     @owner_route(app, tickets, "ticket_id")  # not app.table_route: it hashes the JSON-quoted key
     async def get_ticket(web: Any, request: Any, ticket_id: str) -> Any:
-        value = tickets.get(ticket_id)
-        if not value or "sla" not in value:
+        state = agent.load(ticket_id)
+        if state.is_new:  # unknown, or only its complaint's fingerprint so far (triage under way)
             return web.json({"error": f"no ticket {ticket_id} on this cluster"}, status=404)
-        state = TicketState.from_value(ticket_id, value)
         triage = state.triage_json()
         return web.json(ticket_view(triage, state.sla, process.sla, now=time.time()))
 

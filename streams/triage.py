@@ -41,9 +41,11 @@ class TriageOutputs:
         self.by_key = Emitter(app, settings.topic(INCIDENTS_BY_KEY))
         self.queues = {team: Emitter(app, settings.topic(queue_topic(team))) for team in Team}
 
-    async def publish(self, record: TriagedTicket, previous_team: Team | None = None) -> None:
+    async def publish(
+        self, record: TriagedTicket, previous_team: Team | None = None, headers: list[tuple[str, bytes]] | None = None
+    ) -> None:
         key = record.ticket_id.encode()
-        await self.triaged.send(key, TRIAGED.dump_json(record))
+        await self.triaged.send(key, TRIAGED.dump_json(record), headers=headers)
         queued = TRIAGED.dump_json(work_queue_copy(record))  # without the national ID number
         await self.queues[record.team].send(key, queued)
         if previous_team is not None and previous_team != record.team:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -247,8 +247,9 @@ class Checked:
     customer_id: str | None = None
     """The customer of a `complaint.received` (the key of `tickets.by_customer`); else None."""
     channel: str | None = None
-    event: Event | None = None
-    """The validated event itself when intake validated it here (not after `from_canonical`)."""
+    event: Event | None = field(default=None, compare=False)
+    """The validated event itself when intake validated it here (not after `from_canonical`),
+    so that applying it to its ticket needs no second validation; the same `Checked` either way."""
 
 
 def checked(event: Event, body: bytes | None = None) -> Checked:

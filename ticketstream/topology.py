@@ -29,14 +29,12 @@ STATE = "tickets.state"
 ALERTS = "alerts"
 
 # Faust tables, by name; their changelog topics are `<app_id>-<table>-changelog`.
-TABLE_INTAKE_SEEN = "intake_seen"
 TABLE_CUSTOMER_HISTORY = "customer_history"
 TABLE_TICKETS = "tickets"
 TABLE_INCIDENT_KEYS = "incident_keys"
 TABLE_BREACHES_5M = "breaches_5m"
 TABLE_BREACHES_1H = "breaches_1h"
 TABLES: dict[str, str] = {
-    TABLE_INTAKE_SEEN: "compact",
     TABLE_CUSTOMER_HISTORY: "compact",
     TABLE_TICKETS: "compact",
     TABLE_INCIDENT_KEYS: "compact",

@@ -42,6 +42,11 @@ class TicketState:
     """(team, grade) while the ticket is open: what the open-tickets gauge counts it as."""
     at_risk: list[str] = field(default_factory=list)
     """Stages past the at-risk warning and neither met nor breached (the at-risk gauge)."""
+    seen: dict[str, str] = field(default_factory=dict)
+    """Intake's fingerprints of the ticket's accepted events (event-id digest -> content digest
+    and where it was read: `ticketstream.intake.seen_entry`), for de-duplication. Kept in the
+    ticket's one table value so that an inbound event costs one table write, not two; the
+    ticket process never reads it, and `replay` (which reads accepted events) leaves it empty."""
     _triage_json: tuple[TriagedTicket, dict[str, Any]] | None = field(
         default=None, init=False, repr=False, compare=False
     )
@@ -76,6 +81,7 @@ class TicketState:
             "next": self.next_due,
             "open": list(self.open_bucket) if self.open_bucket else None,
             "risk": self.at_risk,
+            "seen": self.seen,
         }
 
     @classmethod
@@ -101,6 +107,7 @@ class TicketState:
             next_due=value.get("next"),
             open_bucket=(bucket[0], bucket[1]) if bucket else None,
             at_risk=list(value.get("risk") or []),
+            seen=dict(value.get("seen") or {}),
         )
         if state.triage is not None and version == STATE_VERSION:
             state._triage_json = (state.triage, value["triage"])  # this release's own encoding
