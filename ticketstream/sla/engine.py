@@ -348,9 +348,9 @@ class SlaEngine:
         due = []
         for st in timings:
             for th in st.thresholds:
-                key = st.key(th.kind, th.percent)
                 if th.at is None or th.at > now or (strict and th.at == now):
                     continue
+                key = st.key(th.kind, th.percent)  # only for what is due: most thresholds are still ahead
                 if key in state.fired or key in state.suppressed:
                     continue
                 if st.stops_before(th.at):

@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from functools import lru_cache
 from typing import Literal
 
 from ticketstream.schemas.events import Category, ComplaintReceivedData, Event, Grade, Team
@@ -67,6 +68,17 @@ class Evidence:
     grade_opinion: Prediction | None
 
 
+READINGS_REMEMBERED = 4096
+"""Texts whose reading (`TriageEngine._read_text`) a worker remembers: a ticket's first revisions
+(the assignment's, an override) come within minutes of its triage, on the same worker."""
+
+Reading = tuple[
+    str, tuple[tuple[str, object], ...], tuple[tuple[str, tuple[str, ...]], ...], Prediction | None, Prediction | None
+]
+"""Normalised text, category phrase hits, grading signals with their phrases, the model's category
+and content-grade opinions."""
+
+
 class TriageEngine:
     """`model` is the learned triage model (the shipped one by default; None for rules only)."""
 
@@ -87,6 +99,7 @@ class TriageEngine:
             + [(p, ("s", name)) for p, name in self.grader.signal_phrases()],
             group=lambda payload: payload[0],
         )
+        self._read = lru_cache(maxsize=READINGS_REMEMBERED)(self._read_text)
 
     @property
     def repeat_window_days(self) -> int:
@@ -94,6 +107,18 @@ class TriageEngine:
 
     def evidence(self, content: str, classification: Classification | None = None) -> Evidence:
         """Normalise and match once; classify unless a classification is already decided."""
+        norm, category_hits, signals, category_opinion, grade_opinion = self._read(content)
+        classification = classification or self.classifier.decide(
+            list(category_hits),  # type: ignore[arg-type]
+            norm,
+            category_opinion,
+        )
+        return Evidence(norm, classification, {name: list(phrases) for name, phrases in signals}, grade_opinion)
+
+    def _read_text(self, content: str) -> Reading:
+        """What the rules and the model find in a text: the same for every revision of a ticket
+        (a revision after an assignment or an override re-reads the complaint it was triaged
+        from), so the engine remembers it for the most recent texts (`_read`)."""
         norm = normalize(content)
         category_hits = []
         signals: dict[str, list[str]] = {}
@@ -106,12 +131,8 @@ class TriageEngine:
         if self.model is not None:
             opinions = self.model.predict_all(norm)
             category_opinion, grade_opinion = opinions["category"], opinions["content_grade"]
-        classification = classification or self.classifier.decide(
-            category_hits,  # type: ignore[arg-type]
-            norm,
-            category_opinion,
-        )
-        return Evidence(norm, classification, signals, grade_opinion)
+        frozen_signals = tuple((name, tuple(phrases)) for name, phrases in signals.items())
+        return norm, tuple(category_hits), frozen_signals, category_opinion, grade_opinion
 
     def triage(
         self, event: Event, history: Sequence[HistoryEntry], incident_id: str | None = None
