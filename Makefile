@@ -29,6 +29,7 @@ bench: bootstrap
 
 # The benchmarks and evaluations the report leaves out, printing text (a few minutes).
 bench-others: bootstrap
+	$(PY) tests/benchmarks/bench_core.py
 	$(PY) tests/benchmarks/bench_incidents.py
 	$(PY) tests/benchmarks/eval_incidents.py --hours 2 --trials 20
 	$(PY) tests/benchmarks/eval_triage.py
