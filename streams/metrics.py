@@ -63,7 +63,12 @@ CALENDAR_COVERED_UNTIL = Gauge(
     "working-day clocks after it fall back to Monday-Friday.",
 )
 ALERTS = Counter("ticketstream_alerts", "Alerts published to the alerts topic, by alert name.", ["alertname"])
-TICKET_MESSAGES = Counter("ticketstream_ticket_messages", "Messages the ticket agent applied, by source.", ["source"])
+TICKET_MESSAGES = Counter(
+    "ticketstream_ticket_messages",
+    "Inputs the ticket agent applied to a ticket, by source: accepted lifecycle events, the triage agent's "
+    "records (not the agent's own revisions read back), ticks, incident links.",
+    ["source"],
+)
 INCIDENT_RECORDS = Counter("ticketstream_incident_records", "Incident records published, by action.", ["action"])
 OPEN_INCIDENTS = Gauge("ticketstream_open_incidents", "Mass incidents open on this worker's partitions.")
 INCIDENT_LINKS = Counter("ticketstream_incident_links", "Tickets linked to a mass incident.")

@@ -16,7 +16,8 @@ Inputs (all keyed by ticket id, so co-partitioned with the `tickets` table):
   and this agent fires what is due. A tick for a ticket this worker no longer owns reaches the
   owner, who finds it due or not: ticks are idempotent.
 
-Outputs: `sla.events` (deterministic ids), `sla.by_team` (windowed overload counts), `alerts`
+Outputs: intake's (`tickets.accepted`, `tickets.by_customer`, `tickets.keyed`, `tickets.dlq`),
+`sla.events` (deterministic ids), `sla.by_team` (windowed overload counts), `alerts`
 (per-ticket breaches), new triage revisions on `tickets.triaged` and the team queues, and the
 full ticket on the compacted `tickets.state`. What to send is decided by the process; this module
 only moves bytes and counts metrics.
@@ -246,7 +247,7 @@ def register(
     @owner_route(app, tickets, "ticket_id")  # not app.table_route: it hashes the JSON-quoted key
     async def get_ticket(web: Any, request: Any, ticket_id: str) -> Any:
         state = agent.load(ticket_id)
-        if state.is_new:  # unknown, or only its complaint's fingerprint so far (triage under way)
+        if state.is_new and state.incident_id is None:  # unknown, or only its complaint's fingerprint so far
             return web.json({"error": f"no ticket {ticket_id} on this cluster"}, status=404)
         triage = state.triage_json()
         return web.json(ticket_view(triage, state.sla, process.sla, now=time.time()))

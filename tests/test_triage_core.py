@@ -325,3 +325,28 @@ def _maximal_occurrences(phrases: list[tuple[str, str]], text: str) -> list[tupl
 )
 def test_matcher_finds_exactly_the_maximal_occurrences(phrases, text):
     assert PhraseMatcher(phrases).find(text) == _maximal_occurrences(phrases, text)
+
+
+def test_a_remembered_reading_gives_what_a_fresh_engine_reads():
+    """The engine remembers its reading of a text (a ticket's revisions read it again); what it
+    gives from memory is what an engine that never saw the text finds, evidence n-grams included,
+    and a caller changing its copy of the signals does not change the remembered one."""
+    texts = ["家裡寬帶斷網三天了，客服一直推諉", "话费被多扣了50元，要求退款", "手机信号很差，打电话经常掉线"]
+    remembering, fresh = TriageEngine(), TriageEngine()
+    for text in texts:
+        first = remembering.evidence(text)
+        first.signals.setdefault("tampered", []).append("x")
+        again, new = remembering.evidence(text), fresh.evidence(text)
+        assert "tampered" not in again.signals
+        assert (again.normalized, again.classification, again.signals) == (
+            new.normalized,
+            new.classification,
+            new.signals,
+        )
+        assert again.grade_opinion is not None and new.grade_opinion is not None
+        assert (again.grade_opinion.label, again.grade_opinion.probability, again.grade_opinion.grams) == (
+            new.grade_opinion.label,
+            new.grade_opinion.probability,
+            new.grade_opinion.grams,
+        )
+    assert remembering._read.cache_info().hits == len(texts)

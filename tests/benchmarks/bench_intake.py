@@ -34,7 +34,7 @@ from kafka import KafkaProducer  # noqa: E402
 from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.harness import isolated_settings, metric_value, worker_process  # noqa: E402
 from ticketstream.simulation import Shares, Simulator  # noqa: E402
-from ticketstream.streams.intake import home_partition  # noqa: E402
+from ticketstream.streams.emit import home_partition  # noqa: E402
 from ticketstream.topology import ACCEPTED, INBOUND  # noqa: E402
 from ticketstream.workers import embedded_kafka  # noqa: E402
 from ticketstream.workers.topics import create_topics  # noqa: E402

@@ -2,7 +2,8 @@
 
 Kept in the worker's `tickets` table (one value per ticket, JSON) and in `replay`'s memory. The
 serialised form carries `v` (its schema version); a value without it was written by the release
-before this one (the same keys, untyped) and still loads, so a rolling upgrade needs no migration.
+before this one (the same keys, untyped) and still loads, so the table needs no migration (the
+release that moved intake into the ticket agent is upgraded by a stop-and-start: README).
 The keys `next`, `open` and `risk` stay short and at the top level: the deadline-index rebuild after
 a rebalance reads only them, straight from the store (`streams.tables.entries`).
 """

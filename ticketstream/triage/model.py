@@ -168,16 +168,17 @@ class TriageModel:
                 exps[best] / total,
                 head.labels,
                 tuple(e / total for e in exps),
-                partial(self._telling, idx, values, rows, lo + best, lo + runner),
+                partial(self._telling, idx, values, lo + best, lo + runner),
             )
         return out
 
-    def _telling(
-        self, idx: np.ndarray, values: np.ndarray, rows: np.ndarray, best: int, runner: int
-    ) -> tuple[str, ...]:
+    def _telling(self, idx: np.ndarray, values: np.ndarray, best: int, runner: int) -> tuple[str, ...]:
+        """The n-grams that spoke most for label `best` against `runner`. Gathers its two weight
+        columns again rather than keeping the text's weight rows alive in every prediction (the
+        triage engine remembers predictions of thousands of texts)."""
         if not len(idx):
             return ()
-        contribution = (values * (rows[:, best] - rows[:, runner])).tolist()
+        contribution = (values * (self._coef[idx, best] - self._coef[idx, runner])).tolist()
         order = sorted(range(len(contribution)), key=contribution.__getitem__, reverse=True)[:4]
         positions = idx.tolist()
         return tuple(self.vocabulary[positions[i]] for i in order if contribution[i] > 0)
