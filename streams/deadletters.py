@@ -67,6 +67,16 @@ def source_of(event: Any) -> Source:
     )
 
 
+def header_of(event: Any, name: str) -> bytes | None:
+    """The value of a stream event's header `name` (None when it has none); Faust gives headers
+    as a list of pairs or as a mapping, depending on the path the message took."""
+    headers = event.message.headers or ()
+    for key, value in headers.items() if isinstance(headers, dict) else headers:
+        if key == name:
+            return bytes(value)
+    return None
+
+
 def raw_of(event: Any) -> bytes:
     """A stream event's value as the bytes that arrived."""
     return event.value if isinstance(event.value, bytes) else bytes(event.value or b"")

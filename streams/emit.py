@@ -36,7 +36,7 @@ class Murmur2Partitioner:
     def __call__(self, key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
         if key is None:
             return random.choice(available or all_partitions)
-        return all_partitions[(key_hash(key) & 0x7FFFFFFF) % len(all_partitions)]
+        return all_partitions[home_partition(key, len(all_partitions))]
 
 
 class Emitter:

@@ -43,7 +43,7 @@ from ticketstream import intake as core
 from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, source_of
+from ticketstream.streams.deadletters import DeadLetters, header_of, source_of
 from ticketstream.streams.emit import Emitter, home_partition
 from ticketstream.tickets.state import TicketState
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, KEYED
@@ -79,20 +79,15 @@ def origin_header(source: Source, seconds: float) -> list[tuple[str, bytes]]:
 def origin_of(event: Any, inbound: str) -> tuple[Source, float]:
     """The inbound source of a `tickets.keyed` event and the first hop's seconds on it, from its
     header; the keyed record's own coordinates when the header is missing."""
-    headers = event.message.headers or ()
-    for name, value in headers.items() if isinstance(headers, dict) else headers:
-        if name == ORIGIN_HEADER:
-            partition, offset, ts, seconds = bytes(value).decode().split(":")
-            own = source_of(event)
-            source = Source(
-                topic=inbound,
-                partition=int(partition),
-                offset=int(offset),
-                timestamp_ms=int(ts) if ts else None,
-                key=own.key,
-            )
-            return source, float(seconds)
-    return source_of(event), 0.0
+    own = source_of(event)
+    value = header_of(event, ORIGIN_HEADER)
+    if value is None:
+        return own, 0.0
+    partition, offset, ts, seconds = value.decode().split(":")
+    source = Source(
+        topic=inbound, partition=int(partition), offset=int(offset), timestamp_ms=int(ts) if ts else None, key=own.key
+    )
+    return source, float(seconds)
 
 
 @dataclass(slots=True)

@@ -42,7 +42,7 @@ from ticketstream.settings import Settings
 from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SLA_EVENT, SlaKind
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, failed, guarded
+from ticketstream.streams.deadletters import DeadLetters, failed, guarded, header_of
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import Intake, raw_topic
 from ticketstream.streams.tables import entries, table
@@ -66,13 +66,6 @@ log = logging.getLogger(__name__)
 
 REVISED_BY_HEADER = ("ts-revised-by", b"tickets")
 """Marks a triage revision this agent made (`tickets.triaged`), so that reading it back costs no parse."""
-
-
-def revised_here(event: Any) -> bool:
-    """Whether a `tickets.triaged` record is one of this agent's own revisions."""
-    headers = event.message.headers or ()
-    pairs = headers.items() if isinstance(headers, dict) else headers
-    return any(name == REVISED_BY_HEADER[0] for name, _ in pairs)
 
 
 class TicketAgent:
@@ -200,13 +193,14 @@ def register(
             if decided is None:
                 return  # rejected (a dead letter), or re-keyed to its home partition
             state, item = decided.state, decided.item
-            if decided.forwarded and item.type != COMPLAINT_RECEIVED:  # a complaint's triage record carries it
-                lifecycle = item.event if item.event is not None else Event.model_validate_json(item.body)
-                fx, what = process.on_lifecycle(state, lifecycle, now), "lifecycle"
-                if fx.lifecycle_applied:
-                    metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - lifecycle.occurred_at.timestamp()))
-            else:
-                fx, what = Effects(), ""
+            if not decided.forwarded or item.type == COMPLAINT_RECEIVED:  # a complaint's triage record carries it
+                if decided.remembered:
+                    await agent.apply(state, Effects(changed=True))  # the new fingerprint alone
+                return
+            lifecycle = item.event if item.event is not None else Event.model_validate_json(item.body)
+            fx, what = process.on_lifecycle(state, lifecycle, now), "lifecycle"
+            if fx.lifecycle_applied:
+                metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - lifecycle.occurred_at.timestamp()))
             fx.changed = fx.changed or decided.remembered  # the fingerprint is saved with the ticket
         elif topic == ticks_topic:
             state = agent.load(event.key.decode())
@@ -214,15 +208,14 @@ def register(
         elif topic == links_topic:
             state = agent.load(event.key.decode())
             fx, what = process.on_link(state, json.loads(raw)["incident_id"], now), "incident"
-        elif revised_here(event):
+        elif header_of(event, REVISED_BY_HEADER[0]) is not None:
             return  # this agent's own revision, read back
         else:
             record = TRIAGED.validate_json(raw)
             state = agent.load(record.ticket_id)
             fx, what = process.on_triage(state, record, now), "triage"
         await agent.apply(state, fx)
-        if what:
-            metrics.TICKET_MESSAGES.labels(source=what).inc()
+        metrics.TICKET_MESSAGES.labels(source=what).inc()
 
     @app.agent(source, concurrency=1, name="tickets")
     async def ticket_state(stream: Any) -> None:
