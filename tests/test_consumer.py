@@ -215,3 +215,58 @@ def test_a_head_read_past_without_being_processed_is_fetched_again(tmp_path: Pat
         assert consumer._read_offset[tp] == 905  # caught up: re-reads are dropped again
 
     asyncio.run(run())
+
+
+class _Broker:
+    """The consumer thread and its aiokafka consumer in one, with the group's committed offsets."""
+
+    def __init__(self, group_committed: dict[Any, int | None]) -> None:
+        self.group_committed = group_committed
+        self.seeks: list[tuple[Any, int]] = []
+
+    def _ensure_consumer(self) -> _Broker:
+        return self
+
+    def seek(self, tp: Any, offset: int) -> None:
+        self.seeks.append((tp, offset))
+
+    async def call_thread(self, fun: Any, *args: Any) -> Any:
+        result = fun(*args)
+        return await result if asyncio.iscoroutine(result) else result
+
+    async def committed(self, tp: Any) -> int | None:  # aiokafka's AIOKafkaConsumer.committed
+        return self.group_committed.get(tp)
+
+
+def test_a_partition_that_stops_committing_is_fetched_again(tmp_path: Path):
+    """The chaos test once saw a partition processed to its end while its committed offset stayed
+    where a rebalance had left it, and nothing else noticed. Ten commit intervals without a
+    commit while read past it: fetched again from the lower of the two committed offsets, with
+    what it had acknowledged forgotten, so it commits again as the re-fetch is processed."""
+
+    async def run() -> None:
+        app, topic = await _app(tmp_path)
+        consumer = app.consumer
+        stuck, busy, idle = _partitions(app, topic, 3)
+        broker = _Broker({stuck: 240})  # this worker's record is ahead: Faust records failed commits too
+        consumer._thread = broker
+        consumer.assignment = lambda: {stuck, busy, idle}
+        app.flow_control.resume()
+        limit = 10 * app.conf.broker_commit_interval
+        for tp, committed, read in ((stuck, 248, 1165), (busy, 10, 50), (idle, 30, 29)):
+            consumer._committed_offset[tp] = committed
+            consumer._read_offset[tp] = read
+        consumer._acked[stuck].extend([1200, 1201])
+        consumer._watch_stalls(1000.0)
+        consumer._committed_offset[busy] = 40  # it commits: no stall
+        consumer._watch_stalls(1000.0 + limit - 1)
+        assert not consumer._refetches and broker.seeks == []
+        consumer._watch_stalls(1000.0 + limit + 1)
+        await asyncio.wait_for(asyncio.gather(*consumer._refetches), 5)
+        assert broker.seeks == [(stuck, 240)]
+        assert consumer._committed_offset[stuck] == 240 and not consumer._acked[stuck]
+        assert consumer._read_offset[stuck] is None  # the re-fetched messages are not dropped as read
+        consumer._watch_stalls(1000.0 + limit + 2)
+        assert not consumer._refetches  # not again before another ten intervals
+
+    asyncio.run(run())

@@ -21,6 +21,15 @@
    comes after the rebalance or the stop began. A refused message whose partition was already
    read past it in the same generation (once flow has resumed) is sought back to; the seek only
    ever goes *back*: a seek forward would jump over messages never fetched.
+
+3. **A partition that stops committing is fetched again** (`_watch_stalls`). The last line behind
+   1 and 2: a stream partition read past its committed offset whose commit has not moved for
+   `STALL_INTERVALS` commit intervals is logged with everything the consumer knows of it (offsets
+   only, never a message) and fetched again from the lower of its committed offsets here and on
+   the broker, with what it had acknowledged forgotten. Seen once in the chaos test (a worker and
+   the coordinator's broker killed under traffic): a partition processed to its end while its
+   committed offset stayed where a rebalance had left it, so the group never drained. A seek
+   back only: what follows is processed again (at-least-once), never skipped.
 """
 
 from __future__ import annotations
@@ -37,6 +46,11 @@ from faust.transport.drivers import aiokafka
 from faust.types.tuples import ack_lock
 
 log = logging.getLogger(__name__)
+
+STALL_INTERVALS = 10
+"""Commit intervals a partition read past its committed offset may go without committing before
+it is fetched again (28 s at the default 2.8 s interval): far above a slow message, far below
+what on-call would notice as a stuck consumer group."""
 
 
 class ReadOffsets(defaultdict[Any, int | None]):
@@ -67,6 +81,9 @@ class Consumer(aiokafka.Consumer):
         """First offset of each never-committed stream partition this worker sought to."""
         self._held_since: dict[Any, float] = {}
         """Per partition whose head is unacknowledged: since when (monotonic), or the next try."""
+        self._progress: dict[Any, tuple[int, float]] = {}
+        """Per stream partition read past its committed offset: (that offset, since when), for
+        `_watch_stalls`."""
 
     def ack(self, message: Any) -> bool:
         app = self.app
@@ -154,6 +171,72 @@ class Consumer(aiokafka.Consumer):
                 consumer.seek(tp, offset)
             except Exception as exc:  # noqa: BLE001 - revoked meanwhile: its next owner starts at the committed offset
                 log.info("no seek of %s to %d: %s", tp, offset, type(exc).__name__)
+
+    def _filter_committable_offsets(self, tps: Any) -> dict[Any, int]:
+        """Faust's offsets to commit now; every commit interval also looks for stalled partitions."""
+        offsets: dict[Any, int] = super()._filter_committable_offsets(tps)
+        self._watch_stalls(time.monotonic())
+        return offsets
+
+    def _watch_stalls(self, now: float) -> None:
+        """Fetch again a stream partition read past its committed offset (or the first offset it
+        was sought to) whose commit has not moved for `STALL_INTERVALS` commit intervals."""
+        if not self.app.flow_control.is_active():
+            return
+        limit = STALL_INTERVALS * float(self.app.conf.broker_commit_interval)
+        for tp in self.assignment():
+            if not self.app.topics.acks_enabled_for(tp.topic):
+                continue
+            committed = self._committed_offset.get(tp)
+            start = committed if committed is not None else self._start.get(tp)
+            read = dict.get(self._read_offset, tp)  # what was read, even while rewinding
+            if start is None or read is None or read <= start:
+                self._progress.pop(tp, None)  # idle, or never read past: nothing to commit
+                continue
+            seen = self._progress.get(tp)
+            if seen is None or seen[0] != start:
+                self._progress[tp] = (start, now)
+            elif now - seen[1] >= limit:
+                self._progress[tp] = (start, now)  # the next try, if any, one limit later
+                acked = self._acked.get(tp) or []
+                log.warning(
+                    "%s has not committed past offset %d for %.0f s although read to %d "
+                    "(%d acknowledged, lowest %s; %d gap(s); rewinding to %s; head held since %s): "
+                    "fetching it again",
+                    tp,
+                    start,
+                    now - seen[1],
+                    read,
+                    len(acked),
+                    min(acked) if acked else None,
+                    len(self._gap.get(tp) or ()),
+                    self._read_offset.rewinding.get(tp),
+                    self._held_since.get(tp),
+                )
+                self._spawn(self._unstall(tp, start))
+
+    async def _unstall(self, tp: Any, start: int) -> None:
+        """Fetch `tp` again from the lower of `start` and its committed offset on the broker
+        (this worker's record can be ahead of it: Faust records a commit that failed), with its
+        acknowledgements forgotten so that every message from there is processed and counted
+        again."""
+        try:
+            broker = await self._thread.call_thread(self._committed_in_thread, tp)
+        except Exception as exc:  # noqa: BLE001 - the coordinator is away: this worker's record will do
+            log.info("no committed offset of %s from the broker: %s", tp, type(exc).__name__)
+            broker = None
+        offset = start if broker is None else min(start, broker)
+        if offset != start:
+            log.warning("%s: committed offset %d on the broker, %d here: fetching from %d", tp, broker, start, offset)
+        await self._seek_back(tp, offset)
+        self._acked[tp].clear()
+        self._acked_index[tp].clear()
+        self._committed_offset[tp] = offset
+
+    async def _committed_in_thread(self, tp: Any) -> int | None:
+        """The group's committed offset of `tp` on the broker (on the consumer's own thread)."""
+        committed: int | None = await self._thread._ensure_consumer().committed(tp)
+        return committed
 
     def _new_offset(self, tp: Any) -> int | None:
         """Faust's next commit offset, but never past an unacknowledged message at the head of a
