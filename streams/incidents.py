@@ -32,7 +32,7 @@ from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, guarded
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import raw_topic
-from ticketstream.streams.tables import table
+from ticketstream.streams.tables import put, table
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
 
 log = logging.getLogger(__name__)
@@ -79,7 +79,7 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
         else:
             outcome = detector.complaint(state, str(body["ticket_id"]), float(body["at"]), body.get("category"))
         (open_keys.add if state.incident else open_keys.discard)(key)
-        keys[key] = state.to_dict()
+        await put(keys, key, state.to_dict())
         for record in outcome.records:
             await publish(record)
         for ticket_id, incident_id in outcome.links:

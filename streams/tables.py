@@ -36,6 +36,39 @@ def table(app: faust.App, settings: Settings, name: str, default: Any, help: str
     )
 
 
+async def put(table: Any, key: str, value: Any) -> None:
+    """`table[key] = value` from an agent, with the changelog record handed to the producer itself.
+
+    Why: Faust's `Table.__setitem__` queues the changelog record on `Topic.send_soon`'s buffer (a
+    future, a pending-message tuple and a turn of the buffer's drain task per record) before it
+    reaches the producer, and every event of the ticket agent writes its ticket once. The record
+    is the same: Faust's own codecs (`prepare_key`/`prepare_value`), the partition of the event
+    being processed (what Faust's table uses: tables are co-partitioned with their streams), so
+    recovery and standbys read it as they read Faust's. At-least-once holds as for every record
+    the agents send (`streams/emit.py`): Faust flushes this producer before it commits the source
+    offsets. With the RocksDB store the record's offset is kept as Faust keeps it (the store knows
+    where its changelog replay starts)."""
+    event = faust.current_event()
+    if event is None:
+        raise RuntimeError("a table is written only while an agent processes an event")
+    partition = event.message.partition
+    changelog = table.changelog_topic
+    key_bytes, _ = changelog.prepare_key(key, table.key_serializer)
+    value_bytes, _ = changelog.prepare_value(value, table.value_serializer)
+    table.data[key] = value  # the store itself: `table[key] = value` would send the record through Faust
+    sent = await table.app.producer.send(changelog.get_topic_name(), key_bytes, value_bytes, partition, None, None)
+    if isinstance(table.data, RocksDBStore):
+        store = table.data
+        sent.add_done_callback(lambda done: _persisted(store, done))
+
+
+def _persisted(store: RocksDBStore, sent: Any) -> None:
+    """Faust's `Table._on_changelog_sent` for a record `put` sent: the store's replay starts after it."""
+    if not sent.cancelled() and sent.exception() is None:
+        metadata = sent.result()
+        store.set_persisted_offset(metadata.topic_partition, metadata.offset)
+
+
 def entries(table: Any) -> Iterator[tuple[str, Any]]:
     """Every (key, value) of the table's active partitions, for a full pass (an index rebuild).
     A RocksDB store's raw bytes (JSON keys and values, as `table` makes them) are decoded here in

@@ -45,7 +45,7 @@ from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, failed, guarded, header_of
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import Intake, raw_topic
-from ticketstream.streams.tables import entries, table
+from ticketstream.streams.tables import entries, put, table
 from ticketstream.streams.triage import TriageOutputs
 from ticketstream.streams.web import bearer_required, owner_route
 from ticketstream.tickets.process import Effects, TicketProcess
@@ -88,7 +88,7 @@ class TicketAgent:
         """Save the state and send what the process produced."""
         key = state.ticket_id.encode()
         if fx.changed:
-            self.table[state.ticket_id] = state.to_value()
+            await put(self.table, state.ticket_id, state.to_value())
         self.index.schedule(state.ticket_id, state.next_due)
         now = time.time()
         for event in fx.sla_events:

@@ -22,7 +22,7 @@ from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, guarded
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import raw_topic
-from ticketstream.streams.tables import table
+from ticketstream.streams.tables import put, table
 from ticketstream.topology import BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, queue_topic
 from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 from ticketstream.triage.engine import TriageEngine
@@ -70,7 +70,7 @@ def register(
         complaint = Event.model_validate_json(raw)
         customer_id = complaint.complaint.customer.id
         record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
-        history[customer_id] = [list(h) for h in updated]
+        await put(history, customer_id, [list(h) for h in updated])
         await outputs.publish(record)
         await outputs.by_key.send(
             *by_key_message(

@@ -1,0 +1,56 @@
+"""`streams.tables.put`: a table write whose changelog record goes to the producer directly, the
+same bytes to the same partition as Faust's own `table[key] = value` (no broker: the producer is
+a recorder; recovery from such records is tested against a broker in test_intake_pipeline.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from pathlib import Path
+from typing import Any
+
+import pytest
+from faust.streams import _current_event
+from faust.types.tuples import ConsumerMessage
+
+from ticketstream.settings import load_settings
+from ticketstream.streams.tables import put
+from ticketstream.topology import TABLE_TICKETS
+from ticketstream.workers.app import create_app
+
+
+class _Producer:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, bytes, bytes, int | None]] = []
+
+    async def send(self, topic: str, key: bytes, value: bytes, partition: int | None, *rest: Any) -> Any:
+        self.sent.append((topic, key, value, partition))
+        done = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
+
+
+def test_put_writes_the_store_and_sends_faust_s_changelog_record_to_the_event_s_partition(tmp_path: Path):
+    async def run() -> None:
+        settings = load_settings(environ={}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path)
+        app = create_app(settings)
+        app.finalize()
+        table = app.tables[TABLE_TICKETS]
+        producer = _Producer()
+        app.producer = producer
+        value = {"seen": {"k": 1}, "triage": {"ticket_id": "T-1", "text": "网络断了 網絡"}}
+        with pytest.raises(RuntimeError, match="while an agent processes"):
+            await put(table, "T-1", value)
+        message = ConsumerMessage("tickets.inbound", 5, 42, 0.0, 0, None, b"T-1", b"{}", None)
+        event = table.changelog_topic._create_event(b"T-1", b"{}", {}, message)
+        token = _current_event.set(weakref.ref(event))  # what a stream does while its agent processes `event`
+        try:
+            await put(table, "T-1", value)
+        finally:
+            _current_event.reset(token)
+        assert table["T-1"] == value
+        key, _ = table.changelog_topic.prepare_key("T-1", table.key_serializer)
+        body, _ = table.changelog_topic.prepare_value(value, table.value_serializer)
+        assert producer.sent == [(table.changelog_topic.get_topic_name(), key, body, 5)]
+
+    asyncio.run(run())
