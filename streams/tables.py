@@ -57,16 +57,8 @@ async def put(table: Any, key: str, value: Any) -> None:
     value_bytes, _ = changelog.prepare_value(value, table.value_serializer)
     table.data[key] = value  # the store itself: `table[key] = value` would send the record through Faust
     sent = await table.app.producer.send(changelog.get_topic_name(), key_bytes, value_bytes, partition, None, None)
-    if isinstance(table.data, RocksDBStore):
-        store = table.data
-        sent.add_done_callback(lambda done: _persisted(store, done))
-
-
-def _persisted(store: RocksDBStore, sent: Any) -> None:
-    """Faust's `Table._on_changelog_sent` for a record `put` sent: the store's replay starts after it."""
-    if not sent.cancelled() and sent.exception() is None:
-        metadata = sent.result()
-        store.set_persisted_offset(metadata.topic_partition, metadata.offset)
+    if isinstance(table.data, RocksDBStore):  # the memory store keeps no offset: no callback per write
+        sent.add_done_callback(table._on_changelog_sent)  # Faust's own: the store's replay starts after it
 
 
 def entries(table: Any) -> Iterator[tuple[str, Any]]:

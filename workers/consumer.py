@@ -193,8 +193,7 @@ class Consumer(aiokafka.Consumer):
         for tp in self.assignment():
             if not self.app.topics.acks_enabled_for(tp.topic):
                 continue
-            committed = self._committed_offset.get(tp)
-            start = committed if committed is not None else self._start.get(tp)
+            start = self._commit_start(tp)
             read = dict.get(self._read_offset, tp)  # what was read, even while rewinding
             if start is None or read is None or read <= start:
                 self._progress.pop(tp, None)  # idle, or never read past: nothing to commit
@@ -244,6 +243,12 @@ class Consumer(aiokafka.Consumer):
         committed: int | None = await self._thread._ensure_consumer().committed(tp)
         return committed
 
+    def _commit_start(self, tp: Any) -> int | None:
+        """Where `tp`'s next commit starts: its committed offset, or the first offset a
+        never-committed partition was sought to."""
+        committed: int | None = self._committed_offset.get(tp)
+        return committed if committed is not None else self._start.get(tp)
+
     def _new_offset(self, tp: Any) -> int | None:
         """Faust's next commit offset, but never past an unacknowledged message at the head of a
         partition, and a head left behind is fetched again.
@@ -256,8 +261,7 @@ class Consumer(aiokafka.Consumer):
         again (seen as a partition stuck short of its end). A head still missing after two commit
         intervals is fetched again from where it starts."""
         acked = self._acked[tp]
-        committed = self._committed_offset[tp]
-        start = committed if committed is not None else self._start.get(tp)
+        start = self._commit_start(tp)
         if acked and start is not None and min(acked) > start:
             self._head_missing(tp, start)
             return None
