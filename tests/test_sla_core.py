@@ -356,6 +356,20 @@ def test_natural_hours_are_plain_arithmetic(start, hours):
     assert ENGINE.deadline(Unit.NATURAL_HOURS, start, hours * 3600, []) == pytest.approx(start + hours * 3600)
 
 
+@given(units, instants, st.lists(st.floats(min_value=0, max_value=400 * 3600), min_size=1, max_size=8))
+def test_one_walk_of_the_calendar_gives_each_advance_exactly(unit, start, seconds):
+    cursor = CAL.counting_start(unit, datetime.fromtimestamp(start, CAL.tz))
+    assert CAL.advance_each(unit, cursor, seconds) == [CAL.advance(unit, cursor, s) for s in seconds]
+
+
+@given(units, instants, st.floats(min_value=0.1, max_value=200), st.booleans())
+def test_a_stages_threshold_instants_are_the_deadlines_of_its_marks(unit, start, hours, escalates):
+    """The one-walk path (no pause) gives exactly what `deadline` gives each mark on its own."""
+    target = hours * 3600
+    expected = tuple(ENGINE.deadline(unit, start, target * p / 100, []) for p in ENGINE._percents[escalates])
+    assert ENGINE._threshold_instants(unit, start, target, escalates, ()) == expected
+
+
 @given(
     st.lists(
         st.tuples(

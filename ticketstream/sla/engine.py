@@ -191,6 +191,9 @@ class SlaEngine:
         self._templates = {
             escalates: tuple((m.kind, m.percent, m.tier) for m in self._marks(escalates)) for escalates in (False, True)
         }
+        self._percents = {
+            escalates: tuple(percent for _, percent, _ in marks) for escalates, marks in self._templates.items()
+        }
         self.iso = lru_cache(maxsize=1 << 16)(self._iso)
         """An instant as local ISO 8601 text (the ticket view formats the same instants again and again)."""
 
@@ -235,11 +238,18 @@ class SlaEngine:
     def _threshold_instants(
         self, unit: Unit, start: float, target: float, escalates: bool, pauses: tuple[tuple[float, float | None], ...]
     ) -> tuple[float | None, ...]:
+        """The instant of each of a stage's marks (`_templates` order): `deadline` of its share of
+        the target. Without a pause (most tickets) that is one walk of the calendar for them all."""
+        percents = self._percents[escalates]
+        if not pauses:
+            cal = self.calendar
+            cursor = cal.counting_start(unit, self._dt(start))
+            return tuple(at.timestamp() for at in cal.advance_each(unit, cursor, [target * p / 100 for p in percents]))
         found: dict[int, float | None] = {}
-        for mark in self._marks(escalates):
-            if mark.percent not in found:
-                found[mark.percent] = self.deadline(unit, start, target * mark.percent / 100, list(pauses))
-        return tuple(found[mark.percent] for mark in self._marks(escalates))
+        for percent in percents:
+            if percent not in found:
+                found[percent] = self.deadline(unit, start, target * percent / 100, list(pauses))
+        return tuple(found[percent] for percent in percents)
 
     def _thresholds(
         self, sp: StagePolicy, start: float, target: float, pauses: tuple[tuple[float, float | None], ...]
