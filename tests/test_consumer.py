@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from faust.types.tuples import ConsumerMessage
@@ -268,5 +269,80 @@ def test_a_partition_that_stops_committing_is_fetched_again(tmp_path: Path):
         assert consumer._read_offset[stuck] is None  # the re-fetched messages are not dropped as read
         consumer._watch_stalls(1000.0 + limit + 2)
         assert not consumer._refetches  # not again before another ten intervals
+
+    asyncio.run(run())
+
+
+class _Fetches:
+    """The consumer thread for the fetch loop: batches handed out in turn (no broker)."""
+
+    def __init__(self, committed: dict[Any, int | None], batches: list[dict[Any, list[int]]]) -> None:
+        self.committed, self.batches = committed, batches
+
+    async def seek_to_committed(self) -> dict[Any, int | None]:
+        await asyncio.sleep(0)  # a request to the group coordinator
+        return dict(self.committed)
+
+    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
+        return dict.fromkeys(tps, 0)
+
+    def highwater(self, tp: Any) -> int:
+        return 1000
+
+    async def wait_next_records(self, timeout: float) -> Any:
+        batch = self.batches.pop(0)
+        records = {
+            tp: [
+                SimpleNamespace(
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    offset=offset,
+                    timestamp=0,
+                    timestamp_type=0,
+                    headers=[],
+                    key=b"T-1",
+                    value=b"{}",
+                    checksum=None,
+                    serialized_key_size=3,
+                    serialized_value_size=2,
+                )
+                for offset in offsets
+            ]
+            for tp, offsets in batch.items()
+        }
+        return records, set(batch)
+
+
+def test_no_batch_fetched_before_the_seek_to_committed_is_handed_over_after_it(tmp_path: Path):
+    """The restart test's stall (about one run in fifteen): recovery's seek to the committed
+    offsets (47) came while the fetch loop was handing over a batch fetched before it (91..107).
+    The rest of that batch moved Faust's read offset past the seek's re-fetch, which was then
+    dropped as already read, and the jump from 47 to the next stale message was taken for a hole
+    in the log, counted as processed at the next commit although no agent had seen 91..103."""
+
+    async def run() -> None:
+        app, topic = await _app(tmp_path)
+        consumer = app.consumer
+        (tp,) = _partitions(app, topic, 1)
+        fetches = _Fetches({tp: 47}, [{tp: [91, 92, 93, 94]}, {tp: [47, 48]}])
+        consumer._thread = fetches
+        consumer._wait_next_records = fetches.wait_next_records
+        consumer.assignment = lambda: {tp}
+        consumer._set_active_tps({tp})
+        app.flow_control.resume()
+        consumer.resume_flow()
+        batch = consumer.getmany(1.0)  # the fetch loop's turn: one batch, a message at a time
+        _, message = await batch.__anext__()
+        assert message.offset == 91  # in hand (its agent's channel is full) when recovery seeks
+        seek = asyncio.ensure_future(consumer.perform_seek())
+        for _ in range(10):
+            await asyncio.sleep(0)
+        assert not seek.done()  # it waits for the fetch loop to put the batch down
+        consumer._read_offset[tp] = 91  # the fetch loop records the abandoned hand-over as read ...
+        handed = [message.offset async for _, message in batch]  # ... and at its next turn stops
+        await asyncio.wait_for(seek, 5)
+        assert handed == []  # nothing fetched before the seek is handed over after it
+        assert consumer._read_offset[tp] == 47  # and the seek's re-fetch is not dropped as read
+        assert not consumer.flow_active  # until recovery resumes the fetch loop after its seek
 
     asyncio.run(run())

@@ -28,10 +28,26 @@
    only, never a message) and fetched again from the lower of its committed offsets here and on
    the broker, with what it had acknowledged forgotten. Seen once in the chaos test (a worker and
    the coordinator's broker killed under traffic): a partition processed to its end while its
-   committed offset stayed where a rebalance had left it, so the group never drained; and about
-   once in fifteen runs of the restart test, every partition's commit froze at once while the
-   worker sat idle with its heads acknowledged. The watch runs on its own timer, not on the
-   commit path. A seek back only: what follows is processed again (at-least-once), never skipped.
+   committed offset stayed where a rebalance had left it, so the group never drained (4 may have
+   been its cause). The watch runs on its own timer, not on the commit path. A seek back only:
+   what follows is processed again (at-least-once), never skipped.
+
+4. **No batch fetched before the seek to the committed offsets is handed over after it**
+   (`seek_to_committed`). That seek ends every rebalance's recovery, and Faust makes it while its
+   fetch loop may be handing the agents a batch it fetched before (waiting on a full channel).
+   Faust went on with that batch afterwards: its read offset jumped past everything the seek
+   fetches again (dropped as already read), and the jump from the committed offset to the next
+   stale message was recorded as a hole in the log, which Faust's next commit counts as
+   processed. About once in fifteen runs of the restart test messages no agent had seen were
+   in such a hole (the commit crawled one offset per interval towards them, through the
+   duplicates the hole added to the acknowledgements, and the test timed out first). The fetch
+   loop is now stopped first (Faust's own stop, as at the start of every rebalance), and the seek
+   waits until it has put its batch down; Faust's recovery resumes it after the seek, as it
+   always did, and it fetches from where the seek went. One message may still arrive late: the
+   one in hand, if its agent's channel was full (Faust's put into the channel outlives the
+   abandoned hand-over); it is fetched again too, so it is processed twice at most, the first
+   time possibly ahead of the messages before it. While the loop is stopped Faust drops what it
+   fetched for standby changelog partitions, as it does at every rebalance's start.
 """
 
 from __future__ import annotations
@@ -40,7 +56,7 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import faust
@@ -54,6 +70,12 @@ STALL_INTERVALS = 10
 """Commit intervals a partition read past its committed offset may go without committing before
 it is fetched again (28 s at the default 2.8 s interval): far above a slow message, far below
 what on-call would notice as a stuck consumer group."""
+
+
+PUT_DOWN_TIMEOUT = 10.0
+"""Seconds the seek to the committed offsets waits for the stopped fetch loop to put its batch
+down: it does so at its next turn (unless Faust is committing inline, every `commit_every`
+messages); the bound only keeps a recovery from hanging on it."""
 
 
 class ReadOffsets(defaultdict[Any, int | None]):
@@ -84,6 +106,10 @@ class Consumer(aiokafka.Consumer):
         """First offset of each never-committed stream partition this worker sought to."""
         self._held_since: dict[Any, float] = {}
         """Per partition whose head is unacknowledged: since when (monotonic), or the next try."""
+        self._put_down = asyncio.Event()
+        """Clear from the first message of a batch the fetch loop hands over until the batch ends
+        (`getmany`)."""
+        self._put_down.set()
         self._progress: dict[Any, tuple[int, float]] = {}
         """Per stream partition read past its committed offset: (that offset, since when), for
         `_watch_stalls`."""
@@ -145,10 +171,29 @@ class Consumer(aiokafka.Consumer):
         self._refetches.add(task)
         task.add_done_callback(self._refetches.discard)
 
+    async def getmany(self, timeout: float) -> AsyncIterator[tuple[Any, Any]]:
+        """Faust's fetch of a batch, with `_put_down` clear while the fetch loop hands it over."""
+        put_down = self._put_down
+        try:
+            async for tp, message in super().getmany(timeout):
+                put_down.clear()
+                yield tp, message
+        finally:
+            put_down.set()
+
     async def seek_to_committed(self) -> Mapping[Any, int]:
-        """Faust's seek to the committed offsets, with every stream partition that has no
-        committed offset (or 0, or one older than its first offset) sought to its first offset
-        (1 above)."""
+        """Faust's seek to the committed offsets, made with the fetch loop stopped and no batch in
+        its hands (4 above), and with every stream partition that has no committed offset (or 0, or
+        one older than its first offset) sought to its first offset (1 above). Faust resumes the
+        fetch loop after this seek (the end of a rebalance's recovery)."""
+        if self.flow_active:
+            self.stop_flow()  # the batch in hand stops at its next message; the hand-over in progress is abandoned
+            try:
+                await asyncio.wait_for(self._put_down.wait(), PUT_DOWN_TIMEOUT)
+            except TimeoutError:
+                log.warning(
+                    "the fetch loop still held a batch %.0f s after it was stopped: seeking anyway", PUT_DOWN_TIMEOUT
+                )
         committed = dict(await super().seek_to_committed())
         self._held_since.clear()  # a new generation: every head is looked at afresh
         self._read_offset.rewinding.clear()
@@ -177,9 +222,8 @@ class Consumer(aiokafka.Consumer):
 
     @Service.task
     async def _stall_watcher(self) -> None:
-        """`_watch_stalls` every commit interval, on its own timer: a stall seen in tests froze
-        every partition's commit at once while the worker sat idle, so the watch must not ride on
-        the commit path itself."""
+        """`_watch_stalls` every commit interval, on its own timer, so that nothing on the commit
+        path (a flush, a slow commit) can keep it from looking."""
         interval = float(self.app.conf.broker_commit_interval)
         async for _ in self.itertimer(interval, name="stall-watch"):
             self._watch_stalls(time.monotonic())
