@@ -273,18 +273,16 @@ def test_a_partition_that_stops_committing_is_fetched_again(tmp_path: Path):
     asyncio.run(run())
 
 
-class _Fetches:
-    """The consumer thread for the fetch loop: batches handed out in turn (no broker)."""
+class _Fetches(_Thread):
+    """`_Thread` for the fetch loop too: batches handed out in turn (no broker)."""
 
     def __init__(self, committed: dict[Any, int | None], batches: list[dict[Any, list[int]]]) -> None:
-        self.committed, self.batches = committed, batches
+        super().__init__(committed, first=0)
+        self.batches = batches
 
     async def seek_to_committed(self) -> dict[Any, int | None]:
         await asyncio.sleep(0)  # a request to the group coordinator
-        return dict(self.committed)
-
-    async def earliest_offsets(self, *tps: Any) -> dict[Any, int]:
-        return dict.fromkeys(tps, 0)
+        return await super().seek_to_committed()
 
     def highwater(self, tp: Any) -> int:
         return 1000
