@@ -344,3 +344,128 @@ def test_no_batch_fetched_before_the_seek_to_committed_is_handed_over_after_it(t
         assert not consumer.flow_active  # until recovery resumes the fetch loop after its seek
 
     asyncio.run(run())
+
+
+def test_a_hand_over_that_does_not_wait_wins_the_race_without_tasks(tmp_path: Path):
+    """The fetch loop's race of each hand-over against the suspension of flow: a hand-over that
+    finishes at once wins without mode's tasks (the others are closed, never started), and its
+    exception, if it raises at once, propagates. A race whose first contender is not a
+    coroutine, or one on a stopped consumer, is mode's."""
+
+    async def run() -> None:
+        app, _ = await _app(tmp_path)
+        consumer, suspend = app.consumer, asyncio.Event()
+
+        async def handed(value: str) -> str:
+            return value
+
+        made: list[Any] = []
+        loop = asyncio.get_running_loop()
+
+        def counting(loop: Any, coro: Any, **kwargs: Any) -> asyncio.Task[Any]:
+            made.append(coro)
+            return asyncio.Task(coro, loop=loop, **kwargs)
+
+        loop.set_task_factory(counting)
+        losing = suspend.wait()
+        results = await consumer.wait_first(handed("delivered"), losing)
+        assert results.results == ["delivered"] and results.stopped is False
+        assert made == [] and losing.cr_frame is None  # closed, not left for the collector
+        results = await consumer.wait_first(suspend, handed("not a coroutine first: mode's race"))
+        assert len(made) == 4 and results.results == ["not a coroutine first: mode's race"]
+        loop.set_task_factory(None)
+
+        async def refused() -> None:
+            raise ValueError("undecodable")
+
+        losing = suspend.wait()
+        try:
+            await consumer.wait_first(refused(), losing)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("the hand-over's error was swallowed")
+        assert losing.cr_frame is None
+
+        consumer._stopped.set()
+        results = await consumer.wait_first(handed("too late"), suspend.wait())
+        assert results.stopped is True  # mode's answer for a stopped service
+
+    asyncio.run(run())
+
+
+def test_a_hand_over_that_waits_races_on_from_where_it_stopped(tmp_path: Path):
+    """A hand-over that suspends (a full channel) goes on from its first suspension: it completes
+    with what it waits for, or, when flow is suspended first, it is cancelled where it waits."""
+
+    async def run() -> None:
+        app, _ = await _app(tmp_path)
+        consumer, suspend = app.consumer, asyncio.Event()
+        room: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        steps: list[str] = []
+
+        async def handed() -> int:
+            steps.append("started")
+            try:
+                slot = await room  # the channel is full
+                steps.append(f"put in slot {slot}")
+                return slot
+            except asyncio.CancelledError:
+                steps.append("abandoned")
+                raise
+
+        race = asyncio.ensure_future(consumer.wait_first(handed(), suspend.wait()))
+        await asyncio.sleep(0)
+        assert steps == ["started"] and not race.done()
+        room.set_result(3)
+        results = await asyncio.wait_for(race, 5)
+        assert results.results == [3] and steps == ["started", "put in slot 3"]
+
+        steps.clear()
+        room = asyncio.get_running_loop().create_future()
+        race = asyncio.ensure_future(consumer.wait_first(handed(), suspend.wait()))
+        await asyncio.sleep(0)
+        suspend.set()  # a rebalance starts while the channel is still full
+        results = await asyncio.wait_for(race, 5)
+        for _ in range(3):
+            await asyncio.sleep(0)  # mode cancels the loser on its way out
+        assert results.results == [True] and steps == ["started", "abandoned"]
+        assert room.cancelled()  # as a task's cancellation does to what it awaits
+
+        suspend.clear()
+        room = asyncio.get_running_loop().create_future()
+        race = asyncio.ensure_future(consumer.wait_first(handed(), suspend.wait()))
+        await asyncio.sleep(0)
+        room.set_exception(ValueError("the channel's decoder failed"))
+        try:
+            await asyncio.wait_for(race, 5)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("an error after the hand-over suspended was swallowed")
+
+    asyncio.run(run())
+
+
+def test_a_hand_over_that_times_out_a_wait_of_its_own_leaves_the_fetch_loop_running(tmp_path: Path):
+    """Faust's hand-over may wait a moment for the producer's buffer to drain
+    (`ProducerBuffer.flush_atmost`: `wait_for(..., 0.1)`). The timeout must cancel that wait
+    only, never the task that runs the race (the fetch loop): from Python 3.12 `wait_for` cancels
+    the *current* task, which is why the hand-over's first step has a task of its own there."""
+
+    async def run() -> None:
+        app, _ = await _app(tmp_path)
+        consumer, suspend, drained = app.consumer, asyncio.Event(), asyncio.Event()
+
+        async def handed() -> str:
+            try:
+                await asyncio.wait_for(drained.wait(), 0.05)
+            except TimeoutError:
+                return "handed over after a bounded wait"
+            return "drained"
+
+        results = await asyncio.wait_for(consumer.wait_first(handed(), suspend.wait()), 5)
+        await asyncio.sleep(0.1)  # a stray cancellation of this task would land here
+        assert results.results == ["handed over after a bounded wait"]
+
+    asyncio.run(run())
