@@ -362,6 +362,20 @@ def test_one_walk_of_the_calendar_gives_each_advance_exactly(unit, start, second
     assert CAL.advance_each(unit, cursor, seconds) == [CAL.advance(unit, cursor, s) for s in seconds]
 
 
+@given(
+    st.floats(min_value=1.6e9, max_value=1.9e9, allow_nan=False),
+    st.floats(min_value=0.0, max_value=1e7, allow_nan=False),
+    st.booleans(),
+)
+def test_natural_hours_thresholds_by_arithmetic_are_the_calendars_to_the_microsecond(start, target, escalates):
+    """Any float start (not only whole microseconds) and target: the arithmetic of the natural-hours
+    path rounds as `datetime.fromtimestamp` and `timedelta` do."""
+    cursor = CAL.counting_start(Unit.NATURAL_HOURS, datetime.fromtimestamp(start, CAL.tz))
+    shares = [target * p / 100 for p in ENGINE._percents[escalates]]
+    walked = tuple(at.timestamp() for at in CAL.advance_each(Unit.NATURAL_HOURS, cursor, shares))
+    assert ENGINE._threshold_instants(Unit.NATURAL_HOURS, start, target, escalates, ()) == walked
+
+
 @given(units, instants, st.floats(min_value=0.1, max_value=200), st.booleans())
 def test_a_stages_threshold_instants_are_the_deadlines_of_its_marks(unit, start, hours, escalates):
     """The one-walk path (no pause) gives exactly what `deadline` gives each mark on its own."""

@@ -24,6 +24,7 @@ with the same content: `{ticket_id}:{cycle}:{stage}:{kind}:{percent}` (`met` has
 
 from __future__ import annotations
 
+import math
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -46,6 +47,11 @@ SLA_FACTS = {t.value for t in EventType} - {
     EventType.ASSIGNED.value,
     EventType.ESCALATED.value,
 }
+
+
+_REOPENED, _RESOLVED, _CLOSED = EventType.REOPENED.value, EventType.RESOLVED.value, EventType.CLOSED.value
+"""Fact kinds `_derive` looks for in every ticket, as plain strings (an enum member's lookup costs
+more than the comparison it is used in)."""
 
 
 class SlaKind(StrEnum):
@@ -152,7 +158,8 @@ class StageTiming:
     met_at: float | None
     cancelled_at: float | None
     paused: bool
-    thresholds: list[Threshold]
+    thresholds: tuple[Threshold, ...]
+    """Shared by every ticket with the same stage start, target and pauses: never mutated."""
 
     def key(self, kind: str, percent: int | None = None) -> str:
         return f"{self.cycle}:{self.stage}:{kind}" + (f":{percent}" if percent is not None else "")
@@ -178,15 +185,69 @@ def _pauses(facts: list[tuple[float, str, str]]) -> list[tuple[float, float | No
     return out
 
 
+def _microseconds(seconds: float) -> int:
+    """`seconds` in whole microseconds, rounded as `datetime.fromtimestamp` and `timedelta` round
+    them (the fraction half to even), so that arithmetic on them gives to the microsecond the
+    instants a walk of the calendar gives (`(fromtimestamp(a) + timedelta(seconds=b)).timestamp()`
+    is `(µs(a) + µs(b)) / 1e6`)."""
+    fraction, whole = math.modf(seconds)
+    return int(whole) * 1_000_000 + round(fraction * 1e6)
+
+
+@dataclass(frozen=True, slots=True)
+class _Stage:
+    """A stage's policy in the form `_derive` reads it for every ticket: event kinds as sets of
+    plain strings, targets in seconds."""
+
+    name: str
+    unit: Unit
+    escalates: bool
+    every_cycle: bool
+    from_resolution: bool
+    met_by: frozenset[str]
+    opened_by: frozenset[str]
+    open_for_grades: frozenset[str] | None
+    cancelled_by_reopen: bool
+    targets: dict[Grade, float]
+
+    @classmethod
+    def of(cls, name: str, sp: StagePolicy) -> _Stage:
+        return cls(
+            name,
+            sp.unit,
+            sp.escalates,
+            sp.every_cycle,
+            sp.starts == "resolved",
+            frozenset(kind.value for kind in sp.met_by),
+            frozenset(kind.value for kind in sp.opened_by),
+            None if sp.open_for_grades is None else frozenset(grade.value for grade in sp.open_for_grades),
+            sp.cancelled_by_reopen,
+            {grade: target * UNIT_SECONDS[sp.unit] for grade, target in sp.targets.items()},
+        )
+
+
+def _firsts(facts: list[tuple[float, str, str]], lo: float, hi: float) -> dict[str, float]:
+    """The earliest instant of each kind of fact in [lo, hi) (facts are kept in time order)."""
+    out: dict[str, float] = {}
+    for at, kind, _ in facts:
+        if at >= hi:
+            break
+        if at >= lo and kind not in out:
+            out[kind] = at
+    return out
+
+
 class SlaEngine:
     def __init__(self, policy: SlaPolicy, calendar: WorkCalendar) -> None:
         self.policy = policy
         self.calendar = calendar
-        # A stage's threshold instants depend only on its unit, start, target and the ticket's
-        # pauses, and a ticket's timings are derived several times per event (before and after the
-        # change, then for its view): deriving each set once per process halves the ticket agent's
-        # time (bench_pipeline.py). Bounded, so a million tickets do not grow it without end.
-        self._instants = lru_cache(maxsize=1 << 16)(self._threshold_instants)
+        # A stage's thresholds depend only on its unit, start, target and the ticket's pauses, and
+        # a ticket's timings are derived several times per event (before and after the change,
+        # then for its view) and again with each new fact while most stages keep their start:
+        # making each set once per process halves the ticket agent's time (bench_pipeline.py).
+        # Bounded, so a million tickets do not grow it without end: 32,768 sets of marks, about
+        # 23 MB (725 bytes a set, measured with tracemalloc), the stages of some 7,000 tickets.
+        self._stage_marks = lru_cache(maxsize=1 << 15)(self._thresholds)
         self._timings = lru_cache(maxsize=1 << 14)(self._derive_timings)
         self._templates = {
             escalates: tuple((m.kind, m.percent, m.tier) for m in self._marks(escalates)) for escalates in (False, True)
@@ -194,6 +255,12 @@ class SlaEngine:
         self._percents = {
             escalates: tuple(percent for _, percent, _ in marks) for escalates, marks in self._templates.items()
         }
+        self._breach = {
+            escalates: next(i for i, (kind, _, _) in enumerate(marks) if kind is SlaKind.BREACH)
+            for escalates, marks in self._templates.items()
+        }
+        """Where the breach (the stage's due instant) is among a stage's marks."""
+        self._stages = [_Stage.of(name, sp) for name, sp in policy.stages.items()]
         self.iso = lru_cache(maxsize=1 << 16)(self._iso)
         """An instant as local ISO 8601 text (the ticket view formats the same instants again and again)."""
 
@@ -241,6 +308,9 @@ class SlaEngine:
         """The instant of each of a stage's marks (`_templates` order): `deadline` of its share of
         the target. Without a pause (most tickets) that is one walk of the calendar for them all."""
         percents = self._percents[escalates]
+        if not pauses and unit is Unit.NATURAL_HOURS:  # no calendar: the start plus each share
+            start_us = _microseconds(start)
+            return tuple((start_us + _microseconds(target * p / 100)) / 1e6 for p in percents)
         if not pauses:
             cal = self.calendar
             cursor = cal.counting_start(unit, self._dt(start))
@@ -252,13 +322,16 @@ class SlaEngine:
         return tuple(found[percent] for percent in percents)
 
     def _thresholds(
-        self, sp: StagePolicy, start: float, target: float, pauses: tuple[tuple[float, float | None], ...]
-    ) -> list[Threshold]:
-        instants = self._instants(sp.unit, start, target, sp.escalates, pauses)
-        return [
+        self, unit: Unit, start: float, target: float, escalates: bool, pauses: tuple[tuple[float, float | None], ...]
+    ) -> tuple[Threshold, ...]:
+        """A stage's marks with their instants. They depend only on these arguments, and a ticket's
+        timings are derived again with every fact while most of its stages keep their start, so
+        they are made once (`_stage_marks`) and shared."""
+        instants = self._threshold_instants(unit, start, target, escalates, pauses)
+        return tuple(
             Threshold(kind, percent, at, tier)
-            for (kind, percent, tier), at in zip(self._templates[sp.escalates], instants, strict=True)
-        ]
+            for (kind, percent, tier), at in zip(self._templates[escalates], instants, strict=True)
+        )
 
     def timings(self, state: TicketSla) -> list[StageTiming]:
         """Every stage's timing, derived from the ticket's facts (the same facts give the same
@@ -275,53 +348,42 @@ class SlaEngine:
         return tuple(self._derive(state))
 
     def _derive(self, state: TicketSla) -> list[StageTiming]:
-        assert state.received_at is not None and state.grade is not None
+        received, grade = state.received_at, state.grade
+        assert received is not None and grade is not None
         facts = state.facts
-        cycle_starts = [state.received_at] + [
-            at for at, kind, _ in facts if kind == EventType.REOPENED and at > state.received_at
-        ]
+        cycle_starts = [received] + [at for at, kind, _ in facts if kind == _REOPENED and at > received]
+        cycles = len(cycle_starts)
         pauses = tuple(_pauses(facts))
+        paused = any(p_end is None for _, p_end in pauses)
+        kinds = {kind for _, kind, _ in facts}
+        windows: dict[tuple[float, float], dict[str, float]] = {}
         out: list[StageTiming] = []
-        for name, sp in self.policy.stages.items():
+        for stage in self._stages:
             if (
-                sp.open_for_grades is not None
-                and state.grade not in sp.open_for_grades
-                and not any(kind in sp.opened_by for _, kind, _ in facts)
+                stage.open_for_grades is not None
+                and grade not in stage.open_for_grades
+                and stage.opened_by.isdisjoint(kinds)
             ):
                 continue
-            cycles = range(1, len(cycle_starts) + 1) if sp.every_cycle else range(1, 2)
-            for cycle in cycles:
+            for cycle in range(1, cycles + 1) if stage.every_cycle else (1,):
                 lo = -INF if cycle == 1 else cycle_starts[cycle - 1]
-                hi = cycle_starts[cycle] if sp.every_cycle and cycle < len(cycle_starts) else INF
-                in_cycle = [(at, kind) for at, kind, _ in facts if lo <= at < hi]
-                if sp.starts == "received":
-                    start: float | None = cycle_starts[cycle - 1]
-                else:
-                    start = next((at for at, kind in in_cycle if kind == EventType.RESOLVED), None)
+                hi = cycle_starts[cycle] if stage.every_cycle and cycle < cycles else INF
+                first = windows.get((lo, hi))
+                if first is None:
+                    first = windows[lo, hi] = _firsts(facts, lo, hi)
+                start = first.get(_RESOLVED) if stage.from_resolution else cycle_starts[cycle - 1]
                 if start is None:
                     continue
-                met_at = next((at for at, kind in in_cycle if kind in sp.met_by), None)
+                met_at = min((first[kind] for kind in stage.met_by if kind in first), default=None)
                 cancelled_at = None
-                if sp.cancelled_by_reopen and hi < INF and (met_at is None or met_at >= hi):
+                if stage.cancelled_by_reopen and hi < INF and (met_at is None or met_at >= hi):
                     cancelled_at = hi
-                closed_at = next((at for at, kind in in_cycle if kind == EventType.CLOSED), None)
+                closed_at = first.get(_CLOSED)
                 if closed_at is not None and (met_at is None or met_at > closed_at):
                     cancelled_at = closed_at if cancelled_at is None else min(cancelled_at, closed_at)
-                target = sp.targets[state.grade] * UNIT_SECONDS[sp.unit]
-                thresholds = self._thresholds(sp, start, target, pauses)
-                due_at = next(t.at for t in thresholds if t.kind is SlaKind.BREACH)
-                out.append(
-                    StageTiming(
-                        cycle,
-                        name,
-                        start,
-                        due_at,
-                        met_at,
-                        cancelled_at,
-                        any(p_end is None for _, p_end in pauses),
-                        thresholds,
-                    )
-                )
+                thresholds = self._stage_marks(stage.unit, start, stage.targets[grade], stage.escalates, pauses)
+                due_at = thresholds[self._breach[stage.escalates]].at
+                out.append(StageTiming(cycle, stage.name, start, due_at, met_at, cancelled_at, paused, thresholds))
         return out
 
     # -- firing -------------------------------------------------------------------------------
