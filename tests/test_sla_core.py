@@ -376,6 +376,39 @@ def test_natural_hours_thresholds_by_arithmetic_are_the_calendars_to_the_microse
     assert ENGINE._threshold_instants(Unit.NATURAL_HOURS, start, target, escalates, ()) == walked
 
 
+BERLIN = SlaEngine(POLICY, WorkCalendar(CalendarOverrides(timezone="Europe/Berlin")))
+
+
+def test_only_a_zone_without_daylight_saving_has_a_steady_offset():
+    assert CAL.steady_offset is not None and BERLIN.calendar.steady_offset is None
+
+
+@given(
+    st.datetimes(min_value=datetime(2025, 3, 20), max_value=datetime(2025, 11, 1)).map(
+        lambda d: d.replace(tzinfo=BERLIN.calendar.tz).timestamp()
+    ),
+    st.floats(min_value=0.1, max_value=200),
+    st.booleans(),
+)
+def test_natural_hours_across_daylight_saving_count_as_the_calendar_does(start, hours, escalates):
+    """In a zone with daylight saving (an operator's `timezone`), natural hours are counted on the
+    local wall clock by the calendar; the arithmetic shortcut must not count them otherwise."""
+    target = hours * 3600
+    expected = tuple(
+        BERLIN.deadline(Unit.NATURAL_HOURS, start, target * p / 100, []) for p in BERLIN._percents[escalates]
+    )
+    assert BERLIN._threshold_instants(Unit.NATURAL_HOURS, start, target, escalates, ()) == expected
+
+
+def test_facts_of_a_stored_state_are_put_back_in_time_order():
+    stored = TicketSla("T-1", 100.0, Grade.L3, [(300.0, "ticket.resolved", "b"), (200.0, "ticket.responded", "a")])
+    loaded = TicketSla.from_dict(stored.to_dict())
+    assert [at for at, _, _ in loaded.facts] == [200.0, 300.0]
+    assert ENGINE.timings(loaded) == ENGINE.timings(TicketSla.from_dict(loaded.to_dict()))
+    response = next(t for t in ENGINE.timings(loaded) if t.stage == "response")
+    assert response.met_at == 200.0
+
+
 @given(units, instants, st.floats(min_value=0.1, max_value=200), st.booleans())
 def test_a_stages_threshold_instants_are_the_deadlines_of_its_marks(unit, start, hours, escalates):
     """The one-walk path (no pause) gives exactly what `deadline` gives each mark on its own."""

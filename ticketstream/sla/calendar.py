@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from datetime import date, datetime, time, timedelta, tzinfo
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -101,6 +101,22 @@ class WorkCalendar:
             for year, sched in self.overrides.years.items()
         }
         self.is_working_day = lru_cache(maxsize=8192)(self._is_working_day)
+
+    @cached_property
+    def steady_offset(self) -> tuple[float, float] | None:
+        """Epoch seconds [from, to) over which the calendar's zone keeps one UTC offset (no daylight
+        saving), or None. Within it a natural-hours deadline is the start plus the seconds (the
+        SLA engine adds them without a walk); a zone with daylight saving counts natural hours on
+        the local wall clock, as `advance` does. Looked up once, a week at a time from 2000 to 2100:
+        a daylight-saving period lasts months."""
+        lo, hi = datetime(2000, 1, 1, tzinfo=UTC).timestamp(), datetime(2100, 1, 1, tzinfo=UTC).timestamp()
+        first = datetime.fromtimestamp(lo, self.tz).utcoffset()
+        at = lo
+        while at < hi:
+            if datetime.fromtimestamp(at, self.tz).utcoffset() != first:
+                return None
+            at += 7 * 86_400
+        return lo, hi
 
     def covered_years(self) -> set[int]:
         """Years with a statutory schedule: the package's and the override file's."""

@@ -135,7 +135,7 @@ class TicketSla:
             raw["t"],
             raw.get("r"),
             Grade(raw["g"]) if raw.get("g") else None,
-            [tuple(f) for f in raw.get("f", [])],
+            sorted(tuple(f) for f in raw.get("f", [])),  # kept in time order (`add_fact`); `_derive` relies on it
             set(raw.get("x", [])),
             set(raw.get("s", [])),
         )
@@ -308,7 +308,14 @@ class SlaEngine:
         """The instant of each of a stage's marks (`_templates` order): `deadline` of its share of
         the target. Without a pause (most tickets) that is one walk of the calendar for them all."""
         percents = self._percents[escalates]
-        if not pauses and unit is Unit.NATURAL_HOURS:  # no calendar: the start plus each share
+        steady = self.calendar.steady_offset
+        if (
+            not pauses
+            and unit is Unit.NATURAL_HOURS
+            and steady is not None
+            and steady[0] <= start
+            and start + target * max(percents) / 100 < steady[1]
+        ):  # no calendar: the start plus each share
             start_us = _microseconds(start)
             return tuple((start_us + _microseconds(target * p / 100)) / 1e6 for p in percents)
         if not pauses:
