@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ticketstream.schemas.events import Event
+from ticketstream.schemas.tickets import TriagedTicket
 from ticketstream.simulation import Simulator
 from ticketstream.triage.engine import HistoryEntry, TriageEngine
 
@@ -30,18 +31,24 @@ def simulated_complaints(
     return [m.value for m in sim.schedule(count / rate * 1.2) if m.kind in wanted][:count]
 
 
+def triage_anew(
+    engine: TriageEngine, event: Event, history: list[HistoryEntry]
+) -> tuple[TriagedTicket, list[HistoryEntry]]:
+    """`engine.triage` with the complaint's text read as new: the engine's memory of what it read
+    (`TriageEngine._read`, for a ticket's later revisions) is emptied first, as simulator texts
+    repeat across complaints (and across repeats) where real complaints do not."""
+    engine._read.cache_clear()
+    return engine.triage(event, history)
+
+
 def triage_rate(engine: TriageEngine, events: list[Event]) -> float:
     """Complaints per second of the pure triage core over `events`, history accumulating, each
-    complaint's text read as new: the engine's memory of what it read (`TriageEngine._read`, for
-    a ticket's later revisions) is emptied before each one, as simulator texts repeat across
-    complaints (and across repeats) where real complaints do not."""
+    text read as new (`triage_anew`)."""
     histories: dict[str, list[HistoryEntry]] = {}
-    forget = engine._read.cache_clear
     started = time.perf_counter()
     for event in events:
         cid = event.complaint.customer.id
-        forget()
-        _, histories[cid] = engine.triage(event, histories.get(cid, []))
+        _, histories[cid] = triage_anew(engine, event, histories.get(cid, []))
     return len(events) / (time.perf_counter() - started)
 
 

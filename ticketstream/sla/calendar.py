@@ -21,6 +21,7 @@ when an amount of counting time has elapsed, and the counting time between two i
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from enum import StrEnum
@@ -86,6 +87,14 @@ def package_years() -> set[int]:
     return set(range(min(known).year, max(known).year + 1))
 
 
+def _microseconds(seconds: float) -> int:
+    """`seconds` in whole microseconds, the fraction rounded half to even as
+    `datetime.fromtimestamp` and `timedelta` round it: `(fromtimestamp(a) + timedelta(seconds=b))
+    .timestamp()` is `(µs(a) + µs(b)) / 1e6` in a zone of one UTC offset."""
+    fraction, whole = math.modf(seconds)
+    return int(whole) * 1_000_000 + round(fraction * 1e6)
+
+
 class WorkCalendar:
     def __init__(
         self, overrides: CalendarOverrides | None = None, on_fallback: Callable[[int], None] | None = None
@@ -105,10 +114,10 @@ class WorkCalendar:
     @cached_property
     def steady_offset(self) -> tuple[float, float] | None:
         """Epoch seconds [from, to) over which the calendar's zone keeps one UTC offset (no daylight
-        saving), or None. Within it a natural-hours deadline is the start plus the seconds (the
-        SLA engine adds them without a walk); a zone with daylight saving counts natural hours on
-        the local wall clock, as `advance` does. Looked up once, a week at a time from 2000 to 2100:
-        a daylight-saving period lasts months."""
+        saving), or None. Within it a natural-hours deadline is the start plus the seconds
+        (`advance_each_epoch` adds them without a walk); a zone with daylight saving counts natural
+        hours on the local wall clock, as `advance` does. Looked up once, a week at a time from 2000
+        to 2100: a daylight-saving period lasts months."""
         lo, hi = datetime(2000, 1, 1, tzinfo=UTC).timestamp(), datetime(2100, 1, 1, tzinfo=UTC).timestamp()
         first = datetime.fromtimestamp(lo, self.tz).utcoffset()
         at = lo
@@ -208,6 +217,23 @@ class WorkCalendar:
                 lo, hi = next(intervals)
             out[i] = lo + remaining
         return out
+
+    def advance_each_epoch(self, unit: Unit, start: float, seconds: Sequence[float]) -> list[float]:
+        """`advance_each` from the counting start of epoch `start`, in epoch seconds. Natural hours
+        in the zone's `steady_offset` need no walk: the start plus each share, in whole
+        microseconds rounded as `datetime.fromtimestamp` and `timedelta` round them, so the same
+        instants to the microsecond."""
+        steady = self.steady_offset
+        if (
+            unit is Unit.NATURAL_HOURS
+            and steady is not None
+            and steady[0] <= start
+            and start + max(seconds, default=0.0) < steady[1]
+        ):
+            start_us = _microseconds(start)
+            return [(start_us + _microseconds(s)) / 1e6 for s in seconds]
+        cursor = self.counting_start(unit, datetime.fromtimestamp(start, self.tz))
+        return [at.timestamp() for at in self.advance_each(unit, cursor, seconds)]
 
     def measure(self, unit: Unit, a: datetime, b: datetime) -> float:
         """Counting seconds between `a` and `b` (0 if b <= a)."""

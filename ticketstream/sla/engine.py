@@ -24,7 +24,6 @@ with the same content: `{ticket_id}:{cycle}:{stage}:{kind}:{percent}` (`met` has
 
 from __future__ import annotations
 
-import math
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -185,15 +184,6 @@ def _pauses(facts: list[tuple[float, str, str]]) -> list[tuple[float, float | No
     return out
 
 
-def _microseconds(seconds: float) -> int:
-    """`seconds` in whole microseconds, rounded as `datetime.fromtimestamp` and `timedelta` round
-    them (the fraction half to even), so that arithmetic on them gives to the microsecond the
-    instants a walk of the calendar gives (`(fromtimestamp(a) + timedelta(seconds=b)).timestamp()`
-    is `(µs(a) + µs(b)) / 1e6`)."""
-    fraction, whole = math.modf(seconds)
-    return int(whole) * 1_000_000 + round(fraction * 1e6)
-
-
 @dataclass(frozen=True, slots=True)
 class _Stage:
     """A stage's policy in the form `_derive` reads it for every ticket: event kinds as sets of
@@ -308,20 +298,8 @@ class SlaEngine:
         """The instant of each of a stage's marks (`_templates` order): `deadline` of its share of
         the target. Without a pause (most tickets) that is one walk of the calendar for them all."""
         percents = self._percents[escalates]
-        steady = self.calendar.steady_offset
-        if (
-            not pauses
-            and unit is Unit.NATURAL_HOURS
-            and steady is not None
-            and steady[0] <= start
-            and start + target * max(percents) / 100 < steady[1]
-        ):  # no calendar: the start plus each share
-            start_us = _microseconds(start)
-            return tuple((start_us + _microseconds(target * p / 100)) / 1e6 for p in percents)
         if not pauses:
-            cal = self.calendar
-            cursor = cal.counting_start(unit, self._dt(start))
-            return tuple(at.timestamp() for at in cal.advance_each(unit, cursor, [target * p / 100 for p in percents]))
+            return tuple(self.calendar.advance_each_epoch(unit, start, [target * p / 100 for p in percents]))
         found: dict[int, float | None] = {}
         for percent in percents:
             if percent not in found:
@@ -362,8 +340,8 @@ class SlaEngine:
         cycles = len(cycle_starts)
         pauses = tuple(_pauses(facts))
         paused = any(p_end is None for _, p_end in pauses)
-        kinds = {kind for _, kind, _ in facts}
-        windows: dict[tuple[float, float], dict[str, float]] = {}
+        windows = {(-INF, INF): _firsts(facts, -INF, INF)}
+        kinds = windows[-INF, INF]  # every kind of fact the ticket has
         out: list[StageTiming] = []
         for stage in self._stages:
             if (
