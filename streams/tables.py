@@ -36,13 +36,24 @@ def table(app: faust.App, settings: Settings, name: str, default: Any, help: str
     )
 
 
+JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
+"""What Faust's `json` codec passes to orjson (faust.utils.json.dumps): the same bytes."""
+
+
+def encode(obj: Any) -> bytes:
+    """A table key or value as Faust's `json` serializer writes it to the changelog, without its
+    four layers of codec, registry and schema lookups around the one orjson call (tables here are
+    keyed by str with plain JSON values: `table`). tests/test_tables.py checks the bytes."""
+    return orjson.dumps(obj, option=JSON_OPTIONS)
+
+
 async def put(table: Any, key: str, value: Any) -> None:
     """`table[key] = value` from an agent, with the changelog record handed to the producer itself.
 
     Why: Faust's `Table.__setitem__` queues the changelog record on `Topic.send_soon`'s buffer (a
     future, a pending-message tuple and a turn of the buffer's drain task per record) before it
     reaches the producer, and every event of the ticket agent writes its ticket once. The record
-    is the same: Faust's own codecs (`prepare_key`/`prepare_value`), the partition of the event
+    is the same: the bytes of Faust's own codec (`encode`), the partition of the event
     being processed (what Faust's table uses: tables are co-partitioned with their streams), so
     recovery and standbys read it as they read Faust's. At-least-once holds as for every record
     the agents send (`streams/emit.py`): Faust flushes this producer before it commits the source
@@ -52,11 +63,11 @@ async def put(table: Any, key: str, value: Any) -> None:
     if event is None:
         raise RuntimeError("a table is written only while an agent processes an event")
     partition = event.message.partition
-    changelog = table.changelog_topic
-    key_bytes, _ = changelog.prepare_key(key, table.key_serializer)
-    value_bytes, _ = changelog.prepare_value(value, table.value_serializer)
+    key_bytes, value_bytes = encode(key), encode(value)
     table.data[key] = value  # the store itself: `table[key] = value` would send the record through Faust
-    sent = await table.app.producer.send(changelog.get_topic_name(), key_bytes, value_bytes, partition, None, None)
+    sent = await table.app.producer.send(
+        table.changelog_topic.get_topic_name(), key_bytes, value_bytes, partition, None, None
+    )
     if isinstance(table.data, RocksDBStore):  # the memory store keeps no offset: no callback per write
         sent.add_done_callback(table._on_changelog_sent)  # Faust's own: the store's replay starts after it
 

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from faust.streams import _current_event
 from faust.types.tuples import ConsumerMessage
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from ticketstream.settings import load_settings
-from ticketstream.streams.tables import put
+from ticketstream.streams.tables import encode, put
 from ticketstream.topology import TABLE_TICKETS
 from ticketstream.workers.app import create_app
 
@@ -54,3 +56,34 @@ def test_put_writes_the_store_and_sends_faust_s_changelog_record_to_the_event_s_
         assert producer.sent == [(table.changelog_topic.get_topic_name(), key, body, 5)]
 
     asyncio.run(run())
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.text(max_size=24), value=json_values)
+def test_encode_writes_the_bytes_of_faust_s_json_serializer(tmp_path_factory: Any, key: str, value: Any):
+    """`put` encodes a table's key and value itself: byte for byte what Faust's changelog topic
+    would (so recovery and standbys read it as Faust's own), for any JSON key and value."""
+    table = _tickets_table(tmp_path_factory)
+    assert encode(key) == table.changelog_topic.prepare_key(key, table.key_serializer)[0]
+    assert encode(value) == table.changelog_topic.prepare_value(value, table.value_serializer)[0]
+
+
+_TABLES: dict[str, Any] = {}
+
+
+def _tickets_table(tmp_path_factory: Any) -> Any:
+    if "tickets" not in _TABLES:
+        settings_ = load_settings(
+            environ={}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path_factory.mktemp("encode")
+        )
+        app = create_app(settings_)
+        app.finalize()
+        _TABLES["tickets"] = app.tables[TABLE_TICKETS]
+    return _TABLES["tickets"]
