@@ -66,8 +66,8 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
         if record.action in ("open", "close"):
             alert = incident_alert(record)
             await alerts.send(alert["id"].encode(), json.dumps(alert, ensure_ascii=False).encode())
-            metrics.ALERTS.labels(alertname="MassIncident").inc()
-        metrics.INCIDENT_RECORDS.labels(action=record.action).inc()
+            metrics.child(metrics.ALERTS, "MassIncident").inc()
+        metrics.child(metrics.INCIDENT_RECORDS, record.action).inc()
         metrics.OPEN_INCIDENTS.set(len(open_keys))
 
     async def handle(event: Any, raw: bytes) -> None:

@@ -151,8 +151,8 @@ class Intake:
             state.seen.pop(next(iter(state.seen)))
         await self.forward(item)
         if item.customer_id is not None:
-            metrics.COMPLAINTS.labels(channel=item.channel).inc()
-        metrics.INTAKE_ACCEPTED.labels(type=item.type).inc()
+            metrics.child(metrics.COMPLAINTS, item.channel).inc()
+        metrics.child(metrics.INTAKE_ACCEPTED, item.type).inc()
         return Decided(item, state, forwarded=True, remembered=True)
 
     async def inbound(self, event: Any, raw: bytes, load: Callable[[str], TicketState]) -> Decided | None:

@@ -94,42 +94,41 @@ class TicketAgent:
         for event in fx.sla_events:
             await self.sla_events.send(key, SLA_EVENT.dump_json(event))
             team = event.team or "unrouted"
-            metrics.SLA_EVENTS.labels(stage=event.stage, kind=event.kind, grade=event.grade.value, team=team).inc()
+            metrics.child(metrics.SLA_EVENTS, event.stage, event.kind.value, event.grade.value, team).inc()
             if not event.retroactive and event.kind is not SlaKind.MET:
                 metrics.SLA_FIRE_DELAY.observe(max(0.0, now - event.fired_at.timestamp()))
             if event.kind is SlaKind.MET:
                 on_time = event.due_at is None or event.fired_at <= event.due_at
-                metrics.SLA_COMPLETIONS.labels(
-                    stage=event.stage, grade=event.grade.value, team=team, on_time=str(on_time).lower()
-                ).inc()
+                on_time_label = "true" if on_time else "false"
+                metrics.child(metrics.SLA_COMPLETIONS, event.stage, event.grade.value, team, on_time_label).inc()
         for counted in fx.counted:
             await self.by_team.send(counted.encode(), b"1")
         for alert in fx.alerts:
             await self.alerts.send(alert["id"].encode(), json.dumps(alert, ensure_ascii=False).encode())
-            metrics.ALERTS.labels(alertname=alert["labels"]["alertname"]).inc()
+            metrics.child(metrics.ALERTS, alert["labels"]["alertname"]).inc()
         for revision in fx.revisions:
             await self.outputs.publish(revision.record, revision.previous_team, [REVISED_BY_HEADER])
             if revision.cause == "incident":
                 metrics.INCIDENT_LINKS.inc()
             elif revision.cause != "escalation":
-                metrics.TRIAGE_OVERRIDES.labels(type=revision.cause).inc()
+                metrics.child(metrics.TRIAGE_OVERRIDES, revision.cause).inc()
         if fx.view is not None:
             await self.state_topic.send(key, orjson.dumps(fx.view))
         if fx.gauges is not None:
             old_bucket, old_risk, new_bucket, new_risk = fx.gauges
             if old_bucket != new_bucket:
                 if old_bucket:
-                    metrics.OPEN_TICKETS.labels(team=old_bucket[0], grade=old_bucket[1]).dec()
+                    metrics.child(metrics.OPEN_TICKETS, *old_bucket).dec()
                 if new_bucket:
-                    metrics.OPEN_TICKETS.labels(team=new_bucket[0], grade=new_bucket[1]).inc()
+                    metrics.child(metrics.OPEN_TICKETS, *new_bucket).inc()
             for stage in old_risk if old_bucket else []:
-                metrics.AT_RISK.labels(team=old_bucket[0], grade=old_bucket[1], stage=stage).dec()  # type: ignore[index]
+                metrics.child(metrics.AT_RISK, *old_bucket, stage).dec()
             for stage in new_risk if new_bucket else []:
-                metrics.AT_RISK.labels(team=new_bucket[0], grade=new_bucket[1], stage=stage).inc()  # type: ignore[index]
+                metrics.child(metrics.AT_RISK, *new_bucket, stage).inc()
         if fx.survey_score is not None:
             metrics.SATISFACTION.observe(fx.survey_score)
         if fx.closed_team is not None:
-            metrics.TICKETS_CLOSED.labels(team=fx.closed_team).inc()
+            metrics.child(metrics.TICKETS_CLOSED, fx.closed_team).inc()
 
     def rebuild_index(self) -> int:
         """The deadline index and the open/at-risk gauges from the table (after a rebalance).
@@ -148,12 +147,12 @@ class TicketAgent:
                 yield ticket_id, value.get("next")
 
         self.index.load(next_due())
-        metrics.OPEN_TICKETS.clear()
-        metrics.AT_RISK.clear()
+        metrics.clear(metrics.OPEN_TICKETS)
+        metrics.clear(metrics.AT_RISK)
         for (team, grade), count in open_counts.items():
-            metrics.OPEN_TICKETS.labels(team=team, grade=grade).set(count)
+            metrics.child(metrics.OPEN_TICKETS, team, grade).set(count)
         for (team, grade, stage), count in risk_counts.items():
-            metrics.AT_RISK.labels(team=team, grade=grade, stage=stage).set(count)
+            metrics.child(metrics.AT_RISK, team, grade, stage).set(count)
         return len(self.index)
 
 
@@ -215,7 +214,7 @@ def register(
             state = agent.load(record.ticket_id)
             fx, what = process.on_triage(state, record, now), "triage"
         await agent.apply(state, fx)
-        metrics.TICKET_MESSAGES.labels(source=what).inc()
+        metrics.child(metrics.TICKET_MESSAGES, what).inc()
 
     @app.agent(source, concurrency=1, name="tickets")
     async def ticket_state(stream: Any) -> None:

@@ -50,8 +50,8 @@ class TriageOutputs:
         await self.queues[record.team].send(key, queued)
         if previous_team is not None and previous_team != record.team:
             await self.queues[previous_team].send(key, queued)
-        metrics.TRIAGED.labels(category=record.category.value, grade=record.grade.value).inc()
-        metrics.ROUTED.labels(team=record.team.value).inc()
+        metrics.child(metrics.TRIAGED, record.category.value, record.grade.value).inc()
+        metrics.child(metrics.ROUTED, record.team.value).inc()
 
 
 def register(
