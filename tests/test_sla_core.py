@@ -3,7 +3,7 @@
 from datetime import date, datetime
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from ticketstream.policyfile import PolicyError
@@ -417,30 +417,30 @@ def test_a_stages_threshold_instants_are_the_deadlines_of_its_marks(unit, start,
     assert ENGINE._threshold_instants(unit, start, target, escalates, ()) == expected
 
 
-@given(
-    st.lists(
-        st.tuples(
-            st.sampled_from(
-                [
-                    "ticket.responded",
-                    "ticket.resolved",
-                    "ticket.feedback_sent",
-                    "ticket.waiting_customer",
-                    "ticket.customer_replied",
-                    "ticket.reopened",
-                    "ticket.survey_completed",
-                    "ticket.closed",
-                    "ticket.investigation_started",
-                    "ticket.investigation_completed",
-                ]
-            ),
-            st.integers(0, 200),
+histories = st.lists(
+    st.tuples(
+        st.sampled_from(
+            [
+                "ticket.responded",
+                "ticket.resolved",
+                "ticket.feedback_sent",
+                "ticket.waiting_customer",
+                "ticket.customer_replied",
+                "ticket.reopened",
+                "ticket.survey_completed",
+                "ticket.closed",
+                "ticket.investigation_started",
+                "ticket.investigation_completed",
+            ]
         ),
-        max_size=8,
+        st.integers(0, 200),
     ),
-    st.sampled_from(list(Grade)),
-    st.integers(0, 400),
+    max_size=8,
 )
+"""A ticket's lifecycle: event types at hours after its receipt."""
+
+
+@given(histories, st.sampled_from(list(Grade)), st.integers(0, 400))
 def test_any_event_history_fires_each_id_at_most_once(facts, grade, end_h):
     s = TicketSla("T")
     base = e("2026-11-02T09:00:00+08:00")
@@ -453,6 +453,27 @@ def test_any_event_history_fires_each_id_at_most_once(facts, grade, end_h):
     assert len(ids) == len(set(ids))
     restored = TicketSla.from_dict(s.to_dict())
     assert restored == s
+
+
+@given(histories, st.sampled_from(list(Grade)), st.integers(0, 400))
+@example([("ticket.resolved", 105)], Grade.L1, 0)  # investigation pending (189 h), result feedback earlier (117 h)
+def test_next_due_is_the_earliest_pending_mark_of_any_stage(facts, grade, end_h):
+    """`next_due` names only marks that could be the earliest; it must still be the minimum over
+    every mark neither fired, suppressed nor stopped (the deadline index relies on it)."""
+    s = TicketSla("T")
+    base = e("2026-11-02T09:00:00+08:00")
+    ENGINE.received(s, base, grade, now=base)
+    for i, (kind, h) in enumerate(facts):
+        ENGINE.fact(s, kind, base + h * 3600, f"e{i}", now=base + h * 3600)
+    ENGINE.advance(s, base + end_h * 3600)
+    done = s.fired | s.suppressed
+    pending = [
+        th.at
+        for st_ in ENGINE.timings(s)
+        for th in st_.thresholds
+        if th.at is not None and st_.key(th.kind, th.percent) not in done and not st_.stops_before(th.at)
+    ]
+    assert ENGINE.next_due(s) == (min(pending) if pending else None)
 
 
 def test_state_round_trips_through_its_table_form():

@@ -436,11 +436,12 @@ class SlaEngine:
         done = state.fired | state.suppressed
         for st in self.timings(state) if timings is None else timings:
             for th in st.thresholds:
-                if th.at is None or st.key(th.kind, th.percent) in done:
+                at = th.at
+                if at is None or (best is not None and at >= best):
+                    continue  # cannot be the earliest: no need to name it (most of a stage's marks)
+                if st.stops_before(at) or st.key(th.kind, th.percent) in done:
                     continue
-                if st.stops_before(th.at):
-                    continue
-                best = th.at if best is None else min(best, th.at)
+                best = at
         return best
 
     def _apply(self, state: TicketSla, now: float, change: Any) -> list[SlaEvent]:
