@@ -20,9 +20,12 @@ def test_keys_round_trip_and_carry_no_ticket():
 
 
 def test_alert_exactly_when_the_threshold_is_reached():
-    assert overload("billing", "L3", "resolution", "5m", 1_800_000_000, 9, 10) is None
-    alert = overload("billing", "L3", "resolution", "5m", 1_800_000_000, 10, 10)
-    assert alert is not None and overload("billing", "L3", "resolution", "5m", 1_800_000_000, 11, 10) is None
+    assert overload("billing", "L3", "resolution", "5m", 1_800_000_000, 8, 9, 10) is None
+    alert = overload("billing", "L3", "resolution", "5m", 1_800_000_000, 9, 10, 10)
+    assert alert is not None and overload("billing", "L3", "resolution", "5m", 1_800_000_000, 10, 11, 10) is None
+    jumped = overload("billing", "L3", "resolution", "5m", 1_800_000_000, 7, 13, 10)  # a batch of 6 crossed it
+    assert jumped is not None and jumped.id == alert.id and jumped.breaches == 13
+    assert overload("billing", "L3", "resolution", "5m", 1_800_000_000, 10, 16, 10) is None  # crossed before
     body = alert.as_alert()
     assert body["id"] == "team_overload:billing:L3:resolution:5m:1800000000"
     assert body["labels"]["alertname"] == "TeamOverload" and body["labels"]["team"] == "billing"

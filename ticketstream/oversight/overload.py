@@ -54,10 +54,11 @@ class OverloadAlert:
 
 
 def overload(
-    team: str, grade: str, stage: str, window: str, window_start: float, count: int, threshold: int
+    team: str, grade: str, stage: str, window: str, window_start: float, before: int, count: int, threshold: int
 ) -> OverloadAlert | None:
-    """An alert when this window's breach count has just reached the threshold, else None."""
-    if count != threshold:
+    """An alert when this window's breach count has just reached the threshold (it went from
+    `before` to `count`: breaches are counted a batch at a time), else None."""
+    if not before < threshold <= count:
         return None
     start = datetime.fromtimestamp(window_start, UTC)
     return OverloadAlert(
