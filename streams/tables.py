@@ -16,6 +16,7 @@ from typing import Any
 import faust
 import orjson
 from faust.stores.rocksdb import Store as RocksDBStore
+from faust.utils.json import on_default
 
 from ticketstream.settings import Settings
 
@@ -37,14 +38,15 @@ def table(app: faust.App, settings: Settings, name: str, default: Any, help: str
 
 
 JSON_OPTIONS = orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z
-"""What Faust's `json` codec passes to orjson (faust.utils.json.dumps): the same bytes."""
+"""What Faust's `json` codec passes to orjson (faust.utils.json.dumps, with its `on_default` for
+what orjson cannot write itself, such as sets): the same bytes."""
 
 
 def encode(obj: Any) -> bytes:
     """A table key or value as Faust's `json` serializer writes it to the changelog, without its
     four layers of codec, registry and schema lookups around the one orjson call (tables here are
     keyed by str with plain JSON values: `table`). tests/test_tables.py checks the bytes."""
-    return orjson.dumps(obj, option=JSON_OPTIONS)
+    return orjson.dumps(obj, default=on_default, option=JSON_OPTIONS)
 
 
 async def put(table: Any, key: str, value: Any) -> None:
