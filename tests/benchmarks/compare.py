@@ -6,9 +6,9 @@ On this shared 2-core machine one run of `bench_pipeline.py` moves by 10-20 % fr
 the next (the broker, the benchmark's clients and the worker share the cores with whatever the
 host runs), so a lever of a few percent cannot be read off one run before and one after. This
 script checks BASE out into a temporary git worktree, then runs the benchmark there and here in
-turns (base, head, base, head ...), each tree's own script on its own code, so both see the same
-minutes of the machine. It prints every run, then per figure the median and range of each side
-and the ratio of the medians, and says when the two ranges overlap (the change is within the
+turns (base, head, head, base, base, head ...), each tree's own script on its own code, so both
+see the same minutes of the machine and neither always runs first. It prints every run, then per figure the median and range of each side
+and head/base of the medians, and says when the two ranges overlap (the change is within the
 noise of these runs). ARGS go to the benchmark (default `--complaints 3000`).
 
 Figures read from the benchmark's own output: `pipeline` gives events/s and the worker's CPU per
@@ -68,11 +68,10 @@ def summary(bench: str, base: list[dict[str, float]], head: list[dict[str, float
         b, h = [r[name] for r in base], [r[name] for r in head]
         mb, mh = statistics.median(b), statistics.median(h)
         overlap = max(min(b), min(h)) <= min(max(b), max(h))
-        gain = mh / mb if better == "higher" else mb / mh
         verdict = "ranges overlap: within the noise of these runs" if overlap else "ranges apart"
         lines.append(
             f"{name:22} base median {mb:8.0f} ({min(b):.0f}-{max(b):.0f})   head median {mh:8.0f} "
-            f"({min(h):.0f}-{max(h):.0f})   head/base {gain:.3f}x ({better} is better; {verdict})"
+            f"({min(h):.0f}-{max(h):.0f})   head/base {mh / mb:.3f} ({better} is better; {verdict})"
         )
     return lines
 
@@ -84,9 +83,11 @@ def main() -> None:
     parser.add_argument(
         "--bench", choices=sorted(SCRIPTS), default="pipeline", help="which benchmark (default pipeline)"
     )
-    parser.add_argument("args", nargs="*", help="arguments for the benchmark, after `--` (default --complaints 3000)")
-    opts = parser.parse_args()
-    args = opts.args or ["--complaints", "3000"]
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    parser.epilog = "Arguments after `--` go to the benchmark (default: --complaints 3000)."
+    opts = parser.parse_args(argv[:split])
+    args = argv[split + 1 :] or ["--complaints", "3000"]
     commit = subprocess.run(
         ["git", "rev-parse", "--verify", f"{opts.base}^{{commit}}"], cwd=REPO, capture_output=True, text=True
     )
@@ -102,8 +103,9 @@ def main() -> None:
             )
             base: list[dict[str, float]] = []
             head: list[dict[str, float]] = []
+            sides = [("base", tree, base), ("head", REPO, head)]
             for i in range(1, opts.runs + 1):
-                for side, where, results in (("base", tree, base), ("head", REPO, head)):
+                for side, where, results in sides if i % 2 else sides[::-1]:  # base first, then head first ...
                     figures = run_once(where, opts.bench, args)
                     results.append(figures)
                     shown = ", ".join(f"{k} {v:.0f}" for k, v in figures.items())
