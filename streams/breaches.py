@@ -24,14 +24,10 @@ from __future__ import annotations
 
 import json
 import logging
-import weakref
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import faust
-from faust.streams import _current_event
 
 from ticketstream.oversight import overload
 from ticketstream.settings import Settings
@@ -39,7 +35,7 @@ from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, failed, raw_of
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import raw_topic
-from ticketstream.streams.tables import table
+from ticketstream.streams.tables import processing, table
 from ticketstream.topology import ALERTS, SLA_BY_TEAM, TABLE_BREACHES_1H, TABLE_BREACHES_5M
 
 log = logging.getLogger(__name__)
@@ -123,15 +119,3 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters | Non
     async def count_breaches(stream: Any) -> None:
         async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
             await count(events)
-
-
-@contextmanager
-def processing(event: Any) -> Iterator[None]:
-    """Faust's table writes take their changelog partition and a windowed table its window from
-    the event being processed (`faust.current_event()`), which in a batch is the last one taken:
-    each of a batch's writes names the event it counts, as Faust's stream iteration does."""
-    token = _current_event.set(weakref.ref(event))
-    try:
-        yield
-    finally:
-        _current_event.reset(token)

@@ -10,12 +10,15 @@ memory per open ticket they give.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import faust
 import orjson
 from faust.stores.rocksdb import Store as RocksDBStore
+from faust.streams import _current_event
 from faust.utils.json import on_default
 
 from ticketstream.settings import Settings
@@ -84,3 +87,17 @@ def entries(table: Any) -> Iterator[tuple[str, Any]]:
             yield orjson.loads(key), orjson.loads(value)
     else:
         yield from table.items()
+
+
+@contextmanager
+def processing(event: Any) -> Iterator[None]:
+    """Table writes as while `event` is processed. Faust's table writes (and `put`) take their
+    changelog partition, and a windowed table its window, from the event being processed
+    (`faust.current_event()`), which for an agent that takes a batch (`take_events`) is the last
+    one taken: each of a batch's writes names the event it stands for, as Faust's stream
+    iteration does for one event at a time."""
+    token = _current_event.set(weakref.ref(event))
+    try:
+        yield
+    finally:
+        _current_event.reset(token)

@@ -13,7 +13,7 @@ from kafka import KafkaProducer
 
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
 from ticketstream.simulation import Shares, Simulator
-from ticketstream.topology import ALERTS, INBOUND, INCIDENTS, TRIAGED
+from ticketstream.topology import ALERTS, DLQ, INBOUND, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS, TRIAGED
 from ticketstream.workers.topics import create_topics
 
 pytestmark = pytest.mark.integration
@@ -99,3 +99,37 @@ def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tm
     assert listed.returncode == 0 and incident["id"].encode() in listed.stdout
     for reader in (incidents, alerts, triaged):
         reader.close()
+
+
+def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_batch_counts(bootstrap, tmp_path: Path):
+    """The incident agent steps a city's messages of a batch together; when the detector fails
+    on one, the city's messages are taken again one at a time: the failing one is dead-lettered
+    (stage incidents) and the others are counted in the city's saved state."""
+    settings = isolated_settings(bootstrap, tmp_path)
+    create_topics(settings)
+    producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=50)
+    now = time.time()
+    bodies = [
+        {"ticket_id": "G-1", "at": now, "category": "network"},
+        {"ticket_id": "G-2", "at": "not a time", "category": "network"},
+        {"ticket_id": "G-3", "at": now, "category": "network"},
+    ]
+    for body in bodies:  # one city's key, sent together: one batch
+        producer.send(settings.topic(INCIDENTS_BY_KEY), key="廣州".encode(), value=json.dumps(body).encode())
+    producer.flush()
+    dead = TopicReader(settings, settings.topic(DLQ))
+    changelog = TopicReader(settings, f"{settings.app_id}-{TABLE_INCIDENT_KEYS}-changelog")
+
+    def counted() -> int:
+        changelog.poll()
+        values = [json.loads(r.value) for r in changelog.records if json.loads(r.key) == "廣州"]
+        return sum(values[-1]["c"]["network"]["b"].values()) if values else 0
+
+    with worker_process(settings, tmp_path / "w.log"):
+        letters = dead.read_until(1, 60)
+        wait_until(lambda: counted() == 2, 30, "the two good complaints in the city's saved state")
+    record = json.loads(letters[0].value)
+    assert record["stage"] == "incidents" and record["source"]["topic"] == settings.topic(INCIDENTS_BY_KEY)
+    assert len(dead.records) == 1
+    dead.consumer.close()
+    changelog.consumer.close()
