@@ -96,34 +96,39 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
             value = keys[key]
         return KeyState.from_dict(value) if value else KeyState(key)
 
-    async def settle(key: str, state: KeyState, last: Any, outcomes: list[Outcome]) -> None:
-        """Save the city's state (as of `last`, the latest message it took), then send what it
-        decided: saved before sent, as for every table here."""
+    async def settle(key: str, state: KeyState, last: Any, stepped: list[tuple[Any, Outcome]]) -> None:
+        """Save the city's state (as of `last`, the latest message it took), then send what each
+        message decided: saved before sent, as for every table here. A send that fails
+        dead-letters only the message whose decision it was (the state stands)."""
         (open_keys.add if state.incident else open_keys.discard)(key)
         with processing(last):
             await put(keys, key, state.to_dict())
-        for outcome in outcomes:
-            for record in outcome.records:
-                await publish(record)
-            for ticket_id, incident_id in outcome.links:
-                await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
+        for event, outcome in stepped:
+            try:
+                for record in outcome.records:
+                    await publish(record)
+                for ticket_id, incident_id in outcome.links:
+                    await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
+            except Exception as exc:  # noqa: BLE001 - one message's outputs, dead-lettered
+                await failed(dead_letters, "incidents", event, raw_of(event), exc)
 
     async def city(key: str, items: list[tuple[Any, dict[str, Any]]]) -> None:
         """One city's messages of a batch, in order: its state decoded and saved once. If the
-        detector fails on one, nothing of the batch was saved or sent, and the city's messages are
-        taken again one at a time, so only the failing one becomes a dead letter."""
+        detector fails on one, nothing of the batch was saved or sent (the state decoded is a
+        copy: `KeyState.from_dict`), and the city's messages are taken again one at a time, so
+        only the failing one becomes a dead letter."""
         state = load(key, items[0][0])
         try:
-            outcomes = [step(state, body) for _, body in items]
+            stepped = [(event, step(state, body)) for event, body in items]
         except Exception:  # noqa: BLE001 - redone message by message below
             for event, body in items:
                 try:
                     state = load(key, event)
-                    await settle(key, state, event, [step(state, body)])
+                    await settle(key, state, event, [(event, step(state, body))])
                 except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
                     await failed(dead_letters, "incidents", event, raw_of(event), exc)
             return
-        await settle(key, state, items[-1][0], outcomes)
+        await settle(key, state, items[-1][0], stepped)
 
     async def detect_batch(events: list[Any]) -> None:
         by_city: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
@@ -138,7 +143,7 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
         for key, items in by_city.items():
             try:
                 await city(key, items)
-            except Exception as exc:  # noqa: BLE001 - saving or sending failed: the city's messages
+            except Exception as exc:  # noqa: BLE001 - its state could not be read or saved: the city's messages
                 for event, _ in items:
                     await failed(dead_letters, "incidents", event, raw_of(event), exc)
 

@@ -2,6 +2,8 @@
 per burst, linking, closing. (`tests/benchmarks/eval_incidents.py` measures it on hours of
 simulated traffic.)"""
 
+import json
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -148,3 +150,34 @@ def test_an_open_incident_does_not_raise_its_own_baseline():
     outs = feed(d, s, [T0 + 7200 + i for i in range(600)], prefix="B")  # ten minutes of 60 a minute
     assert len(opened(outs)) == 1
     assert s.categories["technical"].baseline == pytest.approx(opened(outs)[0].baseline)
+
+
+def test_a_state_decoded_from_a_stored_value_leaves_it_as_it_was():
+    """The memory store hands back the stored value itself; the incident agent steps a city's
+    batch on a decoded state and, if the detector fails on a message, decodes the stored value
+    again: stepping must not have changed it (no message counted twice)."""
+    stored = {
+        "k": "廣州",
+        "v": 2,
+        "f": 1,
+        "l": 2,
+        "c": {
+            "network": {
+                "b": {"1": 3},
+                "bl": 1.0,
+                "n": 0,
+                "r": [["T-1", 60.0]],
+                "i": {"id": "INC:廣州|network:0", "count": 3, "latest_at": 60.0},
+                "c": [],
+            }
+        },
+        "i": True,
+    }
+    before = json.loads(json.dumps(stored))
+    state = KeyState.from_dict(stored)
+    category = state.categories["network"]
+    assert category.incident is not None
+    category.incident["count"] += 1
+    category.incident["latest_at"] = 120.0
+    category.recent.append(["T-2", 120.0])
+    assert stored == before

@@ -126,10 +126,14 @@ def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_ba
         return sum(values[-1]["c"]["network"]["b"].values()) if values else 0
 
     with worker_process(settings, tmp_path / "w.log"):
-        letters = dead.read_until(1, 60)
+        dead.read_until(1, 60)
         wait_until(lambda: counted() == 2, 30, "the two good complaints in the city's saved state")
-    record = json.loads(letters[0].value)
-    assert record["stage"] == "incidents" and record["source"]["topic"] == settings.topic(INCIDENTS_BY_KEY)
+        dead.poll()
     assert len(dead.records) == 1
+    record = json.loads(dead.records[0].value)
+    assert record["stage"] == "incidents" and record["source"]["topic"] == settings.topic(INCIDENTS_BY_KEY)
+    assert record["source"]["offset"] == 1  # G-2, the second of the three on the city's partition
+    saves = [r for r in changelog.records if json.loads(r.key) == "廣州"]
+    assert len(saves) == 2  # G-1 and G-3 saved one at a time by the fallback, G-2 never
     dead.consumer.close()
     changelog.consumer.close()

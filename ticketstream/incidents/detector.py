@@ -105,12 +105,16 @@ class CategoryState:
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any]) -> CategoryState:
+        """A state of its own: what the detector changes in place (the open incident's counts,
+        the recent tickets) is copied, since a memory store hands back the stored value itself
+        and a state stepped but not saved (a batch the detector failed on) must leave it as it was."""
+        incident = raw.get("i")
         return cls(
             {int(s): c for s, c in raw.get("b", {}).items()},
             raw.get("bl", 0.0),
             raw.get("n", 0),
-            raw.get("r", []),
-            raw.get("i"),
+            list(raw.get("r", [])),
+            dict(incident) if incident else None,
             list(raw.get("c", [])),
         )
 
