@@ -89,7 +89,8 @@ class CategoryState:
     """Complaints counted during the city's warm-up (its mean window count becomes the baseline)."""
     recent: list[list[Any]] = field(default_factory=list)
     """[ticket id, time] of the window's tickets while no incident is open (linked when one opens).
-    Kept as the JSON lists they are stored as: this state is decoded and encoded per complaint."""
+    Kept as the JSON lists they are stored as: this state is decoded and encoded for every batch
+    of the city's complaints (`streams.incidents`)."""
     incident: dict[str, Any] | None = None
     closed: list[str] = field(default_factory=list)
 
