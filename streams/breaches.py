@@ -5,16 +5,13 @@ The ticket agent re-keys every breach and at-risk warning by (team, grade, stage
 per-ticket timers (ARCHITECTURE pitfall 3); their changelogs are `compact,delete` with a
 retention a little past the window's expiry, so they do not grow forever (pitfall 7).
 
-Counted a batch at a time (`take_events`: up to `BATCH` messages or `BATCH_SECONDS`): one table
-write, so one changelog record, per key and window of the batch instead of one per message. A
-breach storm (a mass incident, a team that fell behind) is when this agent is busy, and its
-breaches pile onto few keys: the aged benchmark (nearly every ticket breaching on arrival) wrote
-0.30 changelog records per inbound event to each table, 0.06 now. Faust acknowledges a batch's
-messages when the agent asks for the next batch, after this one is counted and its alerts sent,
-so at-least-once holds as before; only if dead-lettering itself fails (the producer is broken)
-does the agent stop, and then Faust acknowledges the batch's messages as it closes the stream,
-up to `BATCH` where per message it was one. A team-overload alert comes about `BATCH_SECONDS`
-later than per message (plus the previous batch's processing, or the lag under a backlog).
+Counted a batch at a time (`streams.deadletters.in_batches`): one table write, so one
+changelog record, per key and window of the batch instead of one per message. A breach storm
+(a mass incident, a team that fell behind) is when this agent is busy, and its breaches pile
+onto few keys: the aged benchmark (nearly every ticket breaching on arrival) wrote 0.30
+changelog records per inbound event to each table, 0.06 now. A team-overload alert comes about
+`BATCH_SECONDS` (there) later than per message (plus the previous batch's processing, or the lag under
+a backlog).
 
 A message that cannot be decoded or counted is dead-lettered (stage `breaches`) with the reason,
 not logged and dropped (Faust would ack it anyway: pitfall 1).
@@ -32,20 +29,13 @@ import faust
 from ticketstream.oversight import overload
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, failed, raw_of
+from ticketstream.streams.deadletters import DeadLetters, failed_each, in_batches
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import raw_topic
 from ticketstream.streams.tables import processing, table
 from ticketstream.topology import ALERTS, SLA_BY_TEAM, TABLE_BREACHES_1H, TABLE_BREACHES_5M
 
 log = logging.getLogger(__name__)
-
-BATCH = 1000
-"""Messages counted together at most."""
-
-BATCH_SECONDS = 0.5
-"""How long a batch waits to fill once the agent asks for it: about the delay this adds to a
-team-overload alert."""
 
 
 def register(app: faust.App, settings: Settings, dead_letters: DeadLetters | None = None) -> None:
@@ -98,7 +88,7 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters | Non
                 key = event.key.decode()
                 overload.parse_key(key)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
-                await failed(dead_letters, "breaches", event, raw_of(event), exc)
+                await failed_each(dead_letters, "breaches", [event], exc)
                 continue
             by_key.setdefault(key, []).append(event)
         crossed: list[tuple[overload.OverloadAlert, Any]] = []
@@ -106,16 +96,14 @@ def register(app: faust.App, settings: Settings, dead_letters: DeadLetters | Non
             try:
                 crossed += add(key, keyed)
             except Exception as exc:  # noqa: BLE001 - the key's messages dead-lettered, the batch goes on
-                for event in keyed:
-                    await failed(dead_letters, "breaches", event, raw_of(event), exc)
+                await failed_each(dead_letters, "breaches", keyed, exc)
         for alert, event in crossed:
             try:
                 await alerts.send(alert.id.encode(), json.dumps(alert.as_alert(), ensure_ascii=False).encode())
                 metrics.child(metrics.ALERTS, "TeamOverload").inc()
             except Exception as exc:  # noqa: BLE001 - as above
-                await failed(dead_letters, "breaches", event, raw_of(event), exc)
+                await failed_each(dead_letters, "breaches", [event], exc)
 
     @app.agent(source, concurrency=1, name="breaches")
     async def count_breaches(stream: Any) -> None:
-        async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
-            await count(events)
+        await in_batches(stream, count)

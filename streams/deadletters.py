@@ -96,6 +96,33 @@ async def guarded(
             await failed(dead_letters, stage, event, raw, exc)
 
 
+BATCH = 1000
+"""Messages an agent that takes batches (`in_batches`) handles together at most."""
+
+BATCH_SECONDS = 0.5
+"""How long a batch waits to fill once the agent asks for it: about the delay batching adds to
+what the agent decides (the breach counts' team-overload alert, an incident's detection)."""
+
+
+async def in_batches(stream: Any, handle: Callable[[list[Any]], Awaitable[None]]) -> None:
+    """The loop of an agent that takes its messages a batch at a time (`take_events`: up to
+    `BATCH` or `BATCH_SECONDS`), so that what it keeps per key is read and written once per batch:
+    `guarded`'s counterpart. `handle` dead-letters each message it cannot handle itself
+    (`failed_each`), so that a dead letter names the message at fault. Faust acknowledges a
+    batch's messages when the agent asks for the next batch, after `handle` is done with them (at-least-once as per
+    message); only if dead-lettering itself fails (the producer is broken) does the agent stop, and
+    then Faust acknowledges the batch as it closes the stream, up to `BATCH` messages where per
+    message it was one."""
+    async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
+        await handle(events)
+
+
+async def failed_each(dead_letters: DeadLetters, stage: str, events: list[Any], exc: Exception) -> None:
+    """`failed` for each of `events` (the messages of a batch that `exc` stopped)."""
+    for event in events:
+        await failed(dead_letters, stage, event, raw_of(event), exc)
+
+
 async def failed(dead_letters: DeadLetters, stage: str, event: Any, raw: bytes, exc: Exception) -> None:
     """Dead-letter a message whose handling in `stage` raised `exc`: counted, logged without the
     exception's text (which may quote personal data), sent with a `processing_error` reason."""

@@ -11,12 +11,10 @@ A timer sends each open incident's key a tick, so the quiet-period close happens
 iteration like every table write. Links go to the ticket agent (`incidents.links`, keyed by
 ticket), which records the incident on the ticket and raises it to at least L2.
 
-Messages are taken a batch at a time (`take_events`: up to `BATCH` or `BATCH_SECONDS`) and
-each city's state is decoded, stepped through its messages in order and saved once per batch,
-not once per complaint: in a mass incident one city's key gets most of the traffic, and its
-state (every category's minute buckets) is what a complaint cost to decode and encode. Faust
-acknowledges a batch's messages when the agent asks for the next batch, after they are saved
-and sent (at-least-once as per message).
+Messages are taken a batch at a time (`streams.deadletters.in_batches`) and each city's
+state is decoded, stepped through its messages in order and saved once per batch, not once per
+complaint: in a mass incident one city's key gets most of the traffic, and its state (every
+category's minute buckets) is what a complaint cost to decode and encode.
 
 A message that cannot be decoded or handled is dead-lettered (stage `incidents`) with the
 reason, never logged and dropped: Faust acks a message whose handler raised (pitfall 1), so the
@@ -36,20 +34,13 @@ from ticketstream.incidents.detector import Detector, IncidentRecord, KeyState, 
 from ticketstream.oversight.alerts import mass_incident
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, failed, raw_of
+from ticketstream.streams.deadletters import DeadLetters, failed_each, in_batches, raw_of
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import raw_topic
 from ticketstream.streams.tables import processing, put, table
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
 
 log = logging.getLogger(__name__)
-
-BATCH = 1000
-"""Messages of `incidents.by_key` taken together at most."""
-
-BATCH_SECONDS = 0.5
-"""How long a batch waits to fill once the agent asks for it: about the delay this adds to a
-detection (counts are per minute)."""
 
 
 def incident_alert(record: IncidentRecord) -> dict[str, Any]:
@@ -110,7 +101,7 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
                 for ticket_id, incident_id in outcome.links:
                     await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
             except Exception as exc:  # noqa: BLE001 - one message's outputs, dead-lettered
-                await failed(dead_letters, "incidents", event, raw_of(event), exc)
+                await failed_each(dead_letters, "incidents", [event], exc)
 
     async def city(key: str, items: list[tuple[Any, dict[str, Any]]]) -> None:
         """One city's messages of a batch, in order: its state decoded and saved once. If the
@@ -126,7 +117,7 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
                     state = load(key, event)
                     await settle(key, state, event, [(event, step(state, body))])
                 except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
-                    await failed(dead_letters, "incidents", event, raw_of(event), exc)
+                    await failed_each(dead_letters, "incidents", [event], exc)
             return
         await settle(key, state, items[-1][0], stepped)
 
@@ -139,18 +130,16 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
                     raise ValueError(f"a JSON object was expected, not {type(body).__name__}")
                 by_city.setdefault(event.key.decode(), []).append((event, body))
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
-                await failed(dead_letters, "incidents", event, raw_of(event), exc)
+                await failed_each(dead_letters, "incidents", [event], exc)
         for key, items in by_city.items():
             try:
                 await city(key, items)
             except Exception as exc:  # noqa: BLE001 - its state could not be read or saved: the city's messages
-                for event, _ in items:
-                    await failed(dead_letters, "incidents", event, raw_of(event), exc)
+                await failed_each(dead_letters, "incidents", [event for event, _ in items], exc)
 
     @app.agent(source, concurrency=1, name="incidents")
     async def detect(stream: Any) -> None:
-        async for events in stream.take_events(BATCH, within=BATCH_SECONDS):
-            await detect_batch(events)
+        await in_batches(stream, detect_batch)
 
     @app.timer(interval=min(30.0, detector.policy.step_seconds))
     async def quiet_ticks() -> None:

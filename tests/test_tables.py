@@ -65,27 +65,23 @@ json_values = st.recursive(
 )
 
 
+@pytest.fixture(scope="module")
+def tickets_table(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The worker's ticket table (no broker), made once for the property test's examples."""
+    app = create_app(
+        load_settings(environ={}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path_factory.mktemp("encode"))
+    )
+    app.finalize()
+    return app.tables[TABLE_TICKETS]
+
+
 @settings(max_examples=300, deadline=None)
 @given(key=st.text(max_size=24), value=json_values)
-def test_encode_writes_the_bytes_of_faust_s_json_serializer(tmp_path_factory: Any, key: str, value: Any):
+def test_encode_writes_the_bytes_of_faust_s_json_serializer(tickets_table: Any, key: str, value: Any):
     """`put` encodes a table's key and value itself: byte for byte what Faust's changelog topic
     would (so recovery and standbys read it as Faust's own), for any JSON key and value."""
-    table = _tickets_table(tmp_path_factory)
+    table = tickets_table
     assert encode(key) == table.changelog_topic.prepare_key(key, table.key_serializer)[0]
     assert encode(value) == table.changelog_topic.prepare_value(value, table.value_serializer)[0]
     beyond_json = {"set": {1, 2}, "value": value}  # what Faust's codec writes through its `default`
     assert encode(beyond_json) == table.changelog_topic.prepare_value(beyond_json, table.value_serializer)[0]
-
-
-_TABLES: dict[str, Any] = {}
-
-
-def _tickets_table(tmp_path_factory: Any) -> Any:
-    if "tickets" not in _TABLES:
-        settings_ = load_settings(
-            environ={}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path_factory.mktemp("encode")
-        )
-        app = create_app(settings_)
-        app.finalize()
-        _TABLES["tickets"] = app.tables[TABLE_TICKETS]
-    return _TABLES["tickets"]
