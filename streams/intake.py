@@ -44,7 +44,7 @@ from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, header_of, source_of
-from ticketstream.streams.emit import Emitter, home_partition
+from ticketstream.streams.emit import Emitter, PartitionCounts, home_partition
 from ticketstream.tickets.state import TicketState
 from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, KEYED
 
@@ -64,11 +64,11 @@ def raw_topic(app: faust.App, *names: str) -> Any:
 
 def partition_count(app: faust.App, topic: str) -> int | None:
     """How many partitions `topic` has, from the worker's consumer's cluster metadata (None when
-    unknown). Not Faust's `consumer.topic_partitions`: aiokafka fills the snapshot behind it only
+    unknown), remembered until that metadata changes (`PartitionCounts`: intake asks twice per
+    event). Not Faust's `consumer.topic_partitions`: aiokafka fills the snapshot behind it only
     on the group's leader, so it answers None on every other worker."""
     consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
-    partitions = consumer.partitions_for_topic(topic) if consumer is not None else None
-    return len(partitions) if partitions else None
+    return None if consumer is None else PartitionCounts.of(consumer._client.cluster)(topic)
 
 
 def origin_header(source: Source, seconds: float) -> list[tuple[str, bytes]]:

@@ -22,6 +22,7 @@ from faust.streams import _current_event
 from faust.utils.json import on_default
 
 from ticketstream.settings import Settings
+from ticketstream.streams.emit import produce
 
 
 def table(app: faust.App, settings: Settings, name: str, default: Any, help: str) -> Any:  # noqa: A002
@@ -70,9 +71,7 @@ async def put(table: Any, key: str, value: Any) -> None:
     partition = event.message.partition
     key_bytes, value_bytes = encode(key), encode(value)
     table.data[key] = value  # the store itself: `table[key] = value` would send the record through Faust
-    sent = await table.app.producer.send(
-        table.changelog_topic.get_topic_name(), key_bytes, value_bytes, partition, None, None
-    )
+    sent = await produce(table.app, table.changelog_topic.get_topic_name(), key_bytes, value_bytes, partition)
     if isinstance(table.data, RocksDBStore):  # the memory store keeps no offset: no callback per write
         sent.add_done_callback(table._on_changelog_sent)  # Faust's own: the store's replay starts after it
 
