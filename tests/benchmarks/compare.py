@@ -9,7 +9,10 @@ script checks BASE out into a temporary git worktree, then runs the benchmark th
 turns (base, head, head, base, base, head ...), each tree's own script on its own code, so both
 see the same minutes of the machine and neither always runs first. It prints every run, then per figure the median and range of each side
 and head/base of the medians, and says when the two ranges overlap (the change is within the
-noise of these runs). ARGS go to the benchmark (default `--complaints 3000`).
+noise of these runs). Since a round runs both sides back to back, it also counts the rounds
+the head won and the chance of that many wins if the change did nothing (a sign test: 5 of 5
+is 0.031): a shift the ranges hide can still show in every round. ARGS go to the benchmark
+(default `--complaints 3000`).
 
 Figures read from the benchmark's own output: `pipeline` gives events/s and the worker's CPU per
 inbound event; `core` gives the functional core's µs per inbound event (bench_core.py). The
@@ -19,6 +22,7 @@ worktree is removed at the end.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import re
 import statistics
@@ -69,11 +73,22 @@ def summary(bench: str, base: list[dict[str, float]], head: list[dict[str, float
         mb, mh = statistics.median(b), statistics.median(h)
         overlap = max(min(b), min(h)) <= min(max(b), max(h))
         verdict = "ranges overlap: within the noise of these runs" if overlap else "ranges apart"
+        wins = sum((y > x) if better == "higher" else (y < x) for x, y in zip(b, h, strict=True))
         lines.append(
             f"{name:22} base median {mb:8.0f} ({min(b):.0f}-{max(b):.0f})   head median {mh:8.0f} "
             f"({min(h):.0f}-{max(h):.0f})   head/base {mh / mb:.3f} ({better} is better; {verdict})"
         )
+        lines.append(
+            f"{'':22} head better in {wins} of {len(b)} rounds (a round runs both back to back); "
+            f"by chance alone {sign_test(wins, len(b)):.3f}"
+        )
     return lines
+
+
+def sign_test(wins: int, rounds: int) -> float:
+    """The chance of at least `wins` better rounds of `rounds` if the change did nothing (each
+    round a coin toss): the one-sided sign test, which asks nothing of the noise's shape."""
+    return sum(math.comb(rounds, k) for k in range(wins, rounds + 1)) / 2**rounds
 
 
 def main() -> None:
