@@ -417,6 +417,52 @@ def test_a_stages_threshold_instants_are_the_deadlines_of_its_marks(unit, start,
     assert ENGINE._threshold_instants(unit, start, target, escalates, ()) == expected
 
 
+def _deadline_of_one_mark(unit, start, seconds, pauses):
+    """The reference: one mark on its own, a walk of the calendar per pause (the engine's code
+    before a stage's marks shared their walks)."""
+    cursor = CAL.counting_start(unit, datetime.fromtimestamp(start, CAL.tz))
+    remaining = seconds
+    for p_start, p_end in pauses:
+        if p_end is not None and p_end <= cursor.timestamp():
+            continue
+        candidate = CAL.advance(unit, cursor, remaining)
+        if p_start >= candidate.timestamp():
+            break
+        remaining -= CAL.measure(unit, cursor, max(datetime.fromtimestamp(p_start, CAL.tz), cursor))
+        if p_end is None:
+            return None
+        cursor = max(cursor, datetime.fromtimestamp(p_end, CAL.tz))
+    return CAL.advance(unit, cursor, remaining).timestamp()
+
+
+@st.composite
+def pause_lists(draw, start):
+    """Pauses in time order from about `start` on, the last possibly open; some before it."""
+    at, out = start - draw(st.floats(min_value=0, max_value=48 * 3600)), []
+    for _ in range(draw(st.integers(min_value=0, max_value=4))):
+        at += draw(st.floats(min_value=0, max_value=60 * 3600))
+        length = draw(st.floats(min_value=0, max_value=80 * 3600))
+        out.append((at, at + length))
+        at += length
+    if out and draw(st.booleans()):
+        out[-1] = (out[-1][0], None)
+    return out
+
+
+@given(units, instants.flatmap(lambda start: st.tuples(st.just(start), pause_lists(start))), st.floats(0.1, 200))
+@example(Unit.WORKING_HOURS, (1767225600.0, [(1767225600.0, None)]), 8.0)  # paused at once, still paused
+@example(Unit.NATURAL_HOURS, (1767225600.0, [(1767240000.0, 1767247200.0)]), 8.0)  # a pause from the 50 % mark on
+def test_a_stages_marks_share_their_walks_and_get_each_marks_own_deadline(unit, start_pauses, hours):
+    start, pauses = start_pauses
+    shares = [hours * 3600 * p / 100 for p in ENGINE._percents[True]]
+    assert ENGINE.deadlines(unit, start, shares, pauses) == [
+        _deadline_of_one_mark(unit, start, s, pauses) for s in shares
+    ]
+    assert ENGINE._threshold_instants(unit, start, hours * 3600, True, tuple(pauses)) == tuple(
+        _deadline_of_one_mark(unit, start, s, pauses) for s in shares
+    )
+
+
 histories = st.lists(
     st.tuples(
         st.sampled_from(

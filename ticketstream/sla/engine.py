@@ -25,6 +25,7 @@ with the same content: `{ticket_id}:{cycle}:{stage}:{kind}:{percent}` (`met` has
 from __future__ import annotations
 
 from bisect import insort
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -262,24 +263,45 @@ class SlaEngine:
         return datetime.fromtimestamp(epoch, self.calendar.tz)
 
     def deadline(
-        self, unit: Unit, start: float, seconds: float, pauses: list[tuple[float, float | None]]
+        self, unit: Unit, start: float, seconds: float, pauses: Sequence[tuple[float, float | None]]
     ) -> float | None:
         """When `seconds` of counting time have elapsed from `start`, pauses excluded (None while
         a pause that began before that instant is still open)."""
+        return self.deadlines(unit, start, [seconds], pauses)[0]
+
+    def deadlines(
+        self, unit: Unit, start: float, seconds: Sequence[float], pauses: Sequence[tuple[float, float | None]]
+    ) -> list[float | None]:
+        """`deadline` of each of `seconds`, in one walk of the calendar per pause for them all (a
+        stage's marks: 50, 75, 90, 100 % ... of one target, 挂起 excluded). At each pause every mark
+        that does not fall before it has the same stretch counted off, and all resume at its end."""
         cal = self.calendar
         cursor = cal.counting_start(unit, self._dt(start))
-        remaining = seconds
+        out: list[float | None] = [None] * len(seconds)
+        remaining = list(seconds)
+        running = list(range(len(seconds)))
         for p_start, p_end in pauses:
             if p_end is not None and p_end <= cursor.timestamp():
                 continue
-            candidate = cal.advance(unit, cursor, remaining)
-            if p_start >= candidate.timestamp():
-                break
-            remaining -= cal.measure(unit, cursor, max(self._dt(p_start), cursor))
+            candidates = cal.advance_each(unit, cursor, [remaining[i] for i in running])
+            still = []
+            for i, candidate in zip(running, candidates, strict=True):
+                if p_start >= candidate.timestamp():
+                    out[i] = candidate.timestamp()  # falls before the pause
+                else:
+                    still.append(i)
+            running = still
+            if not running:
+                return out
+            counted = cal.measure(unit, cursor, max(self._dt(p_start), cursor))
+            for i in running:
+                remaining[i] -= counted
             if p_end is None:
-                return None
+                return out  # the rest wait for the open pause to end
             cursor = max(cursor, self._dt(p_end))
-        return cal.advance(unit, cursor, remaining).timestamp()
+        for i, at in zip(running, cal.advance_each(unit, cursor, [remaining[i] for i in running]), strict=True):
+            out[i] = at.timestamp()
+        return out
 
     def _marks(self, escalates: bool) -> list[Threshold]:
         marks = [Threshold(SlaKind.WARNING, p, None) for p in self.policy.warnings] + [
@@ -296,15 +318,11 @@ class SlaEngine:
         self, unit: Unit, start: float, target: float, escalates: bool, pauses: tuple[tuple[float, float | None], ...]
     ) -> tuple[float | None, ...]:
         """The instant of each of a stage's marks (`_templates` order): `deadline` of its share of
-        the target. Without a pause (most tickets) that is one walk of the calendar for them all."""
-        percents = self._percents[escalates]
+        the target: one walk of the calendar for them all (and one more per pause)."""
+        shares = [target * p / 100 for p in self._percents[escalates]]
         if not pauses:
-            return tuple(self.calendar.advance_each_epoch(unit, start, [target * p / 100 for p in percents]))
-        found: dict[int, float | None] = {}
-        for percent in percents:
-            if percent not in found:
-                found[percent] = self.deadline(unit, start, target * percent / 100, list(pauses))
-        return tuple(found[percent] for percent in percents)
+            return tuple(self.calendar.advance_each_epoch(unit, start, shares))
+        return tuple(self.deadlines(unit, start, shares, pauses))
 
     def _thresholds(
         self, unit: Unit, start: float, target: float, escalates: bool, pauses: tuple[tuple[float, float | None], ...]
