@@ -35,7 +35,7 @@ event, its ticket's state, SLA events, triage revisions, queue copies); the cach
 after the first a dictionary lookup."""
 
 SMALL_RECORD = 64 * 1024
-"""Key and value bytes below which a record is surely within the producer's request size (1 MB by
+"""Key, value and header bytes below which a record is surely within the producer's request size (1 MB by
 default), so `produce` need not estimate its encoded size; a larger one takes the producer's `send`,
 which measures it and refuses it with a clear error."""
 
@@ -57,49 +57,41 @@ class Murmur2Partitioner:
 
 
 class PartitionCounts:
-    """How many partitions each topic has, by a Kafka client's cluster metadata, remembered until
-    that metadata changes (aiokafka calls its listeners after every update, so a topic that grows
-    is seen at the same moment as by a lookup). aiokafka copies a topic's partitions into a new set
-    on every lookup."""
+    """How many partitions each topic has, by a Kafka client's cluster metadata, remembered for as
+    long as that metadata stays the same. aiokafka copies a topic's partitions into a new set on
+    every lookup, and replaces its whole map of topics' partitions with a new one on every update
+    (in whichever thread the client runs): the counts are kept for one such map and forgotten when
+    the map is another, so a topic that grows is seen at the same moment as by a lookup. Used from
+    the event loop's thread only; the client's thread only ever swaps the map."""
 
     def __init__(self, cluster: Any) -> None:
         self.cluster = cluster
-        self.known: dict[str, int] = {}
-        cluster.add_listener(self.forget)
-
-    @classmethod
-    def of(cls, cluster: Any) -> PartitionCounts:
-        """The counts of one cluster metadata object (an aiokafka client's `cluster`), made once."""
-        counts = _counts.get(cluster)
-        if counts is None:
-            counts = _counts[cluster] = cls(cluster)
-        return counts
-
-    def forget(self, cluster: Any = None) -> None:
-        self.known = {}
+        self._map: Any = None
+        self._known: dict[str, int] = {}
 
     def __call__(self, topic: str) -> int | None:
         """The topic's partition count, None while its metadata is unknown."""
-        count = self.known.get(topic)
+        partitions = self.cluster._partitions  # one read: the map of this moment (topic -> partition -> metadata)
+        if partitions is not self._map:
+            self._map, self._known = partitions, {}
+        count = self._known.get(topic)
         if count is None:
-            partitions = self.cluster.partitions_for_topic(topic)
-            if not partitions:
+            found = partitions.get(topic)
+            if not found:
                 return None
-            count = self.known[topic] = len(partitions)
+            count = self._known[topic] = len(found)
         return count
 
 
-_counts: weakref.WeakKeyDictionary[Any, PartitionCounts] = weakref.WeakKeyDictionary()
-
-
 class _Sink:
-    """One aiokafka producer as `produce` uses it: its batches and its partition counts."""
+    """One aiokafka producer as `produce` uses it: its batches and its partition counts. Holds the
+    producer only weakly (its callbacks lead back to the app, the key of `_sinks`)."""
 
     def __init__(self, producer: Any) -> None:
-        self.producer = producer
+        self.producer = weakref.ref(producer)
         self.batches = producer._message_accumulator
         self.timeout = producer._request_timeout_ms / 1000
-        self.partitions = PartitionCounts.of(producer.client.cluster)
+        self.partitions = PartitionCounts(producer.client.cluster)
         self.tps: dict[tuple[str, int], TopicPartition] = {}
 
 
@@ -110,7 +102,7 @@ def _sink(app: faust.App) -> _Sink:
     """The sink of the app's current aiokafka producer (a new one if Faust made a new producer)."""
     producer = app.producer._ensure_producer()
     sink = _sinks.get(app)
-    if sink is None or sink.producer is not producer:
+    if sink is None or sink.producer() is not producer:
         sink = _sinks[app] = _Sink(producer)
     return sink
 
@@ -127,12 +119,13 @@ async def produce(
     broker has it). `partition` None: murmur2 of the key, as the producer's partitioner."""
     sink = _sink(app)
     count = sink.partitions(topic)
-    if key is None or count is None or len(key) + len(value) >= SMALL_RECORD:
+    if partition is not None and count is not None and not 0 <= partition < count:
+        raise ValueError(f"{topic} has no partition {partition} (it has {count})")
+    size = len(value) + (0 if key is None else len(key)) + sum(len(k) + len(v) for k, v in headers or ())
+    if key is None or count is None or size >= SMALL_RECORD:
         return await app.producer.send(topic, key, value, partition, None, headers)
     if partition is None:
         partition = home_partition(key, count)
-    elif not 0 <= partition < count:
-        raise ValueError(f"{topic} has no partition {partition} (it has {count})")
     tp = sink.tps.get((topic, partition))
     if tp is None:
         tp = sink.tps[topic, partition] = TopicPartition(topic, partition)

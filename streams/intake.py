@@ -62,15 +62,6 @@ def raw_topic(app: faust.App, *names: str) -> Any:
     return app.topic(*names, key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
 
-def partition_count(app: faust.App, topic: str) -> int | None:
-    """How many partitions `topic` has, from the worker's consumer's cluster metadata (None when
-    unknown), remembered until that metadata changes (`PartitionCounts`: intake asks twice per
-    event). Not Faust's `consumer.topic_partitions`: aiokafka fills the snapshot behind it only
-    on the group's leader, so it answers None on every other worker."""
-    consumer = getattr(getattr(app.consumer, "_thread", None), "_consumer", None)
-    return None if consumer is None else PartitionCounts.of(consumer._client.cluster)(topic)
-
-
 def origin_header(source: Source, seconds: float) -> list[tuple[str, bytes]]:
     ts = "" if source.timestamp_ms is None else str(source.timestamp_ms)
     return [(ORIGIN_HEADER, f"{source.partition}:{source.offset}:{ts}:{seconds:.6f}".encode())]
@@ -116,6 +107,20 @@ class Intake:
         self.keyed = Emitter(app, self.keyed_topic)
         self.accepted = Emitter(app, settings.topic(ACCEPTED))
         self.by_customer = Emitter(app, settings.topic(BY_CUSTOMER))
+        self._counts: PartitionCounts | None = None
+
+    def partition_count(self, topic: str) -> int | None:
+        """How many partitions `topic` has, from the worker's consumer's cluster metadata (None when
+        unknown), remembered while that metadata stays the same (`PartitionCounts`: asked twice per
+        event). Not Faust's `consumer.topic_partitions`: aiokafka fills the snapshot behind it only
+        on the group's leader, so it answers None on every other worker."""
+        consumer = getattr(getattr(self.app.consumer, "_thread", None), "_consumer", None)
+        if consumer is None:
+            return None
+        counts = self._counts
+        if counts is None or counts.cluster is not consumer._client.cluster:
+            counts = self._counts = PartitionCounts(consumer._client.cluster)
+        return counts(topic)
 
     async def forward(self, item: core.Checked) -> None:
         await self.accepted.send(item.ticket_id.encode(), item.body)
@@ -169,9 +174,9 @@ class Intake:
                 await self.dead_letters.send(raw, rejected.reason, source_of(event), "intake", rejected.parsed)
                 return None
             ticket_key = item.ticket_id.encode()  # == key: parse_event checked it
-            partitions = partition_count(self.app, self.keyed_topic)
+            partitions = self.partition_count(self.keyed_topic)
             home = None if partitions is None else home_partition(ticket_key, partitions)
-            if event.message.partition == home and partition_count(self.app, self.inbound_topic) == partitions:
+            if event.message.partition == home and self.partition_count(self.inbound_topic) == partitions:
                 read_at = core.read_at("i", event.message.partition, event.message.offset)
                 return await self.decide(item, read_at, lambda: source_of(event), load(item.ticket_id))
             seconds = time.perf_counter() - started

@@ -9,13 +9,15 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 
-from ticketstream.streams.emit import SMALL_RECORD, PartitionCounts, home_partition, produce
+from ticketstream.streams import emit
+from ticketstream.streams.emit import SMALL_RECORD, home_partition, produce
 from ticketstream.workers.app import create_app
 from ticketstream.workers.topics import admin_client
 
-from .harness import isolated_settings
+from .harness import isolated_settings, wait_until
 
 
 def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstrap: str, tmp_path: Path) -> None:
@@ -29,10 +31,21 @@ def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstra
             app = create_app(settings)
             app.finalize()
             await app.producer.start()
+            own_send = app.producer.send
+            slow: list[str] = []
+
+            async def counted_send(topic: str, *args: object) -> object:  # which records take the producer's send
+                slow.append(topic)
+                return await own_send(topic, *args)
+
+            app.producer.send = counted_send  # type: ignore[method-assign]
             try:
                 keys = [f"T-{i}".encode() for i in range(60)]
                 fast = [await (await produce(app, topic, key, b"v")) for key in keys]
-                own = [await (await app.producer.send(topic, key, b"v", None, None, None)) for key in keys]
+                # the first record waited for the new topic's metadata in the producer's send; every
+                # other keyed record went straight into its batch
+                assert slow == [topic]
+                own = [await (await own_send(topic, key, b"v", None, None, None)) for key in keys]
                 assert [m.partition for m in fast] == [m.partition for m in own]
                 assert [m.partition for m in fast] == [home_partition(key, 6) for key in keys]
                 assert len({m.partition for m in fast}) == 6
@@ -43,14 +56,16 @@ def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstra
                 assert named.partition == 5
                 with pytest.raises(ValueError, match="has no partition 6"):
                     await produce(app, topic, b"T-1", b"v", partition=6)
+                assert slow == [topic]
                 keyless = await (await produce(app, topic, None, b"v"))
                 assert 0 <= keyless.partition < 6
                 large = await (await produce(app, topic, b"T-1", b"x" * SMALL_RECORD))
                 assert large.partition == home_partition(b"T-1", 6)
                 with pytest.raises(Exception, match="MessageSizeTooLarge"):  # the producer's own clear error
                     await produce(app, topic, b"T-1", b"x" * 2_000_000)
+                assert slow == [topic] * 4  # and the keyless, the large and the too large record
 
-                counts = PartitionCounts.of(app.producer._ensure_producer().client.cluster)
+                counts = emit._sink(app).partitions
                 assert counts(topic) == 6
                 admin.create_partitions({topic: NewPartitions(8)})
                 await app.producer._ensure_producer().client.force_metadata_update()
@@ -63,3 +78,17 @@ def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstra
         asyncio.run(run())
     finally:
         admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer.assign([TopicPartition(topic, 5)])
+    consumer.seek_to_beginning()
+    headers: list[object] = []
+    wait_until(
+        lambda: (
+            bool(headers.extend(r.headers for batch in consumer.poll(500).values() for r in batch if r.headers))
+            or bool(headers)
+        ),
+        30,
+        "the record sent with a header",
+    )
+    consumer.close()
+    assert headers == [[("h", b"1")]]
