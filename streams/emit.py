@@ -91,8 +91,19 @@ class _Sink:
         self.producer = weakref.ref(producer)
         self.batches = producer._message_accumulator
         self.timeout = producer._request_timeout_ms / 1000
+        self.client = producer.client
         self.partitions = PartitionCounts(producer.client.cluster)
         self.tps: dict[tuple[str, int], TopicPartition] = {}
+        self.tracked: set[str] = set()
+
+    def track(self, topic: str) -> None:
+        """Have the client keep `topic`'s metadata from now on (once per topic). aiokafka asks the
+        brokers only for the topics it tracks, and its own `send` tracks a topic only when its
+        metadata is missing; after a refresh for every topic (what it makes while it tracks none)
+        a record placed here would leave its topic untracked, and the next refresh for the
+        tracked ones would drop that topic's leaders while its batch waits."""
+        self.client.add_topic(topic)
+        self.tracked.add(topic)
 
 
 _sinks: weakref.WeakKeyDictionary[faust.App, _Sink] = weakref.WeakKeyDictionary()
@@ -118,6 +129,8 @@ async def produce(
     """Hand one record to the app's producer and return the future of its delivery (set when the
     broker has it). `partition` None: murmur2 of the key, as the producer's partitioner."""
     sink = _sink(app)
+    if topic not in sink.tracked:
+        sink.track(topic)
     count = sink.partitions(topic)
     if partition is not None and count is not None and not 0 <= partition < count:
         raise ValueError(f"{topic} has no partition {partition} (it has {count})")

@@ -92,3 +92,37 @@ def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstra
     )
     consumer.close()
     assert headers == [[("h", b"1")]]
+
+
+def test_a_topic_placed_by_produce_stays_tracked_when_another_topic_is_added(bootstrap: str, tmp_path: Path) -> None:
+    """aiokafka refreshes metadata for every topic while its client tracks none, and for the
+    tracked ones only after; a record placed by `produce` must leave its topic tracked, or the
+    first record of a new topic (through the producer's `send`) narrows the metadata to that topic
+    and the placed record's batch waits for a leader it no longer knows (a long linger keeps the
+    batch queued across that refresh)."""
+    settings = isolated_settings(bootstrap, tmp_path, partitions=2, producer_linger_ms=1000)
+    placed, added = settings.topic("placed"), settings.topic("added")
+    admin = admin_client(settings)
+    try:
+        admin.create_topics([NewTopic(placed, 2, 1)])
+
+        async def run() -> None:
+            app = create_app(settings)
+            app.finalize()
+            await app.producer.start()
+            try:
+                client = app.producer._ensure_producer().client
+                assert not client._topics  # tracks none yet: a refresh now fetches every topic
+                await client.force_metadata_update()
+                assert emit._sink(app).partitions(placed) == 2
+                admin.create_topics([NewTopic(added, 2, 1)])  # not in the metadata just fetched
+                first = await produce(app, placed, b"T-1", b"v")  # placed here, queued for a second
+                await (await produce(app, added, b"T-1", b"v"))  # the producer's send: tracks `added`
+                delivered = await asyncio.wait_for(first, 15)
+                assert delivered.partition == home_partition(b"T-1", 2)
+            finally:  # bounded: a stranded batch would hold the producer's flush for its whole timeout
+                await asyncio.wait_for(app.producer.stop(), 30)
+
+        asyncio.run(run())
+    finally:
+        admin.close()
