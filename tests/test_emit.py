@@ -68,7 +68,10 @@ def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstra
                 counts = emit._sink(app).partitions
                 assert counts(topic) == 6
                 admin.create_partitions({topic: NewPartitions(8)})
-                await app.producer._ensure_producer().client.force_metadata_update()
+                deadline = asyncio.get_running_loop().time() + 30
+                while counts(topic) != 8 and asyncio.get_running_loop().time() < deadline:
+                    await app.producer._ensure_producer().client.force_metadata_update()  # the broker may lag
+                    await asyncio.sleep(0.2)
                 assert counts(topic) == 8  # forgotten when the metadata changed
                 grown = await (await produce(app, topic, b"T-1", b"v"))
                 assert grown.partition == home_partition(b"T-1", 8)
