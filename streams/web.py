@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
@@ -10,6 +11,10 @@ from ticketstream.settings import Settings
 from ticketstream.webauth import check_bearer
 
 View = Callable[..., Awaitable[Any]]
+
+METADATA_WAIT_SECONDS = 5.0
+"""How long a lookup waits for the table's changelog metadata the first time it is asked for
+(one metadata request; then it is known)."""
 
 
 def bearer_required(settings: Settings) -> Callable[[View], View]:
@@ -46,16 +51,29 @@ def owner_route(app: Any, table: Any, match_info: str) -> Callable[[View], View]
     quotes), while every record reaches the tickets table on the partition of the raw key (the
     producer's murmur2 of `T-1`, as every Kafka client sends it). With more than one worker the
     lookup was then forwarded to a worker that did not hold the ticket and answered 404 for most
-    keys. This routes by the raw key; the forwarded request keeps the caller's headers (the token)."""
+    keys. This routes by the raw key; the forwarded request keeps the caller's headers (the token).
+    Faust finds the partition in the producer's metadata, which holds only the topics the producer
+    tracks once it tracks any (`streams.emit.produce` tracks what it writes): a worker that never
+    wrote the table has the changelog tracked at its first lookup."""
     from faust.exceptions import SameNode
     from faust.web.exceptions import ServiceUnavailable
+
+    topic = table.changelog_topic.get_topic_name()
 
     def decorate(view: View) -> View:
         @wraps(view)
         async def routed(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             key = request.match_info[match_info]
+            client = app.producer._ensure_producer().client
+            if client.cluster.partitions_for_topic(topic) is None:
+                # Faust places the key by the producer's metadata, which holds only the topics the
+                # producer tracks (a worker may never write this table): track it and wait for it.
+                try:
+                    await asyncio.wait_for(client.add_topic(topic), METADATA_WAIT_SECONDS)
+                except TimeoutError:
+                    raise ServiceUnavailable() from None
             try:
-                owner = app.assignor.key_store(table.changelog_topic.get_topic_name(), key.encode())
+                owner = app.assignor.key_store(topic, key.encode())
             except KeyError:
                 raise ServiceUnavailable() from None  # no assignment yet (rebalancing): 503, as Faust does
             try:
