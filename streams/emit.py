@@ -96,14 +96,16 @@ class _Sink:
         self.tps: dict[tuple[str, int], TopicPartition] = {}
         self.tracked: set[str] = set()
 
-    def track(self, topic: str) -> None:
-        """Have the client keep `topic`'s metadata from now on (once per topic). aiokafka asks the
-        brokers only for the topics it tracks, and its own `send` tracks a topic only when its
-        metadata is missing; after a refresh for every topic (what it makes while it tracks none)
-        a record placed here would leave its topic untracked, and the next refresh for the
-        tracked ones would drop that topic's leaders while its batch waits."""
-        self.client.add_topic(topic)
+    def track(self, topic: str) -> asyncio.Future[Any]:
+        """Have the client keep `topic`'s metadata from now on; the future is done when the client
+        has asked for it (at once if it tracked it already). aiokafka asks the brokers only for the
+        topics it tracks, and its own `send` tracks a topic only when its metadata is missing;
+        after a refresh for every topic (what it makes while it tracks none) a record placed here
+        would leave its topic untracked, and the next refresh for the tracked ones would drop that
+        topic's leaders while its batch waits. Faust's table routing reads the same metadata."""
         self.tracked.add(topic)
+        added: asyncio.Future[Any] = self.client.add_topic(topic)
+        return added
 
 
 _sinks: weakref.WeakKeyDictionary[faust.App, _Sink] = weakref.WeakKeyDictionary()
@@ -116,6 +118,23 @@ def _sink(app: faust.App) -> _Sink:
     if sink is None or sink.producer() is not producer:
         sink = _sinks[app] = _Sink(producer)
     return sink
+
+
+async def producer_partitions(app: faust.App, topic: str, timeout: float) -> int | None:
+    """How many partitions `topic` has by the app's producer's metadata, which Faust's table
+    routing (`assignor.key_store`) reads too: the topic is tracked from now on (`_Sink.track`),
+    and if its metadata is missing this waits up to `timeout` seconds for it (None if it does
+    not come)."""
+    sink = _sink(app)
+    update = sink.track(topic) if topic not in sink.tracked else None
+    count = sink.partitions(topic)
+    if count is None:
+        try:
+            await asyncio.wait_for(update or sink.client.force_metadata_update(), timeout)
+        except TimeoutError:
+            return None
+        count = sink.partitions(topic)
+    return count
 
 
 async def produce(
@@ -134,7 +153,9 @@ async def produce(
     count = sink.partitions(topic)
     if partition is not None and count is not None and not 0 <= partition < count:
         raise ValueError(f"{topic} has no partition {partition} (it has {count})")
-    size = len(value) + (0 if key is None else len(key)) + sum(len(k) + len(v) for k, v in headers or ())
+    size = len(value) + (0 if key is None else len(key))
+    if headers:
+        size += sum(len(k) + len(v) for k, v in headers)
     if key is None or count is None or size >= SMALL_RECORD:
         return await app.producer.send(topic, key, value, partition, None, headers)
     if partition is None:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from functools import wraps
 from typing import Any
 
 from ticketstream.settings import Settings
+from ticketstream.streams.emit import producer_partitions
 from ticketstream.webauth import check_bearer
 
 View = Callable[..., Awaitable[Any]]
@@ -53,8 +53,8 @@ def owner_route(app: Any, table: Any, match_info: str) -> Callable[[View], View]
     lookup was then forwarded to a worker that did not hold the ticket and answered 404 for most
     keys. This routes by the raw key; the forwarded request keeps the caller's headers (the token).
     Faust finds the partition in the producer's metadata, which holds only the topics the producer
-    tracks once it tracks any (`streams.emit.produce` tracks what it writes): a worker that never
-    wrote the table has the changelog tracked at its first lookup."""
+    tracks once it tracks any (`streams.emit`): a worker that never wrote the table has the
+    changelog tracked at its first lookup (`producer_partitions`)."""
     from faust.exceptions import SameNode
     from faust.web.exceptions import ServiceUnavailable
 
@@ -64,14 +64,8 @@ def owner_route(app: Any, table: Any, match_info: str) -> Callable[[View], View]
         @wraps(view)
         async def routed(self: Any, request: Any, *args: Any, **kwargs: Any) -> Any:
             key = request.match_info[match_info]
-            client = app.producer._ensure_producer().client
-            if client.cluster.partitions_for_topic(topic) is None:
-                # Faust places the key by the producer's metadata, which holds only the topics the
-                # producer tracks (a worker may never write this table): track it and wait for it.
-                try:
-                    await asyncio.wait_for(client.add_topic(topic), METADATA_WAIT_SECONDS)
-                except TimeoutError:
-                    raise ServiceUnavailable() from None
+            if await producer_partitions(app, topic, METADATA_WAIT_SECONDS) is None:
+                raise ServiceUnavailable()  # Faust places the key by that metadata: not known yet
             try:
                 owner = app.assignor.key_store(topic, key.encode())
             except KeyError:

@@ -6,18 +6,34 @@ error; and a topic that grows is seen with the metadata that says so (`Partition
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
+import faust
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 
+from ticketstream.settings import Settings
 from ticketstream.streams import emit
 from ticketstream.streams.emit import SMALL_RECORD, home_partition, produce
 from ticketstream.workers.app import create_app
 from ticketstream.workers.topics import admin_client
 
 from .harness import isolated_settings, wait_until
+
+
+@asynccontextmanager
+async def started_producer(settings: Settings) -> AsyncIterator[faust.App]:
+    """The worker's app with only its producer running (no agents, no consumer)."""
+    app = create_app(settings)
+    app.finalize()
+    await app.producer.start()
+    try:
+        yield app
+    finally:  # bounded: a stranded batch would hold the producer's flush for its whole timeout
+        await asyncio.wait_for(app.producer.stop(), 30)
 
 
 def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstrap: str, tmp_path: Path) -> None:
@@ -28,18 +44,15 @@ def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstra
         admin.create_topics([NewTopic(topic, 6, 1)])
 
         async def run() -> None:
-            app = create_app(settings)
-            app.finalize()
-            await app.producer.start()
-            own_send = app.producer.send
-            slow: list[str] = []
+            async with started_producer(settings) as app:
+                own_send = app.producer.send
+                slow: list[str] = []
 
-            async def counted_send(topic: str, *args: object) -> object:  # which records take the producer's send
-                slow.append(topic)
-                return await own_send(topic, *args)
+                async def counted_send(topic: str, *args: object) -> object:  # which records take the producer's send
+                    slow.append(topic)
+                    return await own_send(topic, *args)
 
-            app.producer.send = counted_send  # type: ignore[method-assign]
-            try:
+                app.producer.send = counted_send  # type: ignore[method-assign]
                 keys = [f"T-{i}".encode() for i in range(60)]
                 fast = [await (await produce(app, topic, key, b"v")) for key in keys]
                 # the first record waited for the new topic's metadata in the producer's send; every
@@ -75,8 +88,6 @@ def test_produce_places_and_delivers_records_as_the_producer_s_own_send(bootstra
                 assert counts(topic) == 8  # forgotten when the metadata changed
                 grown = await (await produce(app, topic, b"T-1", b"v"))
                 assert grown.partition == home_partition(b"T-1", 8)
-            finally:
-                await app.producer.stop()
 
         asyncio.run(run())
     finally:
@@ -110,10 +121,7 @@ def test_a_topic_placed_by_produce_stays_tracked_when_another_topic_is_added(boo
         admin.create_topics([NewTopic(placed, 2, 1)])
 
         async def run() -> None:
-            app = create_app(settings)
-            app.finalize()
-            await app.producer.start()
-            try:
+            async with started_producer(settings) as app:
                 client = app.producer._ensure_producer().client
                 assert not client._topics  # tracks none yet: a refresh now fetches every topic
                 await client.force_metadata_update()
@@ -123,8 +131,6 @@ def test_a_topic_placed_by_produce_stays_tracked_when_another_topic_is_added(boo
                 await (await produce(app, added, b"T-1", b"v"))  # the producer's send: tracks `added`
                 delivered = await asyncio.wait_for(first, 15)
                 assert delivered.partition == home_partition(b"T-1", 2)
-            finally:  # bounded: a stranded batch would hold the producer's flush for its whole timeout
-                await asyncio.wait_for(app.producer.stop(), 30)
 
         asyncio.run(run())
     finally:
