@@ -1,7 +1,7 @@
 """End-to-end throughput of one or more workers: complaints in, every ticket's state out.
 
-    .venv/bin/python tests/benchmarks/bench_pipeline.py [--complaints 5000] [--aged] [--workers 1 2]
-        [--off-home] [--backlog 100000] [--bootstrap HOST:PORT] [--json PATH]
+    .venv/bin/python tests/benchmarks/bench_pipeline.py [--complaints 5000] [--aged] [--complaints-only]
+        [--workers 1 2] [--off-home] [--backlog 100000] [--bootstrap HOST:PORT] [--json PATH]
 
 Starts the workers (one consumer group, real `ticketstream worker` processes on the same topics,
 --partitions each) and waits until the group is stable with all of them ready; then sends N
@@ -10,8 +10,12 @@ pause, resolved ...) to `tickets.inbound` and times from the first ticket state 
 is applied by the ticket agent and visible in `tickets.state` (its triage present and every clock
 event of its log applied) — what the pipeline finishes, not what intake forwards. Fresh timestamps
 by default (nothing breaches); `--aged` dates the traffic a week back, so nearly every ticket
-breaches, escalates and fires retroactively on arrival. `--workers 1 2` runs one worker, then two,
-on fresh topics with the same traffic in the same run and prints the ratio of their events/s.
+breaches, escalates and fires retroactively on arrival. `--complaints-only` sends the complaints
+without their lifecycle events, each one validated, triaged, routed and given its clocks and its
+state: the fresh complaints/s of issue 14's goal (a complaint costs a worker about twice what a
+lifecycle event does: two more hops, triage and the customer's history). `--workers 1 2` runs one
+worker, then two, on fresh topics with the same traffic in the same run and prints the ratio of
+their events/s.
 
 `--backlog N` then measures lag catch-up for each worker count: N inbound events are pre-loaded
 before any worker runs, the workers are started, and the time from their start until the group's
@@ -59,8 +63,9 @@ from ticketstream.workers.topics import all_topics, create_topics  # noqa: E402
 from ticketstream.workers.worker import stop_process  # noqa: E402
 
 
-def traffic(complaints: int, aged: bool) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
-    """Messages in send order and, per ticket, how many clock events its state must show."""
+def traffic(complaints: int, aged: bool, lifecycle: bool = True) -> tuple[list[tuple[bytes, bytes]], dict[str, int]]:
+    """Messages in send order and, per ticket, how many clock events its state must show
+    (without `lifecycle`: the complaints alone)."""
     start = datetime.now(UTC) - (timedelta(days=7) if aged else timedelta(seconds=30))
     sim = Simulator(
         start,
@@ -79,7 +84,7 @@ def traffic(complaints: int, aged: bool) -> tuple[list[tuple[bytes, bytes]], dic
             if len(tickets) == complaints:
                 continue
             tickets.add(body["ticket_id"])
-        elif body["ticket_id"] not in tickets:
+        elif not lifecycle or body["ticket_id"] not in tickets:
             continue
         if body["type"] in ("ticket.survey_completed", "ticket.closed", "ticket.feedback_sent"):
             continue  # about four lifecycle events per ticket: a busy hour, not a ticket's whole life
@@ -263,6 +268,11 @@ def main() -> None:
         action="store_true",
         help="send every event off its ticket's home partition (as librdkafka's CRC32 places most): all re-keyed",
     )
+    parser.add_argument(
+        "--complaints-only",
+        action="store_true",
+        help="send the complaints without their lifecycle events (the issue's fresh complaints/s)",
+    )
     parser.add_argument("--backlog", type=int, default=0, help="then time the catch-up on this many pre-loaded events")
     parser.add_argument("--bootstrap", help="an existing Kafka; default: start the embedded broker")
     add_json_option(parser)
@@ -273,7 +283,7 @@ def main() -> None:
         print("starting the embedded Kafka broker ...", flush=True)
         bootstrap = embedded_kafka.start(tmp / "kafka").bootstrap_servers
     try:
-        messages, expected = traffic(args.complaints, args.aged)
+        messages, expected = traffic(args.complaints, args.aged, lifecycle=not args.complaints_only)
         settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
         create_topics(settings)
         preload(bootstrap, settings.topic(INBOUND), messages)
@@ -282,7 +292,8 @@ def main() -> None:
         )
         n, c = len(messages), len(expected)
         print(
-            f"\n{c} complaints, {n} inbound events ({'aged a week' if args.aged else 'fresh'}); "
+            f"\n{c} complaints, {n} inbound events ({'aged a week' if args.aged else 'fresh'}"
+            f"{', complaints only' if args.complaints_only else ''}); "
             f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
         )
         print(f"baseline (bare aiokafka consume+produce): {base:9.0f} events/s")
@@ -358,6 +369,7 @@ def main() -> None:
                 "aged": args.aged,
                 "partitions": args.partitions,
                 "off_home": args.off_home,
+                "complaints_only": args.complaints_only,
                 "workers": args.workers,
                 "backlog": args.backlog,
             },
