@@ -45,8 +45,10 @@ class TriageOutputs:
         self, record: TriagedTicket, previous_team: Team | None = None, headers: list[tuple[str, bytes]] | None = None
     ) -> None:
         key = record.ticket_id.encode()
-        await self.triaged.send(key, TRIAGED.dump_json(record), headers=headers)
-        queued = TRIAGED.dump_json(work_queue_copy(record))  # without the national ID number
+        full = TRIAGED.dump_json(record)
+        await self.triaged.send(key, full, headers=headers)
+        copy = work_queue_copy(record)  # without the national ID number: the record itself when it names none
+        queued = full if copy is record else TRIAGED.dump_json(copy)
         await self.queues[record.team].send(key, queued)
         if previous_team is not None and previous_team != record.team:
             await self.queues[previous_team].send(key, queued)

@@ -21,11 +21,11 @@ ID_KEYS = frozenset({"id_number", "idcard", "id_card", "national_id"})
 def work_queue_copy(record: TriagedTicket) -> TriagedTicket:
     """The queue's copy of `record`: no ID number anywhere, everything else unchanged."""
     customer = record.customer
-    extra = customer.model_extra or {}
-    fields = {k: v for k, v in customer.model_dump(exclude={"id_number"}).items() if k.lower() not in ID_KEYS}
-    has_id = customer.id_number is not None or any(k.lower() in ID_KEYS for k in extra)
+    has_id = customer.id_number is not None or any(k.lower() in ID_KEYS for k in customer.model_extra or {})
     content = mask_id_numbers(record.content)
     if not has_id and content == record.content:
-        return record
-    new_customer = type(customer).model_validate(fields) if has_id else customer
-    return dataclasses.replace(record, customer=new_customer, content=content)
+        return record  # most records: nothing to drop (the caller may reuse the record's own bytes)
+    if has_id:
+        fields = {k: v for k, v in customer.model_dump(exclude={"id_number"}).items() if k.lower() not in ID_KEYS}
+        customer = type(customer).model_validate(fields)
+    return dataclasses.replace(record, customer=customer, content=content)
