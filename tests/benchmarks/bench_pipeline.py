@@ -362,7 +362,7 @@ def main() -> None:
                 )
         write_json(
             args.json,
-            "pipeline",
+            "pipeline-complaints" if args.complaints_only else "pipeline",
             {
                 "complaints": c,
                 "events": n,
