@@ -47,7 +47,7 @@ class TriageOutputs:
         key = record.ticket_id.encode()
         full = TRIAGED.dump_json(record)
         await self.triaged.send(key, full, headers=headers)
-        copy = work_queue_copy(record)  # without the national ID number: the record itself when it names none
+        copy = work_queue_copy(record)  # no ID number: the record itself when neither its fields nor its text hold one
         queued = full if copy is record else TRIAGED.dump_json(copy)
         await self.queues[record.team].send(key, queued)
         if previous_team is not None and previous_team != record.team:

@@ -90,7 +90,7 @@ def canned() -> dict:
                         complaints_per_s=640.0,
                         ratio_to_baseline=0.0512,
                         cpu_us_per_event=1650.0,
-                        produced_per_event={"tickets.state": 1.0, "tickets.triaged": 1.0, "tickets.accepted": 1.25},
+                        produced_per_event={"tickets.state": 1.0, "tickets.triaged": 1.0, "queue.billing": 1.25},
                         consumed_per_event=4.0,
                     )
                 ],
@@ -158,6 +158,7 @@ def test_render_writes_the_page_and_its_figures(tmp_path: Path) -> None:
     assert "2 workers process 1.20x the events/s of one" in text and "2 cores shared by the broker" in text
     assert "| 2 | 100,000 | 150.0 s | 667 | 6.0 s | **0.80** |" in text
     assert "| 8,000 | 12.5 | 640 | 0.051 | 1,650 µs | 3.25 / 4.00 |" in text
+    assert "## Fresh complaints alone: one worker" in text
     assert "one worker finishes 640 fresh complaints a second end to end, 0.051 of the bare loop" in text
     assert "2 workers catch up on a 100,000-event backlog in 0.80 of the time 1 worker takes." in text
     assert "Bare aiokafka consume-and-produce loop, same broker, same run: 13,681 events/s." in text

@@ -207,11 +207,13 @@ def pipeline_run(
     return {"seconds": elapsed, "cpu": cpu}
 
 
-def backlog_traffic(events: int) -> list[tuple[bytes, bytes]]:
-    """The first `events` messages of fresh traffic (complaints and their lifecycle events)."""
-    messages, _ = traffic(events // 4 + 1, aged=False)
+def backlog_traffic(events: int, lifecycle: bool = True) -> list[tuple[bytes, bytes]]:
+    """The first `events` messages of fresh traffic (complaints and their lifecycle events, or
+    the complaints alone)."""
+    per_ticket = 4 if lifecycle else 1
+    messages, _ = traffic(events // per_ticket + 1, aged=False, lifecycle=lifecycle)
     while len(messages) < events:
-        messages, _ = traffic(len(messages) // 4 + events // 4 + 1, aged=False)
+        messages, _ = traffic(len(messages) // per_ticket + events // per_ticket + 1, aged=False, lifecycle=lifecycle)
     return messages[:events]
 
 
@@ -349,7 +351,7 @@ def main() -> None:
             )
         backlogs = []
         if args.backlog:
-            backlog = backlog_traffic(args.backlog)
+            backlog = backlog_traffic(args.backlog, lifecycle=not args.complaints_only)
             for workers in args.workers:
                 settings = isolated_settings(bootstrap, tmp, partitions=args.partitions)
                 result = catch_up(settings, workers, backlog, tmp)
