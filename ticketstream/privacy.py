@@ -9,6 +9,7 @@ national ID number (身份證號) or address in clear text. Two tools serve ever
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 # 18-digit resident ID (last may be X) or legacy 15-digit; mainland mobiles 1[3-9]x 11 digits,
@@ -20,22 +21,35 @@ _LANDLINE_RE = re.compile(r"(?<![0-9])(0[1-9][0-9]{1,2})-([0-9]{3,4})([0-9]{4})(
 _LONG_DIGITS_RE = re.compile(r"(?<![0-9])[0-9]{11,}(?![0-9])")
 _EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
-PERSONAL_KEYS = frozenset(
-    {
-        "name",
-        "phone",
-        "mobile",
-        "tel",
-        "id_number",
-        "idcard",
-        "id_card",
-        "address",
-        "email",
-        "customer_name",
-        "contact",
-        "contact_phone",
-    }
-)
+_KINDS: dict[str, frozenset[str]] = {
+    "phone": frozenset(
+        {"phone", "mobile", "tel", "telephone", "contactphone", "phonenumber", "mobilephone", "cellphone"}
+        | {"电话", "電話", "手机", "手機", "手机号", "手機號", "联系电话", "聯繫電話", "聯絡電話"}
+    ),
+    "id": frozenset(
+        {"idnumber", "idcard", "idno", "idcardno", "idcardnumber", "nationalid", "identitycard", "identitynumber"}
+        | {"sfz", "sfzh", "sfzhm", "身份证", "身份證", "身份证号", "身份證號", "身份证号码", "身份證號碼"}
+    ),
+    "address": frozenset({"address", "addr", "地址", "住址", "联系地址", "聯繫地址", "聯絡地址"}),
+    "email": frozenset({"email", "邮箱", "郵箱", "电子邮件", "電子郵件"}),
+    "name": frozenset(
+        {"name", "customername", "contact", "contactname", "realname", "fullname"}
+        | {"姓名", "名字", "联系人", "聯繫人", "聯絡人", "客户姓名", "客戶姓名"}
+    ),
+}
+_KIND_OF = {key: kind for kind, keys in _KINDS.items() for key in keys}
+_SEPARATORS_RE = re.compile(r"[\s_\-.]")
+
+
+@lru_cache(maxsize=4096)  # field names repeat across every record: a lookup, not a regex, per field
+def personal_kind(key: str | None) -> str | None:
+    """What personal datum a field holds by its name ("phone", "id", "address", "email", "name"),
+    or None: case, `_`, `-`, `.` and spaces ignored (`idNumber`, `ID-Card`, `contact_phone`), and
+    the usual Chinese names in simplified and traditional script (身份证号 / 身份證號, 电话 / 電話),
+    since channel systems add fields of their own beside the contract's."""
+    if not key:
+        return None
+    return _KIND_OF.get(_SEPARATORS_RE.sub("", key.lower()))
 
 
 def mask_phone(phone: str) -> str:
@@ -87,21 +101,19 @@ def looks_personal(text: str) -> bool:
 
 
 def _mask_field(key: str, value: str) -> str:
-    key = key.lower()
-    if key in {"phone", "mobile", "tel", "contact_phone"}:
+    kind = personal_kind(key)
+    if kind == "phone":
         return mask_phone(value)
-    if key in {"id_number", "idcard", "id_card"}:
+    if kind == "id":
         return mask_id_number(value)
-    if key in {"address"}:
+    if kind == "address":
         return mask_address(value)
-    if key == "email":
+    if kind == "email":
         return mask_text(value) if "@" in value else "***"
     return mask_name(value)
 
 
-_KEYED_STRING_RE = re.compile(
-    r'("(' + "|".join(sorted(PERSONAL_KEYS)) + r')"\s*:\s*)("((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*)', re.IGNORECASE
-)
+_KEYED_STRING_RE = re.compile(r'("([^"\\]{1,64})"\s*:\s*)("((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*)')
 
 
 def mask_keyed_text(text: str) -> str:
@@ -112,6 +124,8 @@ def mask_keyed_text(text: str) -> str:
 
     def one(match: re.Match[str]) -> str:
         key = match.group(2)
+        if personal_kind(key) is None:
+            return match.group(0)  # not a personal field (its text is still scrubbed below)
         inner = match.group(4)
         if inner is None:  # a bare number
             return match.group(1) + '"' + _mask_field(key, match.group(3)) + '"'
@@ -128,9 +142,9 @@ def mask_json(value: Any, key: str | None = None) -> Any:
     if isinstance(value, list):
         return [mask_json(v, key) for v in value]
     if isinstance(value, str):
-        if key is not None and key.lower() in PERSONAL_KEYS:
+        if key is not None and personal_kind(key) is not None:
             return _mask_field(key, value)
         return mask_text(value)
-    if key is not None and key.lower() in PERSONAL_KEYS and isinstance(value, (int, float)):
+    if key is not None and personal_kind(key) is not None and isinstance(value, (int, float)):
         return mask_phone(str(value))
     return value

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from ticketstream.privacy import PERSONAL_KEYS, _mask_field, mask_text
+from ticketstream.privacy import _mask_field, mask_text, personal_kind
 
 # Free text that may carry a phone or ID number, masked in place (the rest of the text is the
 # complaint itself, which regulators and quality teams need).
@@ -97,8 +97,8 @@ def _walk(value: Any, key: str | None, path: tuple[Any, ...], originals: dict[st
     if isinstance(value, list):
         return [_walk(v, key, (*path, i), originals) for i, v in enumerate(value)]
     lowered = key.lower() if key else None
-    if lowered in PERSONAL_KEYS and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        masked: Any = _mask_field(lowered, str(value))
+    if personal_kind(key) is not None and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        masked: Any = _mask_field(key or "", str(value))
     elif isinstance(value, str) and (lowered in FREE_TEXT_KEYS or not path):
         masked = mask_text(value)
     else:
