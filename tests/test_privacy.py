@@ -4,6 +4,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ticketstream.privacy import mask_id_number, mask_json, mask_name, mask_phone, mask_text
+from ticketstream.settings import Settings
 
 
 def test_mask_shapes():
@@ -96,3 +97,36 @@ def test_the_work_queue_copy_drops_id_fields_of_any_name_and_masks_id_numbers_in
     data = TRIAGED.dump_json(queued).decode()
     assert "110101199003071234" not in data and "11010119900307123X" not in data and "身份證號" not in data
     assert "13912345678" in data and "老客戶" in data and "110***********123X" in data
+
+
+def test_a_broken_value_of_another_field_does_not_hide_the_name_after_it():
+    from ticketstream.privacy import mask_keyed_text, personal_kind
+
+    for broken in (
+        '{"attachment": "D:\\uploads\\", "name": "張三豐", "x": 1',  # a bad escape: why it does not parse
+        '{"note": "abc, "name": "張三豐", "x": 1',  # a missing closing quote
+        '{"content": "he wrote "name": "張三豐" here"}',
+    ):
+        assert "張三豐" not in mask_keyed_text(broken), broken
+    assert personal_kind("phone" * 13) is None  # no personal name is that long
+
+
+def test_the_work_queue_copy_finds_id_numbers_at_any_depth_of_the_extras():
+    import dataclasses
+
+    from tests.test_pii_everywhere import seeded
+    from ticketstream.engines import triage_engine
+    from ticketstream.schemas.events import Customer, Event
+    from ticketstream.schemas.tickets import TRIAGED
+    from ticketstream.workqueue import work_queue_copy
+
+    record, _ = triage_engine(Settings()).triage(Event.model_validate(seeded("T-7", content="寬帶斷網")), [])
+    for extra in (
+        {"contact": {"idNumber": "110101199003071234", "tel_note": "晚上"}},
+        {"docs": ["110101199003071234"]},
+        {"证件号码": 110101199003071234},
+        {"ref": 110101199003071234},
+    ):
+        odd = Customer.model_validate({"id": "C-1", "tier": "ordinary", **extra})
+        data = TRIAGED.dump_json(work_queue_copy(dataclasses.replace(record, customer=odd))).decode()
+        assert "110101199003071234" not in data, extra

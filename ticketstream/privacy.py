@@ -19,36 +19,48 @@ _MOBILE_RE = re.compile(r"(?<![0-9])((?:\+?86[ -]?)?1[3-9][0-9])[ -]?([0-9]{4})[
 _LANDLINE_RE = re.compile(r"(?<![0-9])(0[1-9][0-9]{1,2})-([0-9]{3,4})([0-9]{4})(?![0-9])")
 # Any other run of 11+ digits (bank cards, numbers glued together) is masked the same way.
 _LONG_DIGITS_RE = re.compile(r"(?<![0-9])[0-9]{11,}(?![0-9])")
-_EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]*@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
+# The local part is at most 64 characters (RFC 5321): bounded, a long run without an "@" costs
+# linear time, not quadratic.
+_EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{0,63}@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 _KINDS: dict[str, frozenset[str]] = {
     "phone": frozenset(
         {"phone", "mobile", "tel", "telephone", "contactphone", "phonenumber", "mobilephone", "cellphone"}
-        | {"电话", "電話", "手机", "手機", "手机号", "手機號", "联系电话", "聯繫電話", "聯絡電話"}
+        | {"customerphone", "phoneno", "mobileno", "telno", "msisdn"}
+        | {"电话", "電話", "手机", "手機", "手机号", "手機號", "手机号码", "手機號碼", "联系电话", "聯繫電話"}
+        | {"联络电话", "聯絡電話"}
     ),
     "id": frozenset(
         {"idnumber", "idcard", "idno", "idcardno", "idcardnumber", "nationalid", "identitycard", "identitynumber"}
         | {"sfz", "sfzh", "sfzhm", "身份证", "身份證", "身份证号", "身份證號", "身份证号码", "身份證號碼"}
+        | {"证件号", "證件號", "证件号码", "證件號碼"}
     ),
-    "address": frozenset({"address", "addr", "地址", "住址", "联系地址", "聯繫地址", "聯絡地址"}),
-    "email": frozenset({"email", "邮箱", "郵箱", "电子邮件", "電子郵件"}),
+    "address": frozenset(
+        {"address", "addr", "homeaddress", "地址", "住址", "联系地址", "聯繫地址", "联络地址", "聯絡地址"}
+    ),
+    "email": frozenset({"email", "emailaddress", "contactemail", "邮箱", "郵箱", "电子邮件", "電子郵件"}),
     "name": frozenset(
-        {"name", "customername", "contact", "contactname", "realname", "fullname"}
-        | {"姓名", "名字", "联系人", "聯繫人", "聯絡人", "客户姓名", "客戶姓名"}
+        {"name", "customername", "contact", "contactname", "realname", "fullname", "firstname", "lastname"}
+        | {"姓名", "名字", "联系人", "聯繫人", "联络人", "聯絡人", "客户姓名", "客戶姓名"}
     ),
 }
 _KIND_OF = {key: kind for kind, keys in _KINDS.items() for key in keys}
 _SEPARATORS_RE = re.compile(r"[\s_\-.]")
 
 
-@lru_cache(maxsize=4096)  # field names repeat across every record: a lookup, not a regex, per field
 def personal_kind(key: str | None) -> str | None:
     """What personal datum a field holds by its name ("phone", "id", "address", "email", "name"),
     or None: case, `_`, `-`, `.` and spaces ignored (`idNumber`, `ID-Card`, `contact_phone`), and
     the usual Chinese names in simplified and traditional script (身份证号 / 身份證號, 电话 / 電話),
-    since channel systems add fields of their own beside the contract's."""
-    if not key:
+    since channel systems add fields of their own beside the contract's. No such name is longer
+    than 64 characters (and a longer key is not remembered)."""
+    if not key or len(key) > 64:
         return None
+    return _kind_of(key)
+
+
+@lru_cache(maxsize=4096)  # field names repeat across every record: a lookup, not a regex, per field
+def _kind_of(key: str) -> str | None:
     return _KIND_OF.get(_SEPARATORS_RE.sub("", key.lower()))
 
 
@@ -113,26 +125,35 @@ def _mask_field(key: str, value: str) -> str:
     return mask_name(value)
 
 
-_KEYED_STRING_RE = re.compile(r'("([^"\\]{1,64})"\s*:\s*)("((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*)')
+_KEY_RE = re.compile(r'"([^"\\]{1,64})"\s*:\s*')
+_VALUE_RE = re.compile(r'"((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*')
 
 
 def mask_keyed_text(text: str) -> str:
     """Mask personal fields in text that looks like JSON but does not parse (a truncated or
     broken message): every `"name": "..."`-shaped pair of a personal key is masked by its key,
     even when the closing quote is missing, then phone and ID shapes everywhere. A parser cannot
-    help here, and names have no shape `mask_text` could find on its own."""
-
-    def one(match: re.Match[str]) -> str:
-        key = match.group(2)
-        if personal_kind(key) is None:
-            return match.group(0)  # not a personal field (its text is still scrubbed below)
-        inner = match.group(4)
+    help here, and names have no shape `mask_text` could find on its own. Only a personal key's
+    value is read as a value: the value of any other key may be broken itself (a missing quote,
+    a bad escape) and must not swallow the personal pair after it."""
+    parts: list[str] = []
+    done = 0
+    for key in _KEY_RE.finditer(text):
+        if key.start() < done or personal_kind(key.group(1)) is None:
+            continue  # inside a value masked already, or not a personal field (scrubbed below)
+        value = _VALUE_RE.match(text, key.end())
+        if value is None:
+            continue
+        inner = value.group(1)
         if inner is None:  # a bare number
-            return match.group(1) + '"' + _mask_field(key, match.group(3)) + '"'
-        closed = len(match.group(3)) == len(inner) + 2
-        return match.group(1) + '"' + _mask_field(key, inner) + ('"' if closed else "")
-
-    return mask_text(_KEYED_STRING_RE.sub(one, text))
+            masked = '"' + _mask_field(key.group(1), value.group(0)) + '"'
+        else:
+            closed = len(value.group(0)) == len(inner) + 2
+            masked = '"' + _mask_field(key.group(1), inner) + ('"' if closed else "")
+        parts += [text[done : key.end()], masked]
+        done = value.end()
+    parts.append(text[done:])
+    return mask_text("".join(parts))
 
 
 def mask_json(value: Any, key: str | None = None) -> Any:

@@ -11,6 +11,7 @@ masks ID numbers a customer typed into the complaint text. The full record stays
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 from ticketstream.privacy import mask_id_numbers, personal_kind
 from ticketstream.schemas.tickets import TriagedTicket
@@ -19,20 +20,31 @@ from ticketstream.schemas.tickets import TriagedTicket
 def work_queue_copy(record: TriagedTicket) -> TriagedTicket:
     """The queue's copy of `record`: no ID number anywhere, everything else unchanged. A field
     named as an ID number in any spelling (`personal_kind`: `idNumber`, `身份證號` ...) is
-    dropped, and ID numbers in the text of the customer's other extra fields are masked too."""
+    dropped at any depth of the customer's extra fields, and ID numbers in their text and
+    numbers are masked, as in the complaint's text."""
     customer = record.customer
     extra = customer.model_extra or {}
-    has_id = customer.id_number is not None or any(
-        personal_kind(k) == "id" or (isinstance(v, str) and mask_id_numbers(v) != v) for k, v in extra.items()
-    )
+    clean = {k: _without_ids(v) for k, v in extra.items() if personal_kind(k) != "id"}
+    has_id = customer.id_number is not None or clean != extra
     content = mask_id_numbers(record.content)
     if not has_id and content == record.content:
         return record  # most records: nothing to drop (the caller may reuse the record's own bytes)
     if has_id:
-        fields = {
-            k: mask_id_numbers(v) if isinstance(v, str) and k in extra else v
-            for k, v in customer.model_dump(exclude={"id_number"}).items()
-            if personal_kind(k) != "id"
-        }
-        customer = type(customer).model_validate(fields)
+        fields = {k: v for k, v in customer.model_dump(exclude={"id_number"}).items() if k not in extra}
+        customer = type(customer).model_validate(fields | clean)
     return dataclasses.replace(record, customer=customer, content=content)
+
+
+def _without_ids(value: Any) -> Any:
+    """A channel's extra customer field without ID numbers: ID-named keys dropped, ID numbers in
+    text masked, an ID number sent as a JSON number masked into text."""
+    if isinstance(value, dict):
+        return {k: _without_ids(v) for k, v in value.items() if personal_kind(k) != "id"}
+    if isinstance(value, list):
+        return [_without_ids(v) for v in value]
+    if isinstance(value, str):
+        return mask_id_numbers(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        masked = mask_id_numbers(str(value))
+        return value if masked == str(value) else masked
+    return value
