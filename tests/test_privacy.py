@@ -106,6 +106,10 @@ def test_a_broken_value_of_another_field_does_not_hide_the_name_after_it():
         '{"attachment": "D:\\uploads\\", "name": "張三豐", "x": 1',  # a bad escape: why it does not parse
         '{"note": "abc, "name": "張三豐", "x": 1',  # a missing closing quote
         '{"content": "he wrote "name": "張三豐" here"}',
+        '{"contact": "x, "name": "張三豐"}',  # a personal value left open: its quote opens the next key
+        '{"address": "D:\\uploads\\", "name": "張三豐"}',
+        '{"note": "a "name": "b, "name": "張三豐"}',
+        '{"addr": "tel": "張三豐"}',  # a personal key without a value
     ):
         assert "張三豐" not in mask_keyed_text(broken), broken
     assert personal_kind("phone" * 13) is None  # no personal name is that long
@@ -126,6 +130,8 @@ def test_the_work_queue_copy_finds_id_numbers_at_any_depth_of_the_extras():
         {"docs": ["110101199003071234"]},
         {"证件号码": 110101199003071234},
         {"ref": 110101199003071234},
+        {"ref": 110101199003071234.0},
+        {"110101199003071234": "a key"},
     ):
         odd = Customer.model_validate({"id": "C-1", "tier": "ordinary", **extra})
         data = TRIAGED.dump_json(work_queue_copy(dataclasses.replace(record, customer=odd))).decode()

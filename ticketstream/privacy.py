@@ -20,7 +20,8 @@ _LANDLINE_RE = re.compile(r"(?<![0-9])(0[1-9][0-9]{1,2})-([0-9]{3,4})([0-9]{4})(
 # Any other run of 11+ digits (bank cards, numbers glued together) is masked the same way.
 _LONG_DIGITS_RE = re.compile(r"(?<![0-9])[0-9]{11,}(?![0-9])")
 # The local part is at most 64 characters (RFC 5321): bounded, a long run without an "@" costs
-# linear time, not quadratic.
+# linear time, not quadratic (of a longer run before an "@", which no address has, the part
+# before its last 64 characters stays as it was).
 _EMAIL_RE = re.compile(r"([A-Za-z0-9._%+-])[A-Za-z0-9._%+-]{0,63}@([A-Za-z0-9.-]+\.[A-Za-z]{2,})")
 
 _KINDS: dict[str, frozenset[str]] = {
@@ -127,6 +128,7 @@ def _mask_field(key: str, value: str) -> str:
 
 _KEY_RE = re.compile(r'"([^"\\]{1,64})"\s*:\s*')
 _VALUE_RE = re.compile(r'"((?:[^"\\]|\\.)*)"?|-?[0-9][0-9.eE+-]*')
+_COLON_RE = re.compile(r"\s*:")
 
 
 def mask_keyed_text(text: str) -> str:
@@ -144,14 +146,18 @@ def mask_keyed_text(text: str) -> str:
         value = _VALUE_RE.match(text, key.end())
         if value is None:
             continue
-        inner = value.group(1)
+        inner, end = value.group(1), value.end()
         if inner is None:  # a bare number
             masked = '"' + _mask_field(key.group(1), value.group(0)) + '"'
+        elif _COLON_RE.match(text, end):
+            continue  # the "value" is the next key: this one has none (`"addr": "tel": ...`)
         else:
             closed = len(value.group(0)) == len(inner) + 2
+            if closed and _KEY_RE.match(text, end - 1):
+                closed, end = False, end - 1  # its closing quote opens the next key: the value was left open
             masked = '"' + _mask_field(key.group(1), inner) + ('"' if closed else "")
         parts += [text[done : key.end()], masked]
-        done = value.end()
+        done = end
     parts.append(text[done:])
     return mask_text("".join(parts))
 

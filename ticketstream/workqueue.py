@@ -11,6 +11,7 @@ masks ID numbers a customer typed into the complaint text. The full record stays
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 from ticketstream.privacy import mask_id_numbers, personal_kind
@@ -24,7 +25,7 @@ def work_queue_copy(record: TriagedTicket) -> TriagedTicket:
     numbers are masked, as in the complaint's text."""
     customer = record.customer
     extra = customer.model_extra or {}
-    clean = {k: _without_ids(v) for k, v in extra.items() if personal_kind(k) != "id"}
+    clean = {mask_id_numbers(k): _without_ids(v) for k, v in extra.items() if personal_kind(k) != "id"}
     has_id = customer.id_number is not None or clean != extra
     content = mask_id_numbers(record.content)
     if not has_id and content == record.content:
@@ -39,12 +40,16 @@ def _without_ids(value: Any) -> Any:
     """A channel's extra customer field without ID numbers: ID-named keys dropped, ID numbers in
     text masked, an ID number sent as a JSON number masked into text."""
     if isinstance(value, dict):
-        return {k: _without_ids(v) for k, v in value.items() if personal_kind(k) != "id"}
+        return {mask_id_numbers(k): _without_ids(v) for k, v in value.items() if personal_kind(k) != "id"}
     if isinstance(value, list):
         return [_without_ids(v) for v in value]
     if isinstance(value, str):
         return mask_id_numbers(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        masked = mask_id_numbers(str(value))
-        return value if masked == str(value) else masked
-    return value
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        digits = str(int(value))  # 110101199003071234.0 or 1.101e17: the same digits in the JSON
+    elif isinstance(value, int) and not isinstance(value, bool):
+        digits = str(value)
+    else:
+        return value
+    masked = mask_id_numbers(digits)
+    return value if masked == digits else masked
