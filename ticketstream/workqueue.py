@@ -46,7 +46,7 @@ def _without_ids(value: Any) -> Any:
     if isinstance(value, str):
         return mask_id_numbers(value)
     if isinstance(value, float) and math.isfinite(value) and value.is_integer():
-        digits = str(int(value))  # 110101199003071234.0 or 1.101e17: the same digits in the JSON
+        digits = str(int(value))  # a whole number sent as a float: 110101900307123.0 in the JSON
     elif isinstance(value, int) and not isinstance(value, bool):
         digits = str(value)
     else:
