@@ -94,16 +94,17 @@ class _Sink:
         self.client = producer.client
         self.partitions = PartitionCounts(producer.client.cluster)
         self.tps: dict[tuple[str, int], TopicPartition] = {}
-        self.tracked: set[str] = set()
 
-    def track(self, topic: str) -> asyncio.Future[Any]:
-        """Have the client keep `topic`'s metadata from now on; the future is done when the client
-        has asked for it (at once if it tracked it already). aiokafka asks the brokers only for the
-        topics it tracks, and its own `send` tracks a topic only when its metadata is missing;
-        after a refresh for every topic (what it makes while it tracks none) a record placed here
-        would leave its topic untracked, and the next refresh for the tracked ones would drop that
-        topic's leaders while its batch waits. Faust's table routing reads the same metadata."""
-        self.tracked.add(topic)
+    def track(self, topic: str) -> asyncio.Future[Any] | None:
+        """Have the client keep `topic`'s metadata from now on: the future of its metadata request,
+        or None when the client tracks the topic already (its own set of topics says so). aiokafka
+        asks the brokers only for the topics it tracks, and its own `send` tracks a topic only when
+        its metadata is missing; after a refresh for every topic (what it makes while it tracks
+        none) a record placed here would leave its topic untracked, and the next refresh for the
+        tracked ones would drop that topic's leaders while its batch waits. Faust's table routing
+        reads the same metadata."""
+        if topic in self.client._topics:
+            return None
         added: asyncio.Future[Any] = self.client.add_topic(topic)
         return added
 
@@ -126,7 +127,7 @@ async def producer_partitions(app: faust.App, topic: str, timeout: float) -> int
     and if its metadata is missing this waits up to `timeout` seconds for it (None if it does
     not come)."""
     sink = _sink(app)
-    update = sink.track(topic) if topic not in sink.tracked else None
+    update = sink.track(topic)
     count = sink.partitions(topic)
     if count is None:
         try:
@@ -148,8 +149,7 @@ async def produce(
     """Hand one record to the app's producer and return the future of its delivery (set when the
     broker has it). `partition` None: murmur2 of the key, as the producer's partitioner."""
     sink = _sink(app)
-    if topic not in sink.tracked:
-        sink.track(topic)
+    sink.track(topic)
     count = sink.partitions(topic)
     if partition is not None and count is not None and not 0 <= partition < count:
         raise ValueError(f"{topic} has no partition {partition} (it has {count})")

@@ -113,8 +113,8 @@ def looks_personal(text: str) -> bool:
     return bool(_ID_RE.search(text) or _MOBILE_RE.search(text) or _LANDLINE_RE.search(text) or _EMAIL_RE.search(text))
 
 
-def _mask_field(key: str, value: str) -> str:
-    kind = personal_kind(key)
+def _mask_field(kind: str, value: str) -> str:
+    """`value` masked as the personal datum `kind` (`personal_kind` of its field's name)."""
     if kind == "phone":
         return mask_phone(value)
     if kind == "id":
@@ -141,21 +141,22 @@ def mask_keyed_text(text: str) -> str:
     parts: list[str] = []
     done = 0
     for key in _KEY_RE.finditer(text):
-        if key.start() < done or personal_kind(key.group(1)) is None:
+        kind = personal_kind(key.group(1))
+        if key.start() < done or kind is None:
             continue  # inside a value masked already, or not a personal field (scrubbed below)
         value = _VALUE_RE.match(text, key.end())
         if value is None:
             continue
         inner, end = value.group(1), value.end()
         if inner is None:  # a bare number
-            masked = '"' + _mask_field(key.group(1), value.group(0)) + '"'
+            masked = '"' + _mask_field(kind, value.group(0)) + '"'
         elif _COLON_RE.match(text, end):
             continue  # the "value" is the next key: this one has none (`"addr": "tel": ...`)
         else:
             closed = len(value.group(0)) == len(inner) + 2
             if closed and _KEY_RE.match(text, end - 1):
                 closed, end = False, end - 1  # its closing quote opens the next key: the value was left open
-            masked = '"' + _mask_field(key.group(1), inner) + ('"' if closed else "")
+            masked = '"' + _mask_field(kind, inner) + ('"' if closed else "")
         parts += [text[done : key.end()], masked]
         done = end
     parts.append(text[done:])
@@ -168,10 +169,9 @@ def mask_json(value: Any, key: str | None = None) -> Any:
         return {k: mask_json(v, k if isinstance(k, str) else None) for k, v in value.items()}
     if isinstance(value, list):
         return [mask_json(v, key) for v in value]
+    kind = personal_kind(key)
     if isinstance(value, str):
-        if key is not None and personal_kind(key) is not None:
-            return _mask_field(key, value)
-        return mask_text(value)
-    if key is not None and personal_kind(key) is not None and isinstance(value, (int, float)):
+        return mask_text(value) if kind is None else _mask_field(kind, value)
+    if kind is not None and isinstance(value, (int, float)):
         return mask_phone(str(value))
     return value

@@ -25,14 +25,13 @@ def work_queue_copy(record: TriagedTicket) -> TriagedTicket:
     numbers are masked, as in the complaint's text."""
     customer = record.customer
     extra = customer.model_extra or {}
-    clean = {mask_id_numbers(k): _without_ids(v) for k, v in extra.items() if personal_kind(k) != "id"}
+    clean = _without_ids(extra)
     has_id = customer.id_number is not None or clean != extra
     content = mask_id_numbers(record.content)
     if not has_id and content == record.content:
         return record  # most records: nothing to drop (the caller may reuse the record's own bytes)
     if has_id:
-        fields = {k: v for k, v in customer.model_dump(exclude={"id_number"}).items() if k not in extra}
-        customer = type(customer).model_validate(fields | clean)
+        customer = type(customer).model_validate(customer.model_dump(exclude={"id_number", *extra}) | clean)
     return dataclasses.replace(record, customer=customer, content=content)
 
 

@@ -97,8 +97,9 @@ def _walk(value: Any, key: str | None, path: tuple[Any, ...], originals: dict[st
     if isinstance(value, list):
         return [_walk(v, key, (*path, i), originals) for i, v in enumerate(value)]
     lowered = key.lower() if key else None
-    if personal_kind(key) is not None and isinstance(value, (str, int, float)) and not isinstance(value, bool):
-        masked: Any = _mask_field(key or "", str(value))
+    kind = personal_kind(key)
+    if kind is not None and isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        masked: Any = _mask_field(kind, str(value))
     elif isinstance(value, str) and (lowered in FREE_TEXT_KEYS or not path):
         masked = mask_text(value)
     else:
