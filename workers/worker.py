@@ -14,6 +14,7 @@ import time
 import faust
 
 from ticketstream.settings import Settings, SettingsError
+from ticketstream.workers import gctuning
 from ticketstream.workers.app import check_exposure, create_app
 from ticketstream.workers.topics import create_topics, with_replication
 
@@ -88,4 +89,5 @@ def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = Tru
         quiet=quiet,
         redirect_stdouts=False,
     )
+    gctuning.tune()  # after start-up built the app: what lives as long as the process is frozen
     worker.execute_from_commandline()
