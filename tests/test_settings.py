@@ -77,7 +77,7 @@ def test_worker_producer_uses_the_linger_setting(tmp_path: Path):
         environ={"TICKETSTREAM_PRODUCER_LINGER_MS": "40"}, bootstrap_servers="127.0.0.1:9", data_dir=tmp_path
     )
     assert create_app(settings).conf.producer_linger == pytest.approx(0.040)
-    assert load_settings(environ={}).producer_linger_ms == 25
+    assert load_settings(environ={}).producer_linger_ms == 100
 
 
 SASL = {
