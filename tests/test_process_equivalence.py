@@ -135,6 +135,7 @@ def test_live_pipeline_and_replay_give_the_same_answers(bootstrap, tmp_path: Pat
         sla_policy=DATA / "graded_fast_sla_policy.toml",
         incident_policy=DATA / "no_incident_policy.toml",
         sla_tick_seconds=0.1,
+        producer_linger_ms=25,  # the races `comparable_tickets` leaves out were sized for short hops
     )
     create_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=2)
