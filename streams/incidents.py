@@ -1,7 +1,8 @@
 """Incident agent: `incidents.by_key` -> `incidents` + `alerts` + `incidents.links`.
 
 The triage agent re-keys every new complaint by city (its top-level category in the value, so
-a category's share of its city can be judged); here each city's detection state lives in the
+a category's share of its city can be judged), a city's complaints of a moment in one record
+(`streams.incident_feed`); here each city's detection state lives in the
 `incident_keys` table and `ticketstream.incidents.detector.Detector` decides.
 Counting is by the complaints' own time in minute buckets held in that state, not in a Faust
 windowed table: those expire on wall-clock time and judge a late event by its arrival
@@ -41,6 +42,19 @@ from ticketstream.streams.tables import processing, put, table
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
 
 log = logging.getLogger(__name__)
+
+
+def each_of(body: Any) -> list[dict[str, Any]]:
+    """What one `incidents.by_key` record holds, in order: a city's complaints
+    (`by_key_record`), or one complaint or tick (a record of the older form, or the quiet timer's)."""
+    if not isinstance(body, dict):
+        raise ValueError(f"a JSON object was expected, not {type(body).__name__}")
+    if "complaints" not in body:
+        return [body]
+    complaints = body["complaints"]
+    if not isinstance(complaints, list) or not all(isinstance(c, dict) for c in complaints):
+        raise ValueError("'complaints' must be a list of JSON objects")
+    return complaints
 
 
 def incident_alert(record: IncidentRecord) -> dict[str, Any]:
@@ -125,10 +139,8 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
         by_city: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
         for event in events:
             try:
-                body = json.loads(raw_of(event))
-                if not isinstance(body, dict):
-                    raise ValueError(f"a JSON object was expected, not {type(body).__name__}")
-                by_city.setdefault(event.key.decode(), []).append((event, body))
+                bodies = each_of(json.loads(raw_of(event)))
+                by_city.setdefault(event.key.decode(), []).extend((event, body) for body in bodies)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
                 await failed_each(dead_letters, "incidents", [event], exc)
         for key, items in by_city.items():

@@ -1,9 +1,10 @@
-"""Triage agent: `tickets.by_customer` -> `tickets.triaged` + `queue.<team>`.
+"""Triage agent: `tickets.by_customer` -> `tickets.triaged` + `queue.<team>` (+ `incidents.by_key`).
 
 Complaints arrive keyed by customer id, so this worker holds the customer's history (repeat
 detection, 二次投訴) in its `customer_history` table partition, and the pure `TriageEngine`
 does the rest. Output is keyed by ticket id again, so every downstream stage sees one ticket
-on one partition.
+on one partition. Each complaint also counts towards its city's incident detection, through the
+feed that sends a city's complaints together (`streams.incident_feed`).
 """
 
 from __future__ import annotations
@@ -14,16 +15,16 @@ from typing import Any
 
 import faust
 
-from ticketstream.incidents.detector import by_key_message
 from ticketstream.schemas.events import Event, Team
 from ticketstream.schemas.tickets import TRIAGED, TriagedTicket
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, guarded
 from ticketstream.streams.emit import Emitter
+from ticketstream.streams.incident_feed import FLUSH_SECONDS, IncidentFeed
 from ticketstream.streams.intake import raw_topic
 from ticketstream.streams.tables import put, table
-from ticketstream.topology import BY_CUSTOMER, INCIDENTS_BY_KEY, TABLE_CUSTOMER_HISTORY, queue_topic
+from ticketstream.topology import BY_CUSTOMER, TABLE_CUSTOMER_HISTORY, queue_topic
 from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 from ticketstream.triage.engine import TriageEngine
 from ticketstream.workqueue import work_queue_copy
@@ -38,7 +39,6 @@ class TriageOutputs:
 
     def __init__(self, app: faust.App, settings: Settings) -> None:
         self.triaged = Emitter(app, settings.topic(TRIAGED_TOPIC))
-        self.by_key = Emitter(app, settings.topic(INCIDENTS_BY_KEY))
         self.queues = {team: Emitter(app, settings.topic(queue_topic(team))) for team in Team}
 
     async def publish(
@@ -68,16 +68,16 @@ def register(
         "recent complaints per customer: [ticket_id, category, epoch seconds]",
     )
 
+    feed = IncidentFeed(app, settings)
+
     async def handle(event: Any, raw: bytes) -> None:
         complaint = Event.model_validate_json(raw)
         customer_id = complaint.complaint.customer.id
         record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
         await put(history, customer_id, [list(h) for h in updated])
         await outputs.publish(record)
-        await outputs.by_key.send(
-            *by_key_message(
-                record.region.city, record.category.top_level, record.ticket_id, complaint.occurred_at.timestamp()
-            )
+        await feed.add(
+            record.region.city, record.category.top_level, record.ticket_id, complaint.occurred_at.timestamp()
         )
         if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
             metrics.REPEAT_COMPLAINTS.inc()
@@ -88,3 +88,7 @@ def register(
     @app.agent(by_customer, concurrency=1, name="triage")
     async def triage(stream: Any) -> None:
         await guarded(stream.events(), dead_letters, "triage", handle)
+
+    @app.timer(interval=FLUSH_SECONDS)
+    async def feed_incident_detection() -> None:
+        await feed.flush_held()

@@ -74,6 +74,8 @@ from faust.types.tuples import ack_lock
 from mode import Service
 from mode.services import WaitResults
 
+from ticketstream.streams.commits import flush_before_commit
+
 log = logging.getLogger(__name__)
 
 STALL_INTERVALS = 10
@@ -418,6 +420,13 @@ class Consumer(aiokafka.Consumer):
             "%s: messages from offset %d were read past without being processed: fetching them again", tp, start
         )
         self._spawn(self._seek_back(tp, start))
+
+    async def _commit_offsets(self, offsets: Mapping[Any, int], start_new_transaction: bool = True) -> bool:
+        """Faust's commit, after what agents hold back for later has reached the producer
+        (`streams.commits`): Faust then flushes the producer and commits."""
+        await flush_before_commit(self.app)
+        did_commit: bool = await super()._commit_offsets(offsets, start_new_transaction)
+        return did_commit
 
     async def on_stop(self) -> None:
         for task in list(self._refetches):  # waiting for a resume that a stopping worker never has

@@ -203,12 +203,18 @@ def key_of(city: str, top_level: str) -> str:
     return f"{city}|{top_level}"
 
 
-def by_key_message(city: str, top_level: str, ticket_id: str, at: float) -> tuple[bytes, bytes]:
-    """The `incidents.by_key` message of a new complaint: keyed by city (all of a city's
-    categories on one partition, for the share), the category in the value."""
-    return city.encode(), json.dumps(
-        {"ticket_id": ticket_id, "at": at, "category": top_level}, ensure_ascii=False
-    ).encode()
+def by_key_entry(top_level: str, ticket_id: str, at: float) -> dict[str, Any]:
+    """A new complaint as incident detection counts it: its ticket, its time, its category."""
+    return {"ticket_id": ticket_id, "at": at, "category": top_level}
+
+
+def by_key_record(city: str, entries: list[dict[str, Any]]) -> tuple[bytes, bytes]:
+    """The `incidents.by_key` record of a city's new complaints (`by_key_entry`, in the order
+    triaged): keyed by city (all of a city's categories on one partition, for the share). One
+    record carries every complaint of the city that the triage agent took since its last one
+    (`streams.incident_feed`), not one record per complaint. A record with a single complaint's
+    fields at the top level (the older form) and a `{"tick": ...}` are read as well."""
+    return city.encode(), json.dumps({"complaints": entries}, ensure_ascii=False).encode()
 
 
 class Detector:
