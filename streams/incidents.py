@@ -31,17 +31,22 @@ from typing import Any
 
 import faust
 
-from ticketstream.incidents.detector import Detector, IncidentRecord, KeyState, Outcome
+from ticketstream.incidents.detector import Detector, IncidentRecord, KeyState, Outcome, by_key_record
 from ticketstream.oversight.alerts import mass_incident
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, failed_each, in_batches, raw_of
+from ticketstream.streams.deadletters import DeadLetters, failed, failed_each, in_batches, raw_of
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import raw_topic
 from ticketstream.streams.tables import processing, put, table
 from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS
 
 log = logging.getLogger(__name__)
+
+
+Item = tuple[Any, dict[str, Any], bytes]
+"""One complaint (or tick) of an `incidents.by_key` message: the stream event that carried it, its
+fields, and what a dead letter of it alone holds (the message itself when it held only this)."""
 
 
 def each_of(body: Any) -> list[dict[str, Any]]:
@@ -101,53 +106,62 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
             value = keys[key]
         return KeyState.from_dict(value) if value else KeyState(key)
 
-    async def settle(key: str, state: KeyState, last: Any, stepped: list[tuple[Any, Outcome]]) -> None:
+    async def settle(key: str, state: KeyState, last: Any, stepped: list[tuple[Item, Outcome]]) -> None:
         """Save the city's state (as of `last`, the latest message it took), then send what each
-        message decided: saved before sent, as for every table here. A send that fails
-        dead-letters only the message whose decision it was (the state stands)."""
+        complaint decided: saved before sent, as for every table here. A send that fails
+        dead-letters only the complaint whose decision it was (the state stands)."""
         (open_keys.add if state.incident else open_keys.discard)(key)
         with processing(last):
             await put(keys, key, state.to_dict())
-        for event, outcome in stepped:
+        for (event, _, alone), outcome in stepped:
             try:
                 for record in outcome.records:
                     await publish(record)
                 for ticket_id, incident_id in outcome.links:
                     await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
-            except Exception as exc:  # noqa: BLE001 - one message's outputs, dead-lettered
-                await failed_each(dead_letters, "incidents", [event], exc)
+            except Exception as exc:  # noqa: BLE001 - one complaint's outputs, dead-lettered
+                await failed(dead_letters, "incidents", event, alone, exc)
 
-    async def city(key: str, items: list[tuple[Any, dict[str, Any]]]) -> None:
-        """One city's messages of a batch, in order: its state decoded and saved once. If the
-        detector fails on one, nothing of the batch was saved or sent (the state decoded is a
-        copy: `KeyState.from_dict`), and the city's messages are taken again one at a time, so
-        only the failing one becomes a dead letter."""
+    async def city(key: str, items: list[Item]) -> None:
+        """One city's complaints (and ticks) of a batch, in order: its state decoded and saved
+        once. If the detector fails on one, nothing of the batch was saved or sent (the state
+        decoded is a copy: `KeyState.from_dict`), and the city's complaints are taken again one
+        at a time, so only the failing one becomes a dead letter (itself alone, not the record
+        of the city's other complaints that carried it)."""
         state = load(key, items[0][0])
         try:
-            stepped = [(event, step(state, body)) for event, body in items]
-        except Exception:  # noqa: BLE001 - redone message by message below
-            for event, body in items:
+            stepped = [(item, step(state, item[1])) for item in items]
+        except Exception:  # noqa: BLE001 - redone complaint by complaint below
+            for item in items:
+                event, body, alone = item
                 try:
                     state = load(key, event)
-                    await settle(key, state, event, [(event, step(state, body))])
-                except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
-                    await failed_each(dead_letters, "incidents", [event], exc)
+                    await settle(key, state, event, [(item, step(state, body))])
+                except Exception as exc:  # noqa: BLE001 - one bad complaint must never stop the stream
+                    await failed(dead_letters, "incidents", event, alone, exc)
             return
         await settle(key, state, items[-1][0], stepped)
 
     async def detect_batch(events: list[Any]) -> None:
-        by_city: dict[str, list[tuple[Any, dict[str, Any]]]] = {}
+        by_city: dict[str, list[Item]] = {}
         for event in events:
             try:
-                bodies = each_of(json.loads(raw_of(event)))
-                by_city.setdefault(event.key.decode(), []).extend((event, body) for body in bodies)
+                raw = raw_of(event)
+                key = event.key.decode()
+                bodies = each_of(json.loads(raw))
+                if len(bodies) == 1:
+                    items = [(event, bodies[0], raw)]
+                else:
+                    items = [(event, body, by_key_record(key, [body])[1]) for body in bodies]
+                if items:
+                    by_city.setdefault(key, []).extend(items)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
                 await failed_each(dead_letters, "incidents", [event], exc)
         for key, items in by_city.items():
             try:
                 await city(key, items)
             except Exception as exc:  # noqa: BLE001 - its state could not be read or saved: the city's messages
-                await failed_each(dead_letters, "incidents", [event for event, _ in items], exc)
+                await failed_each(dead_letters, "incidents", list(dict.fromkeys(event for event, _, _ in items)), exc)
 
     @app.agent(source, concurrency=1, name="incidents")
     async def detect(stream: Any) -> None:

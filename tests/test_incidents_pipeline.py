@@ -12,6 +12,7 @@ import pytest
 from kafka import KafkaProducer
 
 from tests.harness import REPO, TopicReader, isolated_settings, wait_until, worker_process
+from ticketstream.incidents.detector import by_key_record
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import ALERTS, DLQ, INBOUND, INCIDENTS, INCIDENTS_BY_KEY, TABLE_INCIDENT_KEYS, TRIAGED
 from ticketstream.workers.topics import create_topics
@@ -101,10 +102,15 @@ def test_a_burst_opens_one_incident_links_and_regrades_its_tickets(bootstrap, tm
         reader.close()
 
 
-def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_batch_counts(bootstrap, tmp_path: Path):
-    """The incident agent steps a city's messages of a batch together; when the detector fails
-    on one, the city's messages are taken again one at a time: the failing one is dead-lettered
-    (stage incidents) and the others are counted in the city's saved state."""
+@pytest.mark.parametrize("one_record", [False, True], ids=["a-record-each", "one-record-of-the-city"])
+def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_batch_counts(
+    bootstrap, tmp_path: Path, one_record: bool
+):
+    """The incident agent steps a city's complaints of a batch together; when the detector fails
+    on one, the city's complaints are taken again one at a time: the failing one is dead-lettered
+    (stage incidents) and the others are counted in the city's saved state. The same when the
+    three come in one record (`by_key_record`, the triage agent's feed): the dead letter holds
+    the failing complaint alone."""
     settings = isolated_settings(bootstrap, tmp_path)
     create_topics(settings)
     producer = KafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all", linger_ms=50)
@@ -114,7 +120,10 @@ def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_ba
         {"ticket_id": "G-2", "at": "not a time", "category": "network"},
         {"ticket_id": "G-3", "at": now, "category": "network"},
     ]
-    for body in bodies:  # one city's key, sent together: one batch
+    if one_record:
+        key, value = by_key_record("廣州", bodies)
+        producer.send(settings.topic(INCIDENTS_BY_KEY), key=key, value=value)
+    for body in [] if one_record else bodies:  # one city's key, sent together: one batch
         producer.send(settings.topic(INCIDENTS_BY_KEY), key="廣州".encode(), value=json.dumps(body).encode())
     producer.flush()
     dead = TopicReader(settings, settings.topic(DLQ))
@@ -132,7 +141,11 @@ def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_ba
     assert len(dead.records) == 1
     record = json.loads(dead.records[0].value)
     assert record["stage"] == "incidents" and record["source"]["topic"] == settings.topic(INCIDENTS_BY_KEY)
-    assert record["source"]["offset"] == 1  # G-2, the second of the three on the city's partition
+    if one_record:
+        assert record["source"]["offset"] == 0  # the one record
+        assert "G-2" in record["original"]["value"] and "G-1" not in record["original"]["value"]
+    else:
+        assert record["source"]["offset"] == 1  # G-2, the second of the three on the city's partition
     saves = [r for r in changelog.records if json.loads(r.key) == "廣州"]
     assert len(saves) == 2  # G-1 and G-3 saved one at a time by the fallback, G-2 never
     dead.consumer.close()
