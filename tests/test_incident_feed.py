@@ -35,6 +35,12 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(bootstrap_servers="127.0.0.1:9", data_dir=tmp_path)
 
 
+async def add_complaints(feed: IncidentFeed, count: int) -> None:
+    """`count` complaints of one city: T0, T1, ... at 0.0, 1.0, ..."""
+    for i in range(count):
+        await feed.add("广州", "network", f"T{i}", float(i))
+
+
 def feed_with_sink(tmp_path: Path) -> tuple[IncidentFeed, Sink]:
     feed = IncidentFeed(create_app(settings(tmp_path)), settings(tmp_path))
     sink = Sink()
@@ -96,11 +102,7 @@ def test_a_full_feed_flushes_without_waiting_for_the_timer(tmp_path: Path, monke
     monkeypatch.setattr(incident_feed, "MAX_HELD", 3)
     feed, sink = feed_with_sink(tmp_path)
 
-    async def run() -> None:
-        for i in range(4):
-            await feed.add("广州", "network", f"T{i}", float(i))
-
-    asyncio.run(run())
+    asyncio.run(add_complaints(feed, 4))
     assert [len(entries) for _, entries in sink.sent] == [3]
     assert feed.count == 1
 
@@ -168,8 +170,7 @@ def test_a_citys_record_holds_at_most_max_per_record_complaints(tmp_path: Path, 
     feed, sink = feed_with_sink(tmp_path)
 
     async def run() -> None:
-        for i in range(5):
-            await feed.add("广州", "network", f"T{i}", float(i))
+        await add_complaints(feed, 5)
         await feed.flush()
 
     asyncio.run(run())

@@ -104,9 +104,7 @@ def system_topics() -> list[TopicSpec]:
             "breaches and at-risk warnings re-keyed for the windowed counts",
             retention_ms=1 * DAY_MS,
         ),
-        TopicSpec(
-            INCIDENTS_BY_KEY, "city", "new complaints re-keyed for incident detection", retention_ms=1 * DAY_MS
-        ),
+        TopicSpec(INCIDENTS_BY_KEY, "city", "new complaints re-keyed for incident detection", retention_ms=1 * DAY_MS),
         TopicSpec(INCIDENTS, "incident_id", "mass-incident open/update/close records", retention_ms=90 * DAY_MS),
         TopicSpec(INCIDENT_LINKS, "ticket_id", "internal: tickets to link to an incident", retention_ms=7 * DAY_MS),
         TopicSpec(
