@@ -45,9 +45,17 @@ class DeadLetters:
         self._budget = LogBudget(per_minute=60)
 
     async def send(
-        self, raw: bytes, reason: Reason, source: Source, stage: str, parsed: dict[str, Any] | None = None
+        self,
+        raw: bytes,
+        reason: Reason,
+        source: Source,
+        stage: str,
+        parsed: dict[str, Any] | None = None,
+        part: int | None = None,
     ) -> None:
-        record = core.dead_letter(raw, reason, source, stage=stage, parsed=parsed, mask_original=self._mask)
+        """Dead-letter `raw` (`part`: its position in its message, when the message held several
+        inputs: see `core.dead_letter`)."""
+        record = core.dead_letter(raw, reason, source, stage=stage, parsed=parsed, mask_original=self._mask, part=part)
         metrics.DEADLETTERS.labels(stage=stage, reason=reason.code.value).inc()
         if self._budget.allow():
             log.warning("dead-lettered %s: %s: %s", record.id, reason.code.value, reason.message)
@@ -123,9 +131,12 @@ async def failed_each(dead_letters: DeadLetters, stage: str, events: list[Any], 
         await failed(dead_letters, stage, event, raw_of(event), exc)
 
 
-async def failed(dead_letters: DeadLetters, stage: str, event: Any, raw: bytes, exc: Exception) -> None:
-    """Dead-letter a message whose handling in `stage` raised `exc`: counted, logged without the
-    exception's text (which may quote personal data), sent with a `processing_error` reason."""
+async def failed(
+    dead_letters: DeadLetters, stage: str, event: Any, raw: bytes, exc: Exception, part: int | None = None
+) -> None:
+    """Dead-letter a message whose handling in `stage` raised `exc` (or its input number `part`):
+    counted, logged without the exception's text (which may quote personal data), sent with a
+    `processing_error` reason."""
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     log.error(
         "%s failed on %s: %s at %s",
@@ -136,5 +147,9 @@ async def failed(dead_letters: DeadLetters, stage: str, event: Any, raw: bytes, 
     )
     code = ReasonCode.INVALID_JSON if isinstance(exc, json.JSONDecodeError) else ReasonCode.PROCESSING_ERROR
     await dead_letters.send(
-        raw, Reason(code=code, message=f"unexpected {type(exc).__name__} in {stage}"), source_of(event), stage
+        raw,
+        Reason(code=code, message=f"unexpected {type(exc).__name__} in {stage}"),
+        source_of(event),
+        stage,
+        part=part,
     )

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 import faust
 
@@ -44,9 +44,17 @@ from ticketstream.topology import ALERTS, INCIDENT_LINKS, INCIDENTS, INCIDENTS_B
 log = logging.getLogger(__name__)
 
 
-Item = tuple[Any, dict[str, Any], bytes]
-"""One complaint (or tick) of an `incidents.by_key` message: the stream event that carried it, its
-fields, and what a dead letter of it alone holds (the message itself when it held only this)."""
+class Item(NamedTuple):
+    """One complaint (or tick) of an `incidents.by_key` message."""
+
+    event: Any
+    """The stream event that carried it."""
+    body: dict[str, Any]
+    alone: bytes
+    """What a dead letter of it holds: the message itself when it held only this, else a record
+    of this complaint alone."""
+    part: int | None
+    """Its position in a message of several (its dead letter's id names it), else None."""
 
 
 def each_of(body: Any) -> list[dict[str, Any]]:
@@ -113,14 +121,14 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
         (open_keys.add if state.incident else open_keys.discard)(key)
         with processing(last):
             await put(keys, key, state.to_dict())
-        for (event, _, alone), outcome in stepped:
+        for item, outcome in stepped:
             try:
                 for record in outcome.records:
                     await publish(record)
                 for ticket_id, incident_id in outcome.links:
                     await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
             except Exception as exc:  # noqa: BLE001 - one complaint's outputs, dead-lettered
-                await failed(dead_letters, "incidents", event, alone, exc)
+                await failed(dead_letters, "incidents", item.event, item.alone, exc, item.part)
 
     async def city(key: str, items: list[Item]) -> None:
         """One city's complaints (and ticks) of a batch, in order: its state decoded and saved
@@ -128,19 +136,18 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
         decoded is a copy: `KeyState.from_dict`), and the city's complaints are taken again one
         at a time, so only the failing one becomes a dead letter (itself alone, not the record
         of the city's other complaints that carried it)."""
-        state = load(key, items[0][0])
+        state = load(key, items[0].event)
         try:
-            stepped = [(item, step(state, item[1])) for item in items]
+            stepped = [(item, step(state, item.body)) for item in items]
         except Exception:  # noqa: BLE001 - redone complaint by complaint below
             for item in items:
-                event, body, alone = item
                 try:
-                    state = load(key, event)
-                    await settle(key, state, event, [(item, step(state, body))])
+                    state = load(key, item.event)
+                    await settle(key, state, item.event, [(item, step(state, item.body))])
                 except Exception as exc:  # noqa: BLE001 - one bad complaint must never stop the stream
-                    await failed(dead_letters, "incidents", event, alone, exc)
+                    await failed(dead_letters, "incidents", item.event, item.alone, exc, item.part)
             return
-        await settle(key, state, items[-1][0], stepped)
+        await settle(key, state, items[-1].event, stepped)
 
     async def detect_batch(events: list[Any]) -> None:
         by_city: dict[str, list[Item]] = {}
@@ -150,9 +157,9 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
                 key = event.key.decode()
                 bodies = each_of(json.loads(raw))
                 if len(bodies) == 1:
-                    items = [(event, bodies[0], raw)]
+                    items = [Item(event, bodies[0], raw, None)]
                 else:
-                    items = [(event, body, by_key_record(key, [body])[1]) for body in bodies]
+                    items = [Item(event, body, by_key_record(key, [body])[1], i) for i, body in enumerate(bodies)]
                 if items:
                     by_city.setdefault(key, []).extend(items)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
@@ -161,7 +168,7 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
             try:
                 await city(key, items)
             except Exception as exc:  # noqa: BLE001 - its state could not be read or saved: the city's messages
-                await failed_each(dead_letters, "incidents", list(dict.fromkeys(event for event, _, _ in items)), exc)
+                await failed_each(dead_letters, "incidents", list(dict.fromkeys(item.event for item in items)), exc)
 
     @app.agent(source, concurrency=1, name="incidents")
     async def detect(stream: Any) -> None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import pytest
 
+from ticketstream.intake import dead_letter
+from ticketstream.schemas.deadletter import Reason, ReasonCode, Source
 from ticketstream.settings import Settings
 from ticketstream.streams import incident_feed
 from ticketstream.streams.commits import before_commit
@@ -186,3 +188,14 @@ def test_the_incident_agent_reads_a_citys_complaints_one_complaint_and_a_tick():
     for bad in ([1], "x", {"complaints": "x"}, {"complaints": [1]}):
         with pytest.raises(ValueError):
             each_of(bad)
+
+
+def test_the_complaints_of_one_record_that_fail_have_dead_letters_of_their_own_ids():
+    source = Source(topic="incidents.by_key", partition=3, offset=42)
+    reason = Reason(code=ReasonCode.PROCESSING_ERROR, message="unexpected ValueError in incidents")
+    ids = {dead_letter(b"{}", reason, source, "incidents", part=part).id for part in (None, 0, 1)}
+    assert ids == {
+        "incidents:incidents.by_key:3:42",
+        "incidents:incidents.by_key:3:42#0",
+        "incidents:incidents.by_key:3:42#1",
+    }

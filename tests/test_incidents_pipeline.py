@@ -144,6 +144,7 @@ def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_ba
     if one_record:
         assert record["source"]["offset"] == 0  # the one record
         assert "G-2" in record["original"]["value"] and "G-1" not in record["original"]["value"]
+        assert record["id"].endswith("#1")  # the record's second complaint: another one failing would have its own id
     else:
         assert record["source"]["offset"] == 1  # G-2, the second of the three on the city's partition
     saves = [r for r in changelog.records if json.loads(r.key) == "廣州"]

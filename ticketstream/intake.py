@@ -198,10 +198,14 @@ def dead_letter(
     parsed: dict[str, Any] | None = None,
     mask_original: bool = True,
     now: datetime | None = None,
+    part: int | None = None,
 ) -> DeadLetter:
-    """Build the dead-letter record of a rejected input (deterministic id from the source)."""
+    """Build the dead-letter record of a rejected input (deterministic id from the source, and
+    from `part`, the input's position in its message, when one message carried several inputs
+    that may each fail: a city's complaints in one `incidents.by_key` record)."""
+    where = f"{stage}:{source.topic}:{source.partition}:{source.offset}"
     return DeadLetter(
-        id=f"{stage}:{source.topic}:{source.partition}:{source.offset}",
+        id=where if part is None else f"{where}#{part}",
         stage=stage,
         reason=reason,
         original=_original(raw, parsed, mask_original),
