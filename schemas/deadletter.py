@@ -75,8 +75,9 @@ class Source(BaseModel):
 
 
 class DeadLetter(BaseModel):
-    """One rejected input. `id` is deterministic (stage + source coordinates): a re-delivered
-    input yields the same id, so a consumer of the dead-letter topic can deduplicate."""
+    """One rejected input. `id` is deterministic (stage + source coordinates, and the input's
+    position when one message held several: `#i`): a re-delivered input yields the same id, so
+    a consumer of the dead-letter topic can deduplicate."""
 
     model_config = ConfigDict(frozen=True)
 

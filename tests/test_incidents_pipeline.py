@@ -147,6 +147,7 @@ def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_ba
         assert record["id"].endswith("#1")  # the record's second complaint: another one failing would have its own id
     else:
         assert record["source"]["offset"] == 1  # G-2, the second of the three on the city's partition
+        assert "#" not in record["id"]  # a message of one complaint: its coordinates alone
     saves = [r for r in changelog.records if json.loads(r.key) == "廣州"]
     assert len(saves) == 2  # G-1 and G-3 saved one at a time by the fallback, G-2 never
     dead.consumer.close()

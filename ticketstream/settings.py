@@ -135,7 +135,7 @@ class Settings(BaseModel):
         "inside the workers (intake, triage, its ticket; four off its home partition), so this trades at most that many lingers of "
         "latency for throughput: 25 ms took a worker from about 1,600 to 2,000 events/s against 5 ms "
         "(bench_intake.py); 100 ms cut a worker's CPU per fresh complaint by 8-17 % against 25 ms "
-        "(bench_pipeline.py --complaints-only), with the SLA breach latency's p99 at 0.27 s (bench_sla.py).",
+        "(bench_pipeline.py --complaints-only), with the SLA breach latency's p99 at 0.27-0.46 s (bench_sla.py).",
     )
     connect_timeout_seconds: float = Field(
         default=10,
