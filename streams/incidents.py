@@ -50,11 +50,13 @@ class Item(NamedTuple):
     event: Any
     """The stream event that carried it."""
     body: dict[str, Any]
-    alone: bytes
-    """What a dead letter of it holds: the message itself when it held only this, else a record
-    of this complaint alone."""
     part: int | None
     """Its position in a message of several (its dead letter's id names it), else None."""
+
+    def alone(self, key: str) -> bytes:
+        """What a dead letter of it holds: the message itself when it held only this, else a
+        record of this complaint alone (encoded only when a dead letter needs it)."""
+        return raw_of(self.event) if self.part is None else by_key_record(key, [self.body])[1]
 
 
 def each_of(body: Any) -> list[dict[str, Any]]:
@@ -128,7 +130,7 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
                 for ticket_id, incident_id in outcome.links:
                     await links.send(ticket_id.encode(), json.dumps({"incident_id": incident_id}).encode())
             except Exception as exc:  # noqa: BLE001 - one complaint's outputs, dead-lettered
-                await failed(dead_letters, "incidents", item.event, item.alone, exc, item.part)
+                await failed(dead_letters, "incidents", item.event, item.alone(key), exc, item.part)
 
     async def city(key: str, items: list[Item]) -> None:
         """One city's complaints (and ticks) of a batch, in order: its state decoded and saved
@@ -145,7 +147,7 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
                     state = load(key, item.event)
                     await settle(key, state, item.event, [(item, step(state, item.body))])
                 except Exception as exc:  # noqa: BLE001 - one bad complaint must never stop the stream
-                    await failed(dead_letters, "incidents", item.event, item.alone, exc, item.part)
+                    await failed(dead_letters, "incidents", item.event, item.alone(key), exc, item.part)
             return
         await settle(key, state, items[-1].event, stepped)
 
@@ -153,13 +155,12 @@ def register(app: faust.App, settings: Settings, detector: Detector, dead_letter
         by_city: dict[str, list[Item]] = {}
         for event in events:
             try:
-                raw = raw_of(event)
                 key = event.key.decode()
-                bodies = each_of(json.loads(raw))
+                bodies = each_of(json.loads(raw_of(event)))
                 if len(bodies) == 1:
-                    items = [Item(event, bodies[0], raw, None)]
+                    items = [Item(event, bodies[0], None)]
                 else:
-                    items = [Item(event, body, by_key_record(key, [body])[1], i) for i, body in enumerate(bodies)]
+                    items = [Item(event, body, i) for i, body in enumerate(bodies)]
                 if items:
                     by_city.setdefault(key, []).extend(items)
             except Exception as exc:  # noqa: BLE001 - one bad message must never stop the stream
