@@ -1,4 +1,4 @@
-"""Intake: `tickets.inbound` -> `tickets.accepted` (+ `tickets.by_customer`) | `tickets.dlq`,
+"""Intake: `tickets.inbound` -> `tickets.accepted` | `tickets.dlq`,
 de-duplicated on the ticket's home partition whatever partition the producer picked.
 
 This shell only moves bytes: `ticketstream.intake` decides. De-duplication keeps per-ticket
@@ -46,7 +46,7 @@ from ticketstream.streams import metrics
 from ticketstream.streams.deadletters import DeadLetters, header_of, source_of
 from ticketstream.streams.emit import Emitter, PartitionCounts, home_partition
 from ticketstream.tickets.state import TicketState
-from ticketstream.topology import ACCEPTED, BY_CUSTOMER, INBOUND, KEYED
+from ticketstream.topology import ACCEPTED, INBOUND, KEYED
 
 MAX_SEEN_PER_TICKET = 256
 """Event fingerprints remembered per ticket; a ticket has a dozen events in its life, so this
@@ -106,7 +106,6 @@ class Intake:
         self.inbound_topic, self.keyed_topic = settings.topic(INBOUND), settings.topic(KEYED)
         self.keyed = Emitter(app, self.keyed_topic)
         self.accepted = Emitter(app, settings.topic(ACCEPTED))
-        self.by_customer = Emitter(app, settings.topic(BY_CUSTOMER))
         self._counts: PartitionCounts | None = None
 
     def partition_count(self, topic: str) -> int | None:
@@ -124,8 +123,6 @@ class Intake:
 
     async def forward(self, item: core.Checked) -> None:
         await self.accepted.send(item.ticket_id.encode(), item.body)
-        if item.customer_id is not None:
-            await self.by_customer.send(item.customer_id.encode(), item.body)
 
     async def decide(
         self, item: core.Checked, read_at: str, source: Callable[[], Source], state: TicketState

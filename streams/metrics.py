@@ -39,6 +39,12 @@ TRIAGED = Counter("ticketstream_triaged", "Triage revisions published, by catego
 ROUTED = Counter("ticketstream_routed", "Triage revisions published to a team queue, by team.", ["team"])
 REPEAT_COMPLAINTS = Counter("ticketstream_repeat_complaints", "Complaints graded up as repeats (二次投訴).")
 MANUAL_TRIAGE = Counter("ticketstream_manual_triage", "Complaints the classifier left to manual triage.")
+CUSTOMER_HISTORY = Gauge(
+    "ticketstream_customer_history_customers", "Customers in this worker's copy of the customer history."
+)
+CUSTOMER_HISTORY_BAD = Counter(
+    "ticketstream_customer_history_bad_entries", "Records of customers.history that are not history entries (skipped)."
+)
 TRIAGE_OVERRIDES = Counter("ticketstream_triage_overrides", "People's overrides applied, by event type.", ["type"])
 TRIAGE_LATENCY = Histogram(
     "ticketstream_triage_latency_seconds",

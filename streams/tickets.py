@@ -37,16 +37,15 @@ import orjson
 
 from ticketstream.intake import COMPLAINT_RECEIVED
 from ticketstream.schemas.events import Event
-from ticketstream.schemas.tickets import TRIAGED
 from ticketstream.settings import Settings
 from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SLA_EVENT, SlaKind
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, failed, guarded, header_of
+from ticketstream.streams.deadletters import DeadLetters, failed, guarded
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.intake import Intake, raw_topic
 from ticketstream.streams.tables import entries, put, table
-from ticketstream.streams.triage import TriageOutputs
+from ticketstream.streams.triage import Triage, TriageOutputs
 from ticketstream.streams.web import bearer_required, owner_route
 from ticketstream.tickets.process import Effects, TicketProcess
 from ticketstream.tickets.state import TicketState
@@ -60,12 +59,8 @@ from ticketstream.topology import (
     STATE,
     TABLE_TICKETS,
 )
-from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
 
 log = logging.getLogger(__name__)
-
-REVISED_BY_HEADER = ("ts-revised-by", b"tickets")
-"""Marks a triage revision this agent made (`tickets.triaged`), so that reading it back costs no parse."""
 
 
 class TicketAgent:
@@ -107,7 +102,7 @@ class TicketAgent:
             await self.alerts.send(alert["id"].encode(), json.dumps(alert, ensure_ascii=False).encode())
             metrics.child(metrics.ALERTS, alert["labels"]["alertname"]).inc()
         for revision in fx.revisions:
-            await self.outputs.publish(revision.record, revision.previous_team, [REVISED_BY_HEADER])
+            await self.outputs.publish(revision.record, revision.previous_team)
             if revision.cause == "incident":
                 metrics.INCIDENT_LINKS.inc()
             elif revision.cause != "escalation":
@@ -160,11 +155,11 @@ def register(
     app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs, dead_letters: DeadLetters
 ) -> TicketAgent:
     intake = Intake(app, settings, dead_letters)
+    triage = Triage(app, settings, process, outputs)
     source = raw_topic(
         app,
         intake.inbound_topic,
         intake.keyed_topic,
-        settings.topic(TRIAGED_TOPIC),
         settings.topic(SLA_TICKS),
         settings.topic(INCIDENT_LINKS),
     )
@@ -178,7 +173,7 @@ def register(
     agent = TicketAgent(app, settings, process, outputs, tickets)
     metrics.DEADLINE_INDEX.set_function(lambda: len(agent.index))
     ticks = Emitter(app, settings.topic(SLA_TICKS))
-    ticks_topic, links_topic = settings.topic(SLA_TICKS), settings.topic(INCIDENT_LINKS)
+    ticks_topic = settings.topic(SLA_TICKS)
 
     async def handle(event: Any, raw: bytes) -> None:
         topic, now = event.message.topic, time.time()
@@ -192,27 +187,22 @@ def register(
             if decided is None:
                 return  # rejected (a dead letter), or re-keyed to its home partition
             state, item = decided.state, decided.item
-            if not decided.forwarded or item.type == COMPLAINT_RECEIVED:  # a complaint's triage record carries it
-                if decided.remembered:
-                    await agent.apply(state, Effects(changed=True))  # the new fingerprint alone
-                return
-            lifecycle = item.event if item.event is not None else Event.model_validate_json(item.body)
-            fx, what = process.on_lifecycle(state, lifecycle, now), "lifecycle"
-            if fx.lifecycle_applied:
-                metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - lifecycle.occurred_at.timestamp()))
+            if not decided.forwarded:
+                return  # a duplicate (or a conflict: a dead letter); nothing new to save
+            accepted = item.event if item.event is not None else Event.model_validate_json(item.body)
+            if item.type == COMPLAINT_RECEIVED:
+                fx, what = await triage.complaint(state, accepted, now), "triage"
+            else:
+                fx, what = process.on_lifecycle(state, accepted, now), "lifecycle"
+                if fx.lifecycle_applied:
+                    metrics.SLA_APPLY_LATENCY.observe(max(0.0, now - accepted.occurred_at.timestamp()))
             fx.changed = fx.changed or decided.remembered  # the fingerprint is saved with the ticket
         elif topic == ticks_topic:
             state = agent.load(event.key.decode())
             fx, what = process.on_tick(state, now), "tick"
-        elif topic == links_topic:
+        else:  # incidents.links
             state = agent.load(event.key.decode())
             fx, what = process.on_link(state, json.loads(raw)["incident_id"], now), "incident"
-        elif header_of(event, REVISED_BY_HEADER[0]) is not None:
-            return  # this agent's own revision, read back
-        else:
-            record = TRIAGED.validate_json(raw)
-            state = agent.load(record.ticket_id)
-            fx, what = process.on_triage(state, record, now), "triage"
         await agent.apply(state, fx)
         metrics.child(metrics.TICKET_MESSAGES, what).inc()
 

@@ -1,17 +1,16 @@
-"""Triage agent: `tickets.by_customer` -> `tickets.triaged` + `queue.<team>` (+ `incidents.by_key`).
+"""Triage in the ticket agent: a new complaint -> `tickets.triaged` + `queue.<team>` (+
+`customers.history`, `incidents.by_key`).
 
-Complaints arrive keyed by customer id, so this worker holds the customer's history (repeat
-detection, 二次投訴) in its `customer_history` table partition, and the pure `TriageEngine`
-does the rest. Output is keyed by ticket id again, so every downstream stage sees one ticket
-on one partition. Each complaint also counts towards its city's incident detection, through the
-feed that sends a city's complaints together (`streams.incident_feed`).
+A complaint is triaged by its ticket's owner in the step that accepts it, against the customer's
+history (repeat detection, 二次投訴) that every worker keeps a copy of
+(`streams.customer_history`), and its record is applied to the ticket at once: no hop through a
+topic keyed by customer and back. Each complaint also counts towards its city's incident
+detection, through the feed that sends a city's complaints together (`streams.incident_feed`).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
-from typing import Any
 
 import faust
 
@@ -19,14 +18,14 @@ from ticketstream.schemas.events import Event, Team
 from ticketstream.schemas.tickets import TRIAGED, TriagedTicket
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
-from ticketstream.streams.deadletters import DeadLetters, guarded
+from ticketstream.streams.customer_history import HistoryReplica
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.incident_feed import FLUSH_SECONDS, IncidentFeed
-from ticketstream.streams.intake import raw_topic
-from ticketstream.streams.tables import put, table
-from ticketstream.topology import BY_CUSTOMER, TABLE_CUSTOMER_HISTORY, queue_topic
+from ticketstream.tickets.process import Effects, TicketProcess
+from ticketstream.tickets.state import TicketState
 from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
-from ticketstream.triage.engine import TriageEngine
+from ticketstream.topology import queue_topic
+from ticketstream.triage.history import CustomerHistories
 from ticketstream.workqueue import work_queue_copy
 
 log = logging.getLogger(__name__)
@@ -41,12 +40,10 @@ class TriageOutputs:
         self.triaged = Emitter(app, settings.topic(TRIAGED_TOPIC))
         self.queues = {team: Emitter(app, settings.topic(queue_topic(team))) for team in Team}
 
-    async def publish(
-        self, record: TriagedTicket, previous_team: Team | None = None, headers: list[tuple[str, bytes]] | None = None
-    ) -> None:
+    async def publish(self, record: TriagedTicket, previous_team: Team | None = None) -> None:
         key = record.ticket_id.encode()
         full = TRIAGED.dump_json(record)
-        await self.triaged.send(key, full, headers=headers)
+        await self.triaged.send(key, full)
         copy = work_queue_copy(record)  # no ID number: the record itself when neither its fields nor its text hold one
         queued = full if copy is record else TRIAGED.dump_json(copy)
         await self.queues[record.team].send(key, queued)
@@ -56,39 +53,40 @@ class TriageOutputs:
         metrics.child(metrics.ROUTED, record.team.value).inc()
 
 
-def register(
-    app: faust.App, settings: Settings, engine: TriageEngine, outputs: TriageOutputs, dead_letters: DeadLetters
-) -> None:
-    by_customer = raw_topic(app, settings.topic(BY_CUSTOMER))
-    history = table(
-        app,
-        settings,
-        TABLE_CUSTOMER_HISTORY,
-        list,
-        "recent complaints per customer: [ticket_id, category, epoch seconds]",
-    )
+class Triage:
+    """A new complaint's step in the ticket agent (streams/tickets.py): wait for the customer
+    history copy, triage and apply (`TicketProcess.on_complaint`), then send the customer's new
+    entry to the other workers, the record to `tickets.triaged` and its team's queue, and the
+    complaint to its city's incident detection. The ticket agent saves the state and sends the
+    rest of the effects."""
 
-    feed = IncidentFeed(app, settings)
+    def __init__(self, app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs) -> None:
+        self.process = process
+        self.outputs = outputs
+        self.histories = CustomerHistories(process.triage.repeat_window_days)
+        self.replica = HistoryReplica(app, settings, self.histories)
+        self.feed = IncidentFeed(app, settings)
+        self.repeat_min = process.triage.grader.rules.modifiers.repeat_min_earlier
+        metrics.CUSTOMER_HISTORY.set_function(lambda: len(self.histories))
 
-    async def handle(event: Any, raw: bytes) -> None:
-        complaint = Event.model_validate_json(raw)
-        customer_id = complaint.complaint.customer.id
-        record, updated = engine.triage(complaint, [tuple(h) for h in history[customer_id]])
-        await put(history, customer_id, [list(h) for h in updated])
-        await outputs.publish(record)
-        await feed.add(
-            record.region.city, record.category.top_level, record.ticket_id, complaint.occurred_at.timestamp()
-        )
-        if record.repeat_count >= engine.grader.rules.modifiers.repeat_min_earlier:
+        @app.task
+        async def follow_customer_history() -> None:
+            await self.replica.run()
+
+        @app.timer(interval=FLUSH_SECONDS)
+        async def feed_incident_detection() -> None:
+            await self.feed.flush_held()
+
+    async def complaint(self, state: TicketState, complaint: Event, now: float) -> Effects:
+        await self.replica.wait_ready()
+        fx, record, entry = self.process.on_complaint(state, complaint, self.histories, now)
+        await self.replica.send(complaint.complaint.customer.id, entry)
+        await self.outputs.publish(record)
+        at = complaint.occurred_at.timestamp()
+        await self.feed.add(record.region.city, record.category.top_level, record.ticket_id, at)
+        if record.repeat_count >= self.repeat_min:
             metrics.REPEAT_COMPLAINTS.inc()
         if record.manual_triage:
             metrics.MANUAL_TRIAGE.inc()
-        metrics.TRIAGE_LATENCY.observe(max(0.0, datetime.now(UTC).timestamp() - complaint.occurred_at.timestamp()))
-
-    @app.agent(by_customer, concurrency=1, name="triage")
-    async def triage(stream: Any) -> None:
-        await guarded(stream.events(), dead_letters, "triage", handle)
-
-    @app.timer(interval=FLUSH_SECONDS)
-    async def feed_incident_detection() -> None:
-        await feed.flush_held()
+        metrics.TRIAGE_LATENCY.observe(max(0.0, now - at))
+        return fx

@@ -30,7 +30,6 @@ from ticketstream.settings import Settings
 from ticketstream.simulation import Shares, Simulator
 from ticketstream.topology import (
     ACCEPTED,
-    BY_CUSTOMER,
     DLQ,
     INBOUND,
     INCIDENT_LINKS,
@@ -49,7 +48,7 @@ from ticketstream.workers.topics import create_topics
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.chaos]
 
-CONSUMED = [INBOUND, KEYED, BY_CUSTOMER, TRIAGED, SLA_TICKS, INCIDENT_LINKS, SLA_BY_TEAM, INCIDENTS_BY_KEY]
+CONSUMED = [INBOUND, KEYED, SLA_TICKS, INCIDENT_LINKS, SLA_BY_TEAM, INCIDENTS_BY_KEY]
 """Every topic the worker group reads (the agents' sources); table changelogs are read without a group."""
 
 OFFSETS_PARTITIONS = 12  # offsets.topic.num.partitions of the embedded cluster

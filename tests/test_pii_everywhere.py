@@ -18,7 +18,7 @@ from ticketstream import intake
 from ticketstream.privacy import mask_keyed_text
 from ticketstream.schemas.deadletter import ReasonCode, Source
 from ticketstream.schemas.events import Event
-from ticketstream.topology import ACCEPTED, BY_CUSTOMER, DLQ, INBOUND, KEYED, STATE, TABLE_TICKETS, TRIAGED
+from ticketstream.topology import ACCEPTED, DLQ, INBOUND, KEYED, STATE, TABLE_TICKETS, TRIAGED
 from ticketstream.workers.topics import all_topics, create_topics
 
 NAME, PHONE, ID_NUMBER, STREET = "歐陽明珠", "13912345678", "110101199003071234", "體育西路191號"
@@ -109,11 +109,11 @@ def test_work_queue_copy_keeps_the_phone_and_drops_the_id_number():
 
 # ---- the whole worker on a real broker -------------------------------------------------------
 
-RECORD_TOPICS = (INBOUND, KEYED, ACCEPTED, TRIAGED, STATE, BY_CUSTOMER)
+RECORD_TOPICS = (INBOUND, KEYED, ACCEPTED, TRIAGED, STATE)
 """Where personal data belongs: the input itself, the audit history, the triaged record and the
-ticket state (plus `tickets.by_customer`, the intake's re-keying of `tickets.accepted` that
-triage reads and copies the customer block from, and `tickets.keyed`, intake's re-keying of
-inbound events that arrived off their ticket's home partition: the same records, the same access)."""
+ticket state (plus `tickets.keyed`, intake's re-keying of inbound events that arrived off their
+ticket's home partition: the same records, the same access). `customers.history` is checked
+like every other topic: it holds customer ids, ticket ids and categories only."""
 
 
 def read_all(bootstrap: str, topic: str) -> list:

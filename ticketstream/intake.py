@@ -249,7 +249,7 @@ class Checked:
     type: str
     body: bytes
     customer_id: str | None = None
-    """The customer of a `complaint.received` (the key of `tickets.by_customer`); else None."""
+    """The customer of a `complaint.received`; else None."""
     channel: str | None = None
     event: Event | None = field(default=None, compare=False)
     """The validated event itself when intake validated it here (not after `from_canonical`),

@@ -18,7 +18,7 @@ KEYED = "tickets.keyed"
 ACCEPTED = "tickets.accepted"
 DLQ = "tickets.dlq"
 TRIAGED = "tickets.triaged"
-BY_CUSTOMER = "tickets.by_customer"
+CUSTOMER_HISTORY = "customers.history"
 SLA_EVENTS = "sla.events"
 SLA_TICKS = "sla.ticks"
 SLA_BY_TEAM = "sla.by_team"
@@ -29,13 +29,11 @@ STATE = "tickets.state"
 ALERTS = "alerts"
 
 # Faust tables, by name; their changelog topics are `<app_id>-<table>-changelog`.
-TABLE_CUSTOMER_HISTORY = "customer_history"
 TABLE_TICKETS = "tickets"
 TABLE_INCIDENT_KEYS = "incident_keys"
 TABLE_BREACHES_5M = "breaches_5m"
 TABLE_BREACHES_1H = "breaches_1h"
 TABLES: dict[str, str] = {
-    TABLE_CUSTOMER_HISTORY: "compact",
     TABLE_TICKETS: "compact",
     TABLE_INCIDENT_KEYS: "compact",
     TABLE_BREACHES_5M: "compact,delete",
@@ -83,7 +81,13 @@ def system_topics() -> list[TopicSpec]:
         TopicSpec(
             ACCEPTED, "ticket_id", "validated, de-duplicated events: the audit history", retention_ms=90 * DAY_MS
         ),
-        TopicSpec(BY_CUSTOMER, "customer_id", "complaints re-keyed by customer for repeat detection"),
+        TopicSpec(
+            CUSTOMER_HISTORY,
+            "customer_id",
+            "internal: each complaint's entry in its customer's history, read by every worker for repeat "
+            "detection (at least the 30-day repeat window)",
+            retention_ms=35 * DAY_MS,
+        ),
         TopicSpec(TRIAGED, "ticket_id", "classified, graded and routed complaints", retention_ms=30 * DAY_MS),
         *[
             TopicSpec(queue_topic(team), "ticket_id", f"work queue of team {team.value}", retention_ms=30 * DAY_MS)

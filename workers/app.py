@@ -19,7 +19,7 @@ from ticketstream.incidents.detector import Detector
 from ticketstream.incidents.detector import load_policy as load_incident_policy
 from ticketstream.settings import Settings, SettingsError
 from ticketstream.sla.engine import SlaEngine
-from ticketstream.streams import breaches, incidents, metrics, tickets, triage
+from ticketstream.streams import breaches, incidents, metrics, tickets
 from ticketstream.streams.deadletters import DeadLetters
 from ticketstream.streams.emit import Murmur2Partitioner
 from ticketstream.streams.triage import TriageOutputs
@@ -128,7 +128,6 @@ def create_app(settings: Settings) -> faust.App:
     engine = triage_engine(settings)
     dead_letters = DeadLetters(app, settings)
     outputs = TriageOutputs(app, settings)
-    triage.register(app, settings, engine, outputs, dead_letters)
     sla = sla_engine(
         settings, on_calendar_fallback=lambda year: metrics.CALENDAR_FALLBACKS.labels(year=str(year)).inc()
     )

@@ -5,6 +5,8 @@ call, save, send the effects) and `replay` (the same calls on a virtual clock), 
 answers exactly as production does. Each input is one method; each takes the ticket's state and
 the processing instant `now`, updates the state and returns the `Effects` to publish:
 
+- `on_complaint`: a new complaint (受理): triaged against the customer's history, then applied
+  as its first triage record (`on_triage`).
 - `on_triage`: a triage record (the first, or a revision read back: an old revision is ignored).
   Overrides that waited for it are applied in occurrence order, then a waiting incident link, then
   the SLA clocks start (or are re-timed for a new grade).
@@ -39,7 +41,8 @@ from ticketstream.schemas.tickets import TriagedTicket
 from ticketstream.sla.engine import SlaEngine, SlaEvent, SlaKind, epoch
 from ticketstream.tickets.state import TicketState
 from ticketstream.tickets.view import ticket_view
-from ticketstream.triage.engine import TriageEngine
+from ticketstream.triage.engine import HistoryEntry, TriageEngine
+from ticketstream.triage.history import CustomerHistories
 
 WAITING_FOR_TRIAGE = {EventType.RECLASSIFIED, EventType.REGRADED, EventType.ASSIGNED, EventType.ESCALATED}
 """Events that change the triage record: they wait in the state until the triage exists."""
@@ -82,6 +85,18 @@ class TicketProcess:
         self.sla = sla
 
     # -- inputs -----------------------------------------------------------------------------------
+    def on_complaint(
+        self, state: TicketState, event: Event, histories: CustomerHistories, now: float
+    ) -> tuple[Effects, TriagedTicket, HistoryEntry]:
+        """Triage a `complaint.received` against its customer's history (remembering it there) and
+        apply the record. Returns the record (to publish whether or not the state took it: a
+        complaint read again after a crash may have been saved but not sent) and the history
+        entry (for the other workers' copies)."""
+        customer = event.complaint.customer.id
+        record, entry = self.triage.triage_entry(event, histories.of(customer))
+        histories.remember(customer, entry)
+        return self.on_triage(state, record, now), record, entry
+
     def on_triage(self, state: TicketState, record: TriagedTicket, now: float) -> Effects:
         fx = Effects()
         if state.triage is not None and state.triage.revision >= record.revision:

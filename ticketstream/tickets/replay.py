@@ -27,20 +27,23 @@ from ticketstream.sla.deadlines import DeadlineIndex
 from ticketstream.sla.engine import SlaEvent, epoch
 from ticketstream.tickets.process import Effects, TicketProcess
 from ticketstream.tickets.state import TicketState
-from ticketstream.triage.engine import HistoryEntry
+from ticketstream.triage.history import CustomerHistories
 
 
 @dataclass
 class Replay:
     process: TicketProcess
     tickets: dict[str, TicketState] = field(default_factory=dict)
-    histories: dict[str, list[HistoryEntry]] = field(default_factory=dict)
+    histories: CustomerHistories = field(init=False)
     index: DeadlineIndex = field(default_factory=DeadlineIndex)
     clock: float = float("-inf")
     seen: set[str] = field(default_factory=set)
     rejected: list[tuple[int, str]] = field(default_factory=list)
     views: dict[str, dict[str, object]] = field(default_factory=dict)
     """The newest `tickets.state` record of each ticket, as the workers would have published it."""
+
+    def __post_init__(self) -> None:
+        self.histories = CustomerHistories(self.process.triage.repeat_window_days)
 
     def _state(self, ticket_id: str) -> TicketState:
         state = self.tickets.get(ticket_id)
@@ -72,9 +75,7 @@ class Replay:
         self.seen.add(event.event_id)
         state = self._state(event.ticket_id)
         if event.type is EventType.COMPLAINT_RECEIVED:
-            customer = event.complaint.customer.id
-            record, self.histories[customer] = self.process.triage.triage(event, self.histories.get(customer, []))
-            fx = self.process.on_triage(state, record, self.clock)
+            fx, _, _ = self.process.on_complaint(state, event, self.histories, self.clock)
         else:
             fx = self.process.on_lifecycle(state, event, self.clock)
         return out + self._done(state, fx)

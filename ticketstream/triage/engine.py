@@ -1,7 +1,8 @@
 """Triage: classify, then grade, then route one complaint (DOMAIN §2, §3, §6), as one pure step.
 
-The same `TriageEngine` serves the stream (`streams.triage`, history in a Faust table keyed by
-customer) and the offline `ticketstream classify` command (history in a dict, in file order),
+The same `TriageEngine` serves the stream (the ticket process, with every customer's history
+replicated to every worker: `ticketstream.triage.history`) and the offline `ticketstream classify`
+command (history in a dict, in file order),
 so an operator testing a rule change sees exactly what the workers would do.
 
 The text is normalised once and matched once against the classifier's and the grader's
@@ -54,7 +55,7 @@ def remember(history: Sequence[HistoryEntry], entry: HistoryEntry, window_days: 
     kept.append(entry)
     newest = max(ts for _, _, ts in kept)
     kept = [h for h in kept if h[2] >= newest - window_days * 86_400]
-    kept.sort(key=lambda h: h[2])
+    kept.sort(key=lambda h: (h[2], h[0]))  # by time; ties by ticket: the same kept whatever the order added
     return kept[-HISTORY_LIMIT:]
 
 
@@ -139,6 +140,14 @@ class TriageEngine:
     ) -> tuple[TriagedTicket, list[HistoryEntry]]:
         """Triage a `complaint.received` event against the customer's history; return the record
         and the customer's updated history."""
+        record, entry = self.triage_entry(event, history, incident_id)
+        return record, remember(history, entry, self.repeat_window_days)
+
+    def triage_entry(
+        self, event: Event, history: Sequence[HistoryEntry], incident_id: str | None = None
+    ) -> tuple[TriagedTicket, HistoryEntry]:
+        """`triage`, returning the complaint's own history entry instead of the updated history:
+        what a worker sends to the others (`CustomerHistories`)."""
         data = event.complaint
         at = event.occurred_at.timestamp()
         evidence = self.evidence(data.content)
@@ -159,8 +168,7 @@ class TriageEngine:
             revision=1,
             overrides=[],
         )
-        updated = remember(history, (event.ticket_id, category.value, at), self.repeat_window_days)
-        return record, updated
+        return record, (event.ticket_id, category.value, at)
 
     def retriage(
         self,
