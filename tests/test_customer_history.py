@@ -119,3 +119,49 @@ def test_the_other_workers_complaints_count_and_a_restarted_worker_reads_them_fi
     assert record("HERE-2")["repeat_count"] == 3
     log = (tmp_path / "worker-2.log").read_text()
     assert "customer history read: 4 records, 1 customers" in log  # the broken one skipped
+
+
+def test_the_old_changelog_keeps_only_each_customers_newest_history():
+    from ticketstream.workers.history_migration import latest_histories
+
+    older = orjson.dumps([["T-1", "technical.network_quality", 1.0]])
+    newer = orjson.dumps([["T-1", "technical.network_quality", 1.0], ["T-2", "business.tariff_billing", 2.0]])
+    records = [
+        (b'"C-1"', older),
+        (b'"C-2"', older),
+        (b'"C-1"', newer),
+        (b'"C-2"', None),  # a tombstone: the customer's history was removed
+        (b"not json", older),
+        (b'"C-3"', b'{"not": "a history"}'),
+    ]
+    assert latest_histories(records) == {"C-1": orjson.loads(newer)}
+
+
+@pytest.mark.integration
+def test_topics_create_copies_the_old_releases_history_once(bootstrap, tmp_path: Path):
+    """Upgrading from the release with a `customer_history` table: the repeats of the last 30
+    days must keep counting, so `topics create` copies that table's changelog when it creates
+    `customers.history`, and only then."""
+    from kafka.admin import KafkaAdminClient, NewTopic
+
+    from ticketstream.workers.history_migration import legacy_changelog
+    from ticketstream.workers.topics import create_topics
+
+    settings = isolated_settings(bootstrap, tmp_path)
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap)
+    admin.create_topics([NewTopic(legacy_changelog(settings), settings.partitions, 1)])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
+    old = [["OLD-1", "technical.network_quality", 100.0], ["OLD-2", "technical.network_quality", 200.0]]
+    producer.send(legacy_changelog(settings), key=b'"C-OLD"', value=orjson.dumps(old[:1]))
+    producer.send(legacy_changelog(settings), key=b'"C-OLD"', value=orjson.dumps(old))
+    producer.flush()
+
+    results = {r.name: r for r in create_topics(settings)}
+    history = results[settings.topic(CUSTOMER_HISTORY)]
+    assert history.created and "copied 2 history entries of 1 customers" in history.note
+    reader = TopicReader(settings, settings.topic(CUSTOMER_HISTORY))
+    reader.read_until(2, 30)
+    assert sorted((r.key, orjson.loads(r.value)) for r in reader.records) == [(b"C-OLD", e) for e in old]
+    again = {r.name: r for r in create_topics(settings)}[settings.topic(CUSTOMER_HISTORY)]
+    assert not again.created and again.note == ""  # an existing topic: nothing copied twice

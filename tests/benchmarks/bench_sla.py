@@ -3,11 +3,8 @@
     .venv/bin/python tests/benchmarks/bench_sla.py [--tickets 20000] [--probes 300] [--bootstrap HOST:PORT]
 
 1. Loads --tickets open complaints (received now: under the shipped policy nothing of theirs is
-   due for an hour) into one worker and waits until its ticket agent holds them all. With
-   `--load triaged` (default) they enter as triage records on `tickets.triaged`, the SLA
-   engine's own input, made by the same pure TriageEngine the triage agent runs (intake and
-   triage throughput have their own benchmarks; through them a million tickets take an hour
-   on two cores); `--load inbound` sends raw complaints through the whole pipeline.
+   due for an hour, each from a customer of its own) through the whole pipeline into one worker
+   and waits until its ticket agent holds them all.
 2. Sends --probes complaints back-dated so that their response breach (L3: 24 h) falls 10-40 s
    in the future, and measures for each breach: (Kafka timestamp of the sla.events record) minus
    the breach instant. Prints p50, p99 and max.
@@ -29,7 +26,6 @@ import sys
 import tempfile
 import time
 import urllib.request
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -41,12 +37,8 @@ from kafka import KafkaProducer  # noqa: E402
 from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
 from tests.factories import encode, received  # noqa: E402
 from tests.harness import TopicReader, isolated_settings, spawn_worker, wait_until, worker_ready  # noqa: E402
-from ticketstream.schemas.events import Event  # noqa: E402
-from ticketstream.schemas.tickets import TRIAGED  # noqa: E402
 from ticketstream.streams.metrics import scrape  # noqa: E402
 from ticketstream.topology import INBOUND, SLA_EVENTS  # noqa: E402
-from ticketstream.topology import TRIAGED as TRIAGED_TOPIC
-from ticketstream.triage.engine import TriageEngine  # noqa: E402
 from ticketstream.workers import embedded_kafka  # noqa: E402
 from ticketstream.workers.topics import create_topics  # noqa: E402
 
@@ -58,26 +50,13 @@ def rss_kb(pid: int) -> int:
     return 0
 
 
-def load_messages(kind: str, count: int, now: datetime):
+def load_messages(count: int, now: datetime):
     """(topic name, key, value) of `count` open tickets received at `now`."""
     template = received("OPEN-0000000", occurred_at=now.isoformat(), content="网速有点慢，晚上看视频卡")
-    if kind == "inbound":
-        for i in range(count):
-            event = dict(template, ticket_id=f"OPEN-{i:07d}", event_id=f"OPEN-{i:07d}:received")
-            event["data"] = dict(template["data"], customer=dict(template["data"]["customer"], id=f"C{i:07d}"))
-            yield INBOUND, event["ticket_id"].encode(), encode(event)
-        return
-    record, _ = TriageEngine().triage(Event.model_validate(template), [])
     for i in range(count):
-        ticket = f"OPEN-{i:07d}"
-        one = replace(
-            record,
-            ticket_id=ticket,
-            triage_id=f"{ticket}:triage:1",
-            source_event_id=f"{ticket}:received",
-            customer=record.customer.model_copy(update={"id": f"C{i:07d}"}),
-        )
-        yield TRIAGED_TOPIC, ticket.encode(), TRIAGED.dump_json(one)
+        event = dict(template, ticket_id=f"OPEN-{i:07d}", event_id=f"OPEN-{i:07d}:received")
+        event["data"] = dict(template["data"], customer=dict(template["data"]["customer"], id=f"C{i:07d}"))
+        yield INBOUND, event["ticket_id"].encode(), encode(event)
 
 
 def start_worker(settings, log: Path) -> subprocess.Popen:
@@ -92,12 +71,6 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=300)
     parser.add_argument("--bootstrap")
     parser.add_argument("--store", choices=["memory", "rocksdb"], default="rocksdb", help="worker table store")
-    parser.add_argument(
-        "--load",
-        choices=["triaged", "inbound"],
-        default="triaged",
-        help="enter the open tickets as triage records (default) or as raw complaints",
-    )
     add_json_option(parser)
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ts-bench-sla-"))
@@ -120,7 +93,7 @@ def main() -> None:
         base_rss = rss_kb(worker.pid)
         now = datetime.now(UTC)
         t0 = time.time()
-        for i, (topic, key, value) in enumerate(load_messages(args.load, args.tickets, now), 1):
+        for i, (topic, key, value) in enumerate(load_messages(args.tickets, now), 1):
             producer.send(settings.topic(topic), key=key, value=value)
             if i % 100_000 == 0:
                 print(f"  sent {i} tickets ({time.time() - t0:.0f} s)", flush=True)
