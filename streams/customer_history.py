@@ -13,11 +13,14 @@ standby machinery, and a worker that holds only active partitions of it stops re
 others' writes (faust-streaming issue #283, open); a table keyed by customer would also have to
 be written from the customer's partition, which is what the `tickets.by_customer` hop did.
 
-At start the copy reads the topic from its beginning to the end offsets it finds then, and no
-complaint is triaged before (`wait_ready`): a restarted worker counts every complaint the
-cluster has sent in the window. The topic's retention (35 days) covers the repeat window (30);
-the copy keeps each customer's entries within the window of their newest, and drops every hour
-the customers with nothing in the window any more.
+A worker reads the topic from its beginning to the end offsets it finds then *before* it starts
+(`load`, run by `run_worker`: before it joins its consumer group and opens its web port), so a
+restarted worker counts every complaint the cluster has sent in the window and nothing waits
+behind the copy in the ticket agent. Then it follows the topic (`follow`, a task of the app).
+
+The topic's retention (35 days) covers the repeat window (30); the copy keeps each customer's
+entries within the window of their newest, and drops every hour the customers with nothing in the
+window any more.
 
 The entry is produced in the same step as the ticket's state and before the step's input offset
 is committed (the producer is flushed before every commit), so an entry is lost only if the
@@ -52,10 +55,28 @@ fewer, larger fetches under load (each worker reads every complaint's entry)."""
 SWEEP_SECONDS = 3600.0
 """How often customers with nothing in the window are dropped from the copy."""
 
+TOPIC_WAIT_SECONDS = 60.0
+"""How long a starting worker waits for `customers.history` to exist before it gives up."""
 
-def entry_of(value: bytes) -> HistoryEntry:
-    ticket_id, category, at = orjson.loads(value)
-    return str(ticket_id), str(category), float(at)
+PROGRESS_SECONDS = 5.0
+
+MAX_AHEAD_SECONDS = 86_400.0
+"""An entry may be this far ahead of the reader's clock (clocks differ); one further ahead is
+not an entry: the window is pruned from a customer's newest entry, so a far-future one would
+wipe the customer's history on every worker."""
+
+
+def entry_of(value: bytes, now: float) -> HistoryEntry:
+    """A history entry from its record value, checked: `[ticket id, category, epoch seconds]`."""
+    entry = orjson.loads(value)
+    if not (isinstance(entry, list) and len(entry) == 3):
+        raise ValueError("not a three-item list")
+    ticket_id, category, at = entry
+    if not (isinstance(ticket_id, str) and ticket_id and isinstance(category, str) and category):
+        raise ValueError("ticket id and category must be non-empty strings")
+    if isinstance(at, bool) or not isinstance(at, int | float) or not 0 < at <= now + MAX_AHEAD_SECONDS:
+        raise ValueError("the time must be epoch seconds, not in the future")
+    return ticket_id, category, float(at)
 
 
 class HistoryReplica:
@@ -67,16 +88,23 @@ class HistoryReplica:
         self.topic = settings.topic(CUSTOMER_HISTORY)
         self.out = Emitter(app, self.topic)
         self.ready = asyncio.Event()
+        """Set once the copy holds the whole topic as it was when the worker started (`load`)."""
+        self.positions: dict[TopicPartition, int] = {}
+        """Per partition, the offset after the last record applied: where reading resumes."""
         self.bad_entries = 0
 
     async def send(self, customer_id: str, entry: HistoryEntry) -> None:
-        """Tell every worker (this one has it already: `TicketProcess.on_complaint`)."""
+        """Tell every worker (this one has it already: `streams.triage.Triage`)."""
         await self.out.send(customer_id.encode(), orjson.dumps(list(entry)))
 
-    async def wait_ready(self) -> None:
-        if not self.ready.is_set():
-            log.info("waiting for the customer history to be read from %s before triaging", self.topic)
-            await self.ready.wait()
+    async def wait_ready(self) -> bool:
+        """Wait for the copy to be loaded; True if it was not yet (the caller waited). A worker
+        started by `run_worker` loads it before it joins its group, so this never waits there."""
+        if self.ready.is_set():
+            return False
+        log.info("waiting for the customer history to be read from %s before triaging", self.topic)
+        await self.ready.wait()
+        return True
 
     def apply(self, key: bytes | None, value: bytes | None) -> None:
         """One record of the topic into the copy; a record that is not an entry is counted and
@@ -84,13 +112,48 @@ class HistoryReplica:
         try:
             if key is None or value is None:
                 raise ValueError("no key or value")
-            self.histories.remember(key.decode(), entry_of(value))
+            self.histories.remember(key.decode(), entry_of(value, time.time()))
         except (ValueError, TypeError, UnicodeDecodeError, orjson.JSONDecodeError):
             self.bad_entries += 1
             metrics.CUSTOMER_HISTORY_BAD.inc()
 
-    async def run(self) -> None:
-        """Read the topic for as long as the worker runs; start over on a failure."""
+    def _apply_batches(self, batches: dict[TopicPartition, list[Any]]) -> int:
+        count = 0
+        for tp, records in batches.items():
+            for record in records:
+                self.apply(record.key, record.value)
+            if records:
+                self.positions[tp] = records[-1].offset + 1
+                count += len(records)
+        return count
+
+    def _consumer(self) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(
+            bootstrap_servers=self.settings.bootstrap_servers,
+            client_id=f"{self.settings.app_id}-customer-history",
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_min_bytes=FETCH_MIN_BYTES,
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+            **self.settings.kafka_client_options(),
+        )
+
+    async def load(self) -> None:
+        """Read the topic from its beginning to the end offsets it has now, then set `ready`.
+        `run_worker` runs this before the worker starts, so the worker joins its group (and its
+        web port answers) only with a complete copy."""
+        consumer = self._consumer()
+        try:
+            await consumer.start()
+            tps = await self._assign(consumer, give_up_after=TOPIC_WAIT_SECONDS)
+            await self._read_to_end(consumer, tps)
+        finally:
+            await consumer.stop()
+
+    async def follow(self) -> None:
+        """Read new entries for as long as the worker runs (loading first if `load` was not run);
+        after a failure, resume from the last record applied."""
         while True:
             try:
                 await self._follow()
@@ -101,60 +164,59 @@ class HistoryReplica:
                 await asyncio.sleep(2.0)
 
     async def _follow(self) -> None:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.settings.bootstrap_servers,
-            client_id=f"{self.settings.app_id}-customer-history",
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_min_bytes=FETCH_MIN_BYTES,
-            fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
-            **self.settings.kafka_client_options(),
-        )
-        await consumer.start()
+        consumer = self._consumer()
         try:
-            partitions = await self._partitions(consumer)
-            tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
-            consumer.assign(tps)
-            await consumer.seek_to_beginning(*tps)
+            await consumer.start()
+            tps = await self._assign(consumer)
             if not self.ready.is_set():
-                await self._catch_up(consumer, tps)
+                await self._read_to_end(consumer, tps)
             swept = time.monotonic()
             while True:
-                batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
-                for records in batches.values():
-                    for record in records:
-                        self.apply(record.key, record.value)
+                self._apply_batches(await consumer.getmany(timeout_ms=1000, max_records=5000))
                 if time.monotonic() - swept > SWEEP_SECONDS:
                     swept = time.monotonic()
                     self.histories.forget_before(time.time() - self.histories.window_days * 86_400)
         finally:
             await consumer.stop()
 
-    async def _partitions(self, consumer: AIOKafkaConsumer) -> set[int]:
-        while True:
-            partitions = consumer.partitions_for_topic(self.topic)
-            if partitions:
-                return set(partitions)
-            log.warning("customer history: topic %s not found yet (ticketstream topics create)", self.topic)
+    async def _assign(self, consumer: AIOKafkaConsumer, give_up_after: float | None = None) -> list[TopicPartition]:
+        """Assign every partition of the topic (as it has them now: partitions added later are read
+        after a restart) at the position reading resumes from."""
+        started = warned = time.monotonic()
+        while not (partitions := consumer.partitions_for_topic(self.topic)):
+            waited = time.monotonic() - started
+            if give_up_after is not None and waited > give_up_after:
+                raise RuntimeError(f"topic {self.topic} does not exist: run `ticketstream topics create`")
+            if time.monotonic() - warned > 30 or waited == 0:
+                warned = time.monotonic()
+                log.warning("customer history: topic %s not found yet (ticketstream topics create)", self.topic)
             await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka's way to ask again
             await asyncio.sleep(1.0)
+        tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        for tp in tps:
+            if tp in self.positions:
+                consumer.seek(tp, self.positions[tp])
+            else:
+                await consumer.seek_to_beginning(tp)
+        return tps
 
-    async def _catch_up(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    async def _read_to_end(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
         """Read up to the end offsets found now, then open the gate (`ready`)."""
-        started = time.monotonic()
+        started = reported = time.monotonic()
         end: dict[Any, int] = await consumer.end_offsets(tps)
-        pending = {tp for tp in tps if end[tp] > await consumer.position(tp)}
+        at = {tp: await consumer.position(tp) for tp in tps}
+        pending = {tp for tp in tps if end[tp] > at[tp]}
+        total = sum(end[tp] - at[tp] for tp in pending)
         read = 0
         while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=1000, max_records=5000)
-            for records in batches.values():
-                for record in records:
-                    self.apply(record.key, record.value)
-                read += len(records)
+            read += self._apply_batches(await consumer.getmany(*pending, timeout_ms=1000, max_records=5000))
             for tp in list(pending):
                 if await consumer.position(tp) >= end[tp]:
                     pending.discard(tp)
+            if time.monotonic() - reported > PROGRESS_SECONDS:
+                reported = time.monotonic()
+                log.info("customer history: %d of ≈ %d records read from %s", read, total, self.topic)
         log.info(
             "customer history read: %d records, %d customers, in %.1f s",
             read,

@@ -1,4 +1,4 @@
-"""The triage agent's feed to incident detection (`incidents.by_key`), a city's complaints per record.
+"""Triage's feed to incident detection (`incidents.by_key`), a city's complaints per record.
 
 Every new complaint counts towards its city's detection (streams/incidents.py), which reads
 `incidents.by_key` keyed by city. One record per complaint made the incident agent's input as

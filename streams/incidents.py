@@ -1,7 +1,7 @@
 """Incident agent: `incidents.by_key` -> `incidents` + `alerts` + `incidents.links`.
 
-The triage agent re-keys every new complaint by city (its top-level category in the value, so
-a category's share of its city can be judged), a city's complaints of a moment in one record
+Triage (in the ticket agent) re-keys every new complaint by city (its top-level category in the
+value, so a category's share of its city can be judged), a city's complaints of a moment in one record
 (`streams.incident_feed`); here each city's detection state lives in the
 `incident_keys` table and `ticketstream.incidents.detector.Detector` decides.
 Counting is by the complaints' own time in minute buckets held in that state, not in a Faust

@@ -73,8 +73,8 @@ CALENDAR_COVERED_UNTIL = Gauge(
 ALERTS = Counter("ticketstream_alerts", "Alerts published to the alerts topic, by alert name.", ["alertname"])
 TICKET_MESSAGES = Counter(
     "ticketstream_ticket_messages",
-    "Inputs the ticket agent applied to a ticket, by source: accepted lifecycle events, the triage agent's "
-    "records (not the agent's own revisions read back), ticks, incident links.",
+    "Inputs the ticket agent applied to a ticket, by source: new complaints (triage), accepted lifecycle "
+    "events, ticks, incident links.",
     ["source"],
 )
 INCIDENT_RECORDS = Counter("ticketstream_incident_records", "Incident records published, by action.", ["action"])

@@ -6,20 +6,20 @@ Inputs (all keyed by ticket id, so co-partitioned with the `tickets` table):
   event from a handling system is applied to its ticket in the same step, and intake's
   fingerprints are saved in the same table value (one write per event). One agent for both
   because they share the key and the partitioning: a round trip through `tickets.accepted`
-  would cost every event a second consume, a second validation and a second table write;
-- `tickets.triaged`: triage records. This agent's own revisions come back too: they carry the
-  `ts-revised-by` header and are skipped before any parsing (the table has them already: the
-  state is saved before a revision is sent, and a lost save re-runs its input);
+  would cost every event a second consume, a second validation and a second table write. A new
+  complaint is triaged in the same step too (`streams.triage.Triage`, against this worker's copy
+  of every customer's history);
 - `incidents.links`: tickets to link to a mass incident;
 - `sla.ticks`: wake-ups. Faust tables can only be written from stream iteration, so the timer
   that watches the deadline index does not fire thresholds itself: it sends the ticket a tick,
   and this agent fires what is due. A tick for a ticket this worker no longer owns reaches the
   owner, who finds it due or not: ticks are idempotent.
 
-Outputs: intake's (`tickets.accepted`, `tickets.by_customer`, `tickets.keyed`, `tickets.dlq`),
-`sla.events` (deterministic ids), `sla.by_team` (windowed overload counts), `alerts`
-(per-ticket breaches), new triage revisions on `tickets.triaged` and the team queues, and the
-full ticket on the compacted `tickets.state`. What to send is decided by the process; this module
+Outputs: intake's (`tickets.accepted`, `tickets.keyed`, `tickets.dlq`), triage's
+(`customers.history`, `incidents.by_key`), `sla.events` (deterministic ids), `sla.by_team`
+(windowed overload counts), `alerts` (per-ticket breaches), every triage revision on
+`tickets.triaged` (not read back) and the team queues, and the full ticket on the compacted
+`tickets.state`. What to send is decided by the process; this module
 only moves bytes and counts metrics.
 """
 
@@ -152,10 +152,14 @@ class TicketAgent:
 
 
 def register(
-    app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs, dead_letters: DeadLetters
+    app: faust.App,
+    settings: Settings,
+    process: TicketProcess,
+    outputs: TriageOutputs,
+    triage: Triage,
+    dead_letters: DeadLetters,
 ) -> TicketAgent:
     intake = Intake(app, settings, dead_letters)
-    triage = Triage(app, settings, process, outputs)
     source = raw_topic(
         app,
         intake.inbound_topic,

@@ -11,6 +11,7 @@ detection, through the feed that sends a city's complaints together (`streams.in
 from __future__ import annotations
 
 import logging
+import time
 
 import faust
 
@@ -54,11 +55,11 @@ class TriageOutputs:
 
 
 class Triage:
-    """A new complaint's step in the ticket agent (streams/tickets.py): wait for the customer
-    history copy, triage and apply (`TicketProcess.on_complaint`), then send the customer's new
-    entry to the other workers, the record to `tickets.triaged` and its team's queue, and the
-    complaint to its city's incident detection. The ticket agent saves the state and sends the
-    rest of the effects."""
+    """A new complaint's step in the ticket agent (streams/tickets.py): triage it against the
+    customer's history in this worker's copy and apply it (`TicketProcess.on_complaint`), then
+    send the customer's new entry to every worker's copy, the ticket's triage record to
+    `tickets.triaged` and its team's queue, and the complaint to its city's incident detection.
+    The ticket agent saves the state and sends the rest of the effects."""
 
     def __init__(self, app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs) -> None:
         self.process = process
@@ -71,22 +72,30 @@ class Triage:
 
         @app.task
         async def follow_customer_history() -> None:
-            await self.replica.run()
+            await self.replica.follow()
 
         @app.timer(interval=FLUSH_SECONDS)
         async def feed_incident_detection() -> None:
             await self.feed.flush_held()
 
     async def complaint(self, state: TicketState, complaint: Event, now: float) -> Effects:
-        await self.replica.wait_ready()
-        fx, record, entry = self.process.on_complaint(state, complaint, self.histories, now)
-        await self.replica.send(complaint.complaint.customer.id, entry)
-        await self.outputs.publish(record)
+        if await self.replica.wait_ready():
+            now = time.time()
+        customer = complaint.complaint.customer.id
+        fx, record, entry = self.process.on_complaint(state, complaint, self.histories.of(customer), now)
+        await self.replica.send(customer, entry)
+        # The ticket's record as it stands: this complaint's, or, when it is read again after a
+        # crash, the newest revision (which may not have reached the topics before the crash).
+        await self.outputs.publish(state.triage or record)
         at = complaint.occurred_at.timestamp()
         await self.feed.add(record.region.city, record.category.top_level, record.ticket_id, at)
-        if record.repeat_count >= self.repeat_min:
-            metrics.REPEAT_COMPLAINTS.inc()
-        if record.manual_triage:
-            metrics.MANUAL_TRIAGE.inc()
-        metrics.TRIAGE_LATENCY.observe(max(0.0, now - at))
+        # Only now, with every send handed over: a step that fails dead-letters the complaint,
+        # which must not then count as a repeat on this worker alone.
+        self.histories.remember(customer, entry)
+        if fx.changed:
+            if record.repeat_count >= self.repeat_min:
+                metrics.REPEAT_COMPLAINTS.inc()
+            if record.manual_triage:
+                metrics.MANUAL_TRIAGE.inc()
+            metrics.TRIAGE_LATENCY.observe(max(0.0, now - at))
         return fx

@@ -65,14 +65,30 @@ def test_customers_with_nothing_in_the_window_are_forgotten():
 
 def test_a_record_that_is_not_an_entry_is_counted_and_skipped():
     """Every worker reads the topic, so a bad record can be neither dead-lettered once nor allowed
-    to stop the copy."""
+    to stop the copy or to change a customer's history (a time far ahead would prune every real
+    entry of the customer on every worker)."""
     from ticketstream.settings import Settings
 
     replica = HistoryReplica(object(), Settings(), CustomerHistories(30))  # type: ignore[arg-type]
-    for key, value in [(None, b"[]"), (b"C", None), (b"C", b"not json"), (b"C", b"[1, 2]"), (b"\xff", b"[]")]:
+    good = orjson.dumps(["T-1", "technical.network_quality", 5.0])
+    bad = [
+        (None, good),
+        (b"C", None),
+        (b"\xff", good),
+        (b"C", b"not json"),
+        (b"C", b"[1, 2]"),
+        (b"C", b'{"a": 1, "b": 2, "1": 3}'),
+        (b"C", b"[1, 2, true]"),
+        (b"C", b'["T-2", "technical.network_quality", true]'),
+        (b"C", b"[null, null, 1e300]"),
+        (b"C", b'["T-2", "technical.network_quality", 1e300]'),
+        (b"C", b'["T-2", "technical.network_quality", -5]'),
+        (b"C", b'["", "technical.network_quality", 5]'),
+    ]
+    replica.apply(b"C", good)
+    for key, value in bad:
         replica.apply(key, value)
-    replica.apply(b"C", orjson.dumps(["T-1", "technical.network_quality", 5.0]))
-    assert replica.bad_entries == 5
+    assert replica.bad_entries == len(bad)
     assert replica.histories.of("C") == [("T-1", "technical.network_quality", 5.0)]
 
 
@@ -100,68 +116,97 @@ def test_the_other_workers_complaints_count_and_a_restarted_worker_reads_them_fi
         found = [json.loads(r.value) for r in triaged.records if r.key == ticket_id.encode()]
         return found[0] if found else None
 
-    def complain(ticket_id: str, at: datetime) -> None:
+    def complain(ticket_id: str, at: datetime, customer: str = "C-HIST") -> None:
         event = received(ticket_id, occurred_at=at.isoformat(), content=text)
-        event["data"]["customer"]["id"] = "C-HIST"
+        event["data"]["customer"]["id"] = customer
         producer.send(settings.topic(INBOUND), key=ticket_id.encode(), value=encode(event))
         producer.flush()
 
     with worker_process(settings, tmp_path / "worker-1.log"):
         complain("HERE-1", now - timedelta(days=1))
         wait_until(lambda: record("HERE-1") is not None, 60, "HERE-1 triaged")
+        # While it runs: "another worker" triages a first complaint of a new customer; once this
+        # worker's copy has it (its gauge counts the customer), this worker's complaint counts it.
+        at = (now - timedelta(hours=2)).timestamp()
+        producer.send(history_topic, key=b"C-LIVE", value=json.dumps(["LIVE-ELSEWHERE", category, at]).encode())
+        producer.flush()
+        wait_until(lambda: customers_in_copy(settings) == 2, 30, "the running worker's copy to take the entry")
+        complain("LIVE-HERE", now - timedelta(hours=1), customer="C-LIVE")
+        wait_until(lambda: record("LIVE-HERE") is not None, 60, "LIVE-HERE triaged")
     assert record("HERE-1")["repeat_count"] == 2  # both of the other worker's complaints
+    assert record("LIVE-HERE")["repeat_count"] == 1
 
-    # A new worker process (its copy starts empty) reads the topic before it triages: HERE-1,
+    # A new worker process (its copy starts empty) reads the topic before it starts: HERE-1,
     # which the first process sent, counts too.
     with worker_process(settings, tmp_path / "worker-2.log"):
         complain("HERE-2", now)
         wait_until(lambda: record("HERE-2") is not None, 60, "HERE-2 triaged")
     assert record("HERE-2")["repeat_count"] == 3
     log = (tmp_path / "worker-2.log").read_text()
-    assert "customer history read: 4 records, 1 customers" in log  # the broken one skipped
+    loaded = log.index("customer history read: 6 records, 2 customers")  # the broken one skipped
+    assert loaded < log.index("[^Worker]: Ready"), "the copy is read before the worker starts"
+
+
+def customers_in_copy(settings) -> int:
+    from urllib.request import urlopen
+
+    with urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    line = next(x for x in text.splitlines() if x.startswith("ticketstream_customer_history_customers "))
+    return int(float(line.split()[1]))
 
 
 def test_the_old_changelog_keeps_only_each_customers_newest_history():
-    from ticketstream.workers.history_migration import latest_histories
+    from ticketstream.streams.tables import encode
+    from ticketstream.workers.history_migration import Histories
 
-    older = orjson.dumps([["T-1", "technical.network_quality", 1.0]])
-    newer = orjson.dumps([["T-1", "technical.network_quality", 1.0], ["T-2", "business.tariff_billing", 2.0]])
-    records = [
-        (b'"C-1"', older),
-        (b'"C-2"', older),
-        (b'"C-1"', newer),
-        (b'"C-2"', None),  # a tombstone: the customer's history was removed
-        (b"not json", older),
-        (b'"C-3"', b'{"not": "a history"}'),
-    ]
-    assert latest_histories(records) == {"C-1": orjson.loads(newer)}
+    older = encode([["T-1", "technical.network_quality", 1.0]])
+    newer = encode([["T-1", "technical.network_quality", 1.0], ["T-2", "business.tariff_billing", 2.0]])
+    histories = Histories()
+    histories.fold(
+        [
+            (encode("C-1"), older),
+            (encode("C-2"), older),
+            (encode("C-1"), newer),
+            (encode("C-2"), None),  # a tombstone: the customer's history was removed
+            (b"not json", older),
+            (encode("C-3"), b'{"not": "a history"}'),
+        ]
+    )
+    assert histories.by_customer == {"C-1": orjson.loads(newer)} and histories.skipped == 2
 
 
 @pytest.mark.integration
-def test_topics_create_copies_the_old_releases_history_once(bootstrap, tmp_path: Path):
+def test_copy_history_carries_the_old_releases_history_and_can_run_again(bootstrap, tmp_path: Path):
     """Upgrading from the release with a `customer_history` table: the repeats of the last 30
-    days must keep counting, so `topics create` copies that table's changelog when it creates
-    `customers.history`, and only then."""
+    days must keep counting, so `topics copy-history` copies that table's changelog (keys and
+    values as Faust's JSON codec wrote them) into `customers.history`; a second run sends the
+    entries again, which every copy merges by ticket."""
     from kafka.admin import KafkaAdminClient, NewTopic
 
-    from ticketstream.workers.history_migration import legacy_changelog
+    from ticketstream.streams.tables import encode
+    from ticketstream.workers.history_migration import copy_legacy_history, legacy_changelog
     from ticketstream.workers.topics import create_topics
 
     settings = isolated_settings(bootstrap, tmp_path)
+    with pytest.raises(RuntimeError, match="does not exist"):
+        copy_legacy_history(settings)
+    create_topics(settings)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(legacy_changelog(settings), settings.partitions, 1)])
     admin.close()
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     old = [["OLD-1", "technical.network_quality", 100.0], ["OLD-2", "technical.network_quality", 200.0]]
-    producer.send(legacy_changelog(settings), key=b'"C-OLD"', value=orjson.dumps(old[:1]))
-    producer.send(legacy_changelog(settings), key=b'"C-OLD"', value=orjson.dumps(old))
+    producer.send(legacy_changelog(settings), key=encode("C-OLD"), value=encode(old[:1]))
+    producer.send(legacy_changelog(settings), key=encode("C-OLD"), value=encode(old))
     producer.flush()
 
-    results = {r.name: r for r in create_topics(settings)}
-    history = results[settings.topic(CUSTOMER_HISTORY)]
-    assert history.created and "copied 2 history entries of 1 customers" in history.note
+    assert copy_legacy_history(settings) == (2, 1)
+    assert copy_legacy_history(settings) == (2, 1)
     reader = TopicReader(settings, settings.topic(CUSTOMER_HISTORY))
-    reader.read_until(2, 30)
-    assert sorted((r.key, orjson.loads(r.value)) for r in reader.records) == [(b"C-OLD", e) for e in old]
-    again = {r.name: r for r in create_topics(settings)}[settings.topic(CUSTOMER_HISTORY)]
-    assert not again.created and again.note == ""  # an existing topic: nothing copied twice
+    reader.read_until(4, 30)
+    copy = CustomerHistories(30)
+    for r in reader.records:
+        assert r.key == b"C-OLD"
+        copy.remember("C-OLD", tuple(orjson.loads(r.value)))
+    assert copy.of("C-OLD") == [tuple(e) for e in old]

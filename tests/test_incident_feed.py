@@ -1,4 +1,4 @@
-"""The triage agent's feed to incident detection (streams/incident_feed.py), the records the
+"""Triage's feed to incident detection (streams/incident_feed.py), the records the
 incident agent reads (`each_of`) and the flushes every commit waits for (streams/commits.py)."""
 
 from __future__ import annotations

@@ -109,7 +109,7 @@ def test_a_message_the_detector_fails_on_is_a_dead_letter_and_the_rest_of_its_ba
     """The incident agent steps a city's complaints of a batch together; when the detector fails
     on one, the city's complaints are taken again one at a time: the failing one is dead-lettered
     (stage incidents) and the others are counted in the city's saved state. The same when the
-    three come in one record (`by_key_record`, the triage agent's feed): the dead letter holds
+    three come in one record (`by_key_record`, triage's feed): the dead letter holds
     the failing complaint alone."""
     settings = isolated_settings(bootstrap, tmp_path)
     create_topics(settings)

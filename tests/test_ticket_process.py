@@ -211,21 +211,25 @@ def test_any_sequence_keeps_ids_unique_and_never_fires_before_its_cause(steps, t
             assert state.next_due == PROCESS.sla.next_due(state.sla)
 
 
-def test_a_complaint_is_triaged_against_its_customers_history_and_remembered_there():
+def test_a_complaint_is_triaged_against_its_customers_history():
     """`on_complaint` is what the ticket agent and `replay` run for a new complaint: the
-    customer's earlier complaints count as repeats, and the complaint joins the history (the entry
-    returned is the one a worker sends to the others)."""
+    customer's earlier complaints count as repeats, and the entry it returns is what the caller
+    remembers (and a worker sends to the others) once the step has succeeded."""
     from ticketstream.triage.history import CustomerHistories
 
     histories = CustomerHistories(TRIAGE.repeat_window_days)
     text = "家里网速有点慢，看视频卡"
     for i, days in enumerate((20, 10)):
-        earlier = received(f"E-{i}", occurred_at=(T0 - timedelta(days=days)).isoformat(), content=text)
-        PROCESS.on_complaint(TicketState.new(f"E-{i}"), Event.model_validate(earlier), histories, now(0))
+        earlier = Event.model_validate(
+            received(f"E-{i}", occurred_at=(T0 - timedelta(days=days)).isoformat(), content=text)
+        )
+        _, _, entry = PROCESS.on_complaint(TicketState.new(f"E-{i}"), earlier, histories.of("C-1"), now(0))
+        histories.remember("C-1", entry)
     state = TicketState.new("P-1")
     complaint = Event.model_validate(received("P-1", occurred_at=T0.isoformat(), content=text))
-    fx, record, entry = PROCESS.on_complaint(state, complaint, histories, now(0))
+    fx, record, entry = PROCESS.on_complaint(state, complaint, histories.of("C-1"), now(0))
     assert record.repeat_count == 2 and state.triage == record and fx.view is not None
-    assert entry == ("P-1", record.category.value, epoch(T0)) and histories.of("C-1")[-1] == entry
-    again, same, _ = PROCESS.on_complaint(state, complaint, histories, now(1))  # read again after a crash
-    assert same == record and not again.changed and len(histories.of("C-1")) == 3
+    assert entry == ("P-1", record.category.value, epoch(T0)) and len(histories.of("C-1")) == 2  # not stored
+    histories.remember("C-1", entry)
+    again, same, _ = PROCESS.on_complaint(state, complaint, histories.of("C-1"), now(1))  # read again after a crash
+    assert same == record and not again.changed  # its own entry does not count: the same ticket

@@ -131,9 +131,10 @@ class Settings(BaseModel):
         default=100,
         ge=0,
         le=1000,
-        description="How long a worker's producer waits to fill a batch. A complaint passes three hops "
-        "inside the workers (intake, triage, its ticket; four off its home partition), so this trades at most that many lingers of "
-        "latency for throughput: 25 ms took a worker from about 1,600 to 2,000 events/s against 5 ms "
+        description="How long a worker's producer waits to fill a batch. A complaint is triaged and "
+        "routed in the step that accepts it (one more hop when it arrives off its home partition), so a "
+        "team's queue sees it about one linger later, and an SLA breach takes a tick's hop and its own record: "
+        "this trades latency for throughput: 25 ms took a worker from about 1,600 to 2,000 events/s against 5 ms "
         "(bench_intake.py); 100 ms cut a worker's CPU per fresh complaint by 8-17 % against 25 ms "
         "(bench_pipeline.py --complaints-only), with the SLA breach latency's p99 at 0.27-0.46 s (bench_sla.py).",
     )

@@ -22,7 +22,7 @@ from ticketstream.sla.engine import SlaEngine
 from ticketstream.streams import breaches, incidents, metrics, tickets
 from ticketstream.streams.deadletters import DeadLetters
 from ticketstream.streams.emit import Murmur2Partitioner
-from ticketstream.streams.triage import TriageOutputs
+from ticketstream.streams.triage import Triage, TriageOutputs
 from ticketstream.tickets.process import TicketProcess
 from ticketstream.workers.consumer import App
 
@@ -133,7 +133,10 @@ def create_app(settings: Settings) -> faust.App:
     )
     metrics.initialise(list(sla.policy.stages))
     _watch_calendar(sla)
-    tickets.register(app, settings, TicketProcess(engine, sla), outputs, dead_letters)
+    process = TicketProcess(engine, sla)
+    triage = Triage(app, settings, process, outputs)
+    app.customer_history = triage.replica  # loaded by run_worker before the worker starts
+    tickets.register(app, settings, process, outputs, triage, dead_letters)
     breaches.register(app, settings)
     incidents.register(app, settings, Detector(load_incident_policy(settings.incident_policy)))
 

@@ -151,6 +151,12 @@ def cmd_topics(args: argparse.Namespace) -> int:
     from ticketstream.workers.topics import create_topics, describe_topics
 
     settings = _connected(_settings(args))
+    if args.action == "copy-history":
+        from ticketstream.workers.history_migration import copy_legacy_history, legacy_changelog
+
+        entries, customers = copy_legacy_history(settings, say=lambda m: print(m, flush=True))
+        print(f"copied {entries} history entries of {customers} customers from {legacy_changelog(settings)}")
+        return 0
     if args.action == "create":
         for result in create_topics(settings):
             state = "created" if result.created else "exists"
@@ -605,8 +611,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="with --sasl-ssl: where the test CA and server certificate are made, or reused (default DIR/tls)",
     )
 
-    p = add("topics", "create every system topic (idempotent) or describe them", cmd_topics)
-    p.add_argument("action", choices=["create", "describe"])
+    p = add(
+        "topics",
+        "create every system topic (idempotent) or describe them; copy-history: when upgrading from a release "
+        "before 2026-12-02, copy its customer history into customers.history (after the old workers stopped, "
+        "before the new ones start; safe to repeat)",
+        cmd_topics,
+    )
+    p.add_argument("action", choices=["create", "describe", "copy-history"])
     p.add_argument("--json", action="store_true", help="describe as JSON")
 
     p = add("lag", "committed offset, end offset and lag of consumer groups, per partition", cmd_lag)

@@ -441,5 +441,9 @@ class Transport(aiokafka.Transport):
 class App(faust.App):
     """A Faust app whose consumer is `Consumer` above (the producer is Faust's unchanged)."""
 
+    customer_history: Any = None
+    """The worker's copy of every customer's history (`streams.customer_history.HistoryReplica`),
+    which `run_worker` loads before the worker starts."""
+
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

@@ -7,8 +7,7 @@ from dataclasses import dataclass
 from kafka.admin import ConfigResource, ConfigResourceType, KafkaAdminClient, NewTopic
 
 from ticketstream.settings import Settings
-from ticketstream.topology import CUSTOMER_HISTORY, TopicSpec, changelog_topics, replication, system_topics
-from ticketstream.workers.history_migration import copy_legacy_history, legacy_changelog
+from ticketstream.topology import TopicSpec, changelog_topics, replication, system_topics
 
 TOPIC_ALREADY_EXISTS = 36
 
@@ -76,17 +75,10 @@ def create_topics(settings: Settings, admin: KafkaAdminClient | None = None) -> 
             raise RuntimeError(f"could not create topics: {detail}")
         existing = {d["name"]: len(d["partitions"]) for d in admin.describe_topics([n for n, _ in wanted])}
         results = []
-        history = settings.topic(CUSTOMER_HISTORY)
         for name, _spec in wanted:
             created = errors.get(name, (0, None))[0] == 0
             parts = existing.get(name, settings.partitions)
             note = "" if parts == settings.partitions else f"has {parts} partitions, settings say {settings.partitions}"
-            if name == history and created and legacy_changelog(settings) in admin.list_topics():
-                copied = copy_legacy_history(settings)
-                if copied is not None:
-                    note = (
-                        f"copied {copied[0]} history entries of {copied[1]} customers from {legacy_changelog(settings)}"
-                    )
             results.append(TopicResult(name, created, parts, note))
         return results
     finally:

@@ -5,8 +5,8 @@
 Runs on one core over `bench_pipeline.py`'s traffic (complaints with about four lifecycle events
 each, fresh timestamps) what the worker's agents do per event besides moving bytes: intake's
 validation, canonical form and fingerprint; the ticket's state loaded from and saved to JSON (as
-the table does); triage of each complaint (with the customer's history) and its record read
-back by the ticket process; the lifecycle event applied; the `tickets.state` view and every
+the table does); triage of each complaint against the customer's history, applied to its ticket
+in the same step, and its record and history entry encoded; the lifecycle event applied; the `tickets.state` view and every
 revision encoded. The baseline in the same run is the cheapest part of it: validating each event
 with pydantic. Prints µs per inbound event (median of the repeats) and the ratio to the
 baseline. Set it against `bench_pipeline.py`'s worker CPU per inbound event to see the share
@@ -31,19 +31,17 @@ from tests.benchmarks.bench_pipeline import traffic  # noqa: E402
 from ticketstream import intake as core  # noqa: E402
 from ticketstream.engines import sla_engine, triage_engine  # noqa: E402
 from ticketstream.intake import COMPLAINT_RECEIVED  # noqa: E402
-from ticketstream.schemas.events import Event  # noqa: E402
 from ticketstream.schemas.tickets import TRIAGED  # noqa: E402
 from ticketstream.settings import Settings  # noqa: E402
 from ticketstream.tickets.process import TicketProcess  # noqa: E402
 from ticketstream.tickets.state import TicketState  # noqa: E402
-from ticketstream.triage.engine import HistoryEntry  # noqa: E402
+from ticketstream.triage.history import CustomerHistories  # noqa: E402
 
 
 def run_core(messages: list[tuple[bytes, bytes]], process: TicketProcess) -> float:
     """Seconds for the core's work on every message, with fresh tables."""
     table: dict[str, bytes] = {}
-    history: dict[str, list[HistoryEntry]] = {}
-    engine = process.triage
+    histories = CustomerHistories(process.triage.repeat_window_days)
 
     def load(ticket_id: str) -> TicketState:
         stored = table.get(ticket_id)
@@ -60,12 +58,12 @@ def run_core(messages: list[tuple[bytes, bytes]], process: TicketProcess) -> flo
             continue
         state.seen[fp.event] = core.seen_entry(fp, read_at)
         table[item.ticket_id] = orjson.dumps(state.to_value())
-        if item.type == COMPLAINT_RECEIVED:  # the triage agent, then the record read back
-            complaint = Event.model_validate_json(item.body)
-            customer = complaint.complaint.customer.id
-            record, history[customer] = engine.triage(complaint, history.get(customer, []))
-            state = load(item.ticket_id)
-            fx = process.on_triage(state, TRIAGED.validate_json(TRIAGED.dump_json(record)), now)
+        if item.type == COMPLAINT_RECEIVED:  # triaged where it is accepted, its entry remembered
+            customer = item.customer_id or ""
+            fx, record, entry = process.on_complaint(state, item.event, histories.of(customer), now)  # type: ignore[arg-type]
+            histories.remember(customer, entry)
+            TRIAGED.dump_json(record)  # its record for tickets.triaged and the team's queue
+            orjson.dumps(list(entry))  # its entry for customers.history
         else:
             fx = process.on_lifecycle(state, item.event, now)  # type: ignore[arg-type]
         if fx.changed:

@@ -6,7 +6,7 @@ Baseline: the pure triage core over simulator complaints (with an injected outag
 Measured: the same plus the detector's per-complaint step (the city's state decoded from and
 encoded to its table form per complaint: the stream does so once per city and batch, so this is its worst case). Prints both rates, the detector's µs per complaint and the
 ratio. (In the live worker a complaint also costs its share of one `incidents.by_key` record per
-city and flush of the triage agent's feed, produced and consumed: streams/incident_feed.py.)
+city and flush of triage's feed, produced and consumed: streams/incident_feed.py.)
 """
 
 from __future__ import annotations

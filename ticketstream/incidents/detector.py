@@ -211,7 +211,7 @@ def by_key_entry(top_level: str, ticket_id: str, at: float) -> dict[str, Any]:
 def by_key_record(city: str, entries: list[dict[str, Any]]) -> tuple[bytes, bytes]:
     """The `incidents.by_key` record of a city's new complaints (`by_key_entry`, in the order
     triaged): keyed by city (all of a city's categories on one partition, for the share). One
-    record carries every complaint of the city that the triage agent took since its last one
+    record carries every complaint of the city that triage took since its last one
     (`streams.incident_feed`), not one record per complaint. A record with a single complaint's
     fields at the top level (the older form) and a `{"tick": ...}` are read as well."""
     return city.encode(), json.dumps({"complaints": entries}, ensure_ascii=False).encode()

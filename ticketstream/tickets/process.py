@@ -7,11 +7,11 @@ the processing instant `now`, updates the state and returns the `Effects` to pub
 
 - `on_complaint`: a new complaint (受理): triaged against the customer's history, then applied
   as its first triage record (`on_triage`).
-- `on_triage`: a triage record (the first, or a revision read back: an old revision is ignored).
+- `on_triage`: a triage record (an old revision, or the same one again, is ignored).
   Overrides that waited for it are applied in occurrence order, then a waiting incident link, then
   the SLA clocks start (or are re-timed for a new grade).
-- `on_lifecycle`: an event from a handling system. `ticket.reclassified` / `regraded` / `assigned`
-  make a new triage revision (re-graded, re-routed; DOMAIN §2, §3, §6) and `ticket.escalated`
+- `on_lifecycle`: an event from a handling system (any but `complaint.received`).
+  `ticket.reclassified` / `regraded` / `assigned` make a new triage revision (re-graded, re-routed; DOMAIN §2, §3, §6) and `ticket.escalated`
   climbs one tier; each waits in the state if the triage has not arrived. Every event that touches
   a clock goes to the SLA state (DOMAIN §5).
 - `on_link`: the ticket belongs to a mass incident (§7): at least L2, a new revision.
@@ -23,6 +23,7 @@ escalation re-routes the ticket (tier 1 the team lead, 2 the complaint desk, 3 m
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -42,7 +43,6 @@ from ticketstream.sla.engine import SlaEngine, SlaEvent, SlaKind, epoch
 from ticketstream.tickets.state import TicketState
 from ticketstream.tickets.view import ticket_view
 from ticketstream.triage.engine import HistoryEntry, TriageEngine
-from ticketstream.triage.history import CustomerHistories
 
 WAITING_FOR_TRIAGE = {EventType.RECLASSIFIED, EventType.REGRADED, EventType.ASSIGNED, EventType.ESCALATED}
 """Events that change the triage record: they wait in the state until the triage exists."""
@@ -86,21 +86,18 @@ class TicketProcess:
 
     # -- inputs -----------------------------------------------------------------------------------
     def on_complaint(
-        self, state: TicketState, event: Event, histories: CustomerHistories, now: float
+        self, state: TicketState, event: Event, history: Sequence[HistoryEntry], now: float
     ) -> tuple[Effects, TriagedTicket, HistoryEntry]:
-        """Triage a `complaint.received` against its customer's history (remembering it there) and
-        apply the record. Returns the record (to publish whether or not the state took it: a
-        complaint read again after a crash may have been saved but not sent) and the history
-        entry (for the other workers' copies)."""
-        customer = event.complaint.customer.id
-        record, entry = self.triage.triage_entry(event, histories.of(customer))
-        histories.remember(customer, entry)
+        """Triage a `complaint.received` against its customer's `history` and apply the record.
+        Returns the record and the complaint's history entry, for the caller to remember once the
+        step has succeeded (the live worker also sends it to every worker's copy: `streams.triage`)."""
+        record, entry = self.triage.triage_entry(event, history)
         return self.on_triage(state, record, now), record, entry
 
     def on_triage(self, state: TicketState, record: TriagedTicket, now: float) -> Effects:
         fx = Effects()
         if state.triage is not None and state.triage.revision >= record.revision:
-            return fx  # a revision this process made, read back, or a re-delivery
+            return fx  # a complaint read again after a crash, triaged again
         state.triage = record
         self._settle(state, fx)
         self._clock(state, fx, now)
@@ -108,8 +105,6 @@ class TicketProcess:
 
     def on_lifecycle(self, state: TicketState, event: Event, now: float) -> Effects:
         fx = Effects()
-        if event.type is EventType.COMPLAINT_RECEIVED:
-            return fx  # its triage record (on_triage) carries everything the ticket needs
         if event.type in WAITING_FOR_TRIAGE:
             if event.event_id in state.applied or any(p["event_id"] == event.event_id for p in state.pending):
                 return fx

@@ -75,7 +75,9 @@ class Replay:
         self.seen.add(event.event_id)
         state = self._state(event.ticket_id)
         if event.type is EventType.COMPLAINT_RECEIVED:
-            fx, _, _ = self.process.on_complaint(state, event, self.histories, self.clock)
+            customer = event.complaint.customer.id
+            fx, _, entry = self.process.on_complaint(state, event, self.histories.of(customer), self.clock)
+            self.histories.remember(customer, entry)
         else:
             fx = self.process.on_lifecycle(state, event, self.clock)
         return out + self._done(state, fx)

@@ -29,7 +29,7 @@ class TicketState:
     ticket_id: str
     sla: TicketSla
     triage: TriagedTicket | None = None
-    """The newest triage revision (None until the triage agent's first record arrives)."""
+    """The newest triage revision (None until its complaint is triaged)."""
     pending: list[dict[str, Any]] = field(default_factory=list)
     """People's overrides and escalations (event JSON) that arrived before the triage; applied in
     occurrence order when it comes."""
