@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -139,15 +140,16 @@ class HistoryReplica:
             **self.settings.kafka_client_options(),
         )
 
-    async def load(self) -> None:
+    async def load(self, say: Callable[[str], None] = log.info) -> None:
         """Read the topic from its beginning to the end offsets it has now, then set `ready`.
-        `run_worker` runs this before the worker starts, so the worker joins its group (and its
-        web port answers) only with a complete copy."""
+        `run_worker` runs this before the worker starts (so before its logging is set up: it
+        passes `say`), so the worker joins its group (and its web port answers) only with a
+        complete copy."""
         consumer = self._consumer()
         try:
             await consumer.start()
             tps = await self._assign(consumer, give_up_after=TOPIC_WAIT_SECONDS)
-            await self._read_to_end(consumer, tps)
+            await self._read_to_end(consumer, tps, say)
         finally:
             await consumer.stop()
 
@@ -201,7 +203,9 @@ class HistoryReplica:
                 await consumer.seek_to_beginning(tp)
         return tps
 
-    async def _read_to_end(self, consumer: AIOKafkaConsumer, tps: list[TopicPartition]) -> None:
+    async def _read_to_end(
+        self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], say: Callable[[str], None] = log.info
+    ) -> None:
         """Read up to the end offsets found now, then open the gate (`ready`)."""
         started = reported = time.monotonic()
         end: dict[Any, int] = await consumer.end_offsets(tps)
@@ -216,11 +220,9 @@ class HistoryReplica:
                     pending.discard(tp)
             if time.monotonic() - reported > PROGRESS_SECONDS:
                 reported = time.monotonic()
-                log.info("customer history: %d of ≈ %d records read from %s", read, total, self.topic)
-        log.info(
-            "customer history read: %d records, %d customers, in %.1f s",
-            read,
-            len(self.histories),
-            time.monotonic() - started,
+                say(f"customer history: {read} of ≈ {total} records read from {self.topic}")
+        say(
+            f"customer history read: {read} records, {len(self.histories)} customers, "
+            f"in {time.monotonic() - started:.1f} s"
         )
         self.ready.set()

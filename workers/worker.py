@@ -83,7 +83,9 @@ def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = Tru
         create_topics(settings)
     app = create_app(with_replication(settings))  # Faust declares its own topics with this factor
     # Every customer's history, read before the worker joins its group: nothing waits for it then.
-    app.loop.run_until_complete(app.customer_history.load())
+    app.loop.run_until_complete(
+        app.customer_history.load(say=lambda m: print(f"ticketstream worker: {m}", file=sys.stderr, flush=True))
+    )
     worker = Worker(
         app,
         stop_timeout=settings.stop_timeout_seconds,
