@@ -42,7 +42,7 @@ def canned() -> dict:
     sla = [
         record(
             "sla",
-            {"tickets": t, "probes": 300, "store": "rocksdb", "load": "triaged"},
+            {"tickets": t, "probes": 300, "store": "rocksdb"},
             {
                 "load_seconds": 4.0,
                 "tick_seconds": 0.25,

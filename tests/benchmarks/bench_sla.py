@@ -185,7 +185,7 @@ def main() -> None:
         write_json(
             args.json,
             "sla",
-            {"tickets": args.tickets, "probes": args.probes, "store": args.store, "load": args.load},
+            {"tickets": args.tickets, "probes": args.probes, "store": args.store},
             {
                 "load_seconds": load_s,
                 "tick_seconds": settings.sla_tick_seconds,

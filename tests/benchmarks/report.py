@@ -428,8 +428,9 @@ def render(data: dict[str, Any], recorded: list[dict[str, float]], out: Path, *,
                 "",
             ]
         md += [
-            "One worker (RocksDB store, 12 partitions) holds the open tickets (entered as triage records on "
-            f"`tickets.triaged`); {sla[0]['params']['probes'] if sla else 300} probe complaints sent through the whole pipeline breach 10-40 s later; "
+            "One worker (RocksDB store, 12 partitions) holds the open tickets (sent as complaints through "
+            "the whole pipeline, each of a customer of its own; the rows recorded earlier entered them as triage "
+            f"records on `tickets.triaged`); {sla[0]['params']['probes'] if sla else 300} probe complaints sent through the whole pipeline breach 10-40 s later; "
             "latency is the Kafka timestamp of the breach record minus the breach instant. The rows marked "
             "*recorded earlier* are README.md's table (`bench_sla.py --tickets 100000` and `--tickets 1000000 "
             "--probes 300` on this project's 2-core machine), not from this run; they are drawn with hollow markers.",
