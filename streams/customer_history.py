@@ -14,9 +14,10 @@ others' writes (faust-streaming issue #283, open); a table keyed by customer wou
 be written from the customer's partition, which is what the `tickets.by_customer` hop did.
 
 A worker reads the topic from its beginning to the end offsets it finds then *before* it starts
-(`load`, run by `run_worker`: before it joins its consumer group and opens its web port), so a
-restarted worker counts every complaint the cluster has sent in the window and nothing waits
-behind the copy in the ticket agent. Then it follows the topic (`follow`, a task of the app).
+(`load`, run by `run_worker`: before it joins its consumer group and opens its web port), and
+follows it from the app's first start (`follow`), catching up with what other workers sent
+meanwhile while its tables recover; its first complaint waits for that catch-up (`ready`), so a
+restarted worker counts every complaint the cluster has sent in the window.
 
 The topic's retention (35 days) covers the repeat window (30); the copy keeps each customer's
 entries within the window of their newest, and drops every hour the customers with nothing in the
@@ -60,6 +61,7 @@ TOPIC_WAIT_SECONDS = 60.0
 """How long a starting worker waits for `customers.history` to exist before it gives up."""
 
 PROGRESS_SECONDS = 5.0
+STALL_SECONDS = 120.0
 
 MAX_AHEAD_SECONDS = 86_400.0
 """An entry may be this far ahead of the reader's clock (clocks differ); one further ahead is
@@ -68,9 +70,14 @@ wipe the customer's history on every worker."""
 
 
 def entry_of(value: bytes, now: float) -> HistoryEntry:
-    """A history entry from its record value, checked: `[ticket id, category, epoch seconds]`."""
-    entry = orjson.loads(value)
-    if not (isinstance(entry, list) and len(entry) == 3):
+    """A history entry from its record value, checked (`checked_entry`)."""
+    return checked_entry(orjson.loads(value), now)
+
+
+def checked_entry(entry: object, now: float) -> HistoryEntry:
+    """`[ticket id, category, epoch seconds]` with a time that is not far ahead of `now`, else
+    ValueError: what every worker's copy accepts, and so what a worker keeps and sends itself."""
+    if not (isinstance(entry, list | tuple) and len(entry) == 3):
         raise ValueError("not a three-item list")
     ticket_id, category, at = entry
     if not (isinstance(ticket_id, str) and ticket_id and isinstance(category, str) and category):
@@ -89,7 +96,8 @@ class HistoryReplica:
         self.topic = settings.topic(CUSTOMER_HISTORY)
         self.out = Emitter(app, self.topic)
         self.ready = asyncio.Event()
-        """Set once the copy holds the whole topic as it was when the worker started (`load`)."""
+        """Set once the follower has caught up with the topic's end as it found it (after `load`,
+        only the entries sent while the worker started)."""
         self.positions: dict[TopicPartition, int] = {}
         """Per partition, the offset after the last record applied: where reading resumes."""
         self.bad_entries = 0
@@ -99,8 +107,9 @@ class HistoryReplica:
         await self.out.send(customer_id.encode(), orjson.dumps(list(entry)))
 
     async def wait_ready(self) -> bool:
-        """Wait for the copy to be loaded; True if it was not yet (the caller waited). A worker
-        started by `run_worker` loads it before it joins its group, so this never waits there."""
+        """Wait for the copy to catch up; True if it had not yet (the caller waited). A worker
+        started by `run_worker` has loaded it before it joined its group and follows it from its
+        first start, so by the end of table recovery it has usually caught up."""
         if self.ready.is_set():
             return False
         log.info("waiting for the customer history to be read from %s before triaging", self.topic)
@@ -152,6 +161,7 @@ class HistoryReplica:
             await self._read_to_end(consumer, tps, say)
         finally:
             await consumer.stop()
+        say("following the customer history from here")
 
     async def follow(self) -> None:
         """Read new entries for as long as the worker runs (loading first if `load` was not run);
@@ -172,6 +182,7 @@ class HistoryReplica:
             tps = await self._assign(consumer)
             if not self.ready.is_set():
                 await self._read_to_end(consumer, tps)
+                self.ready.set()
             swept = time.monotonic()
             while True:
                 self._apply_batches(await consumer.getmany(timeout_ms=1000, max_records=5000))
@@ -184,12 +195,12 @@ class HistoryReplica:
     async def _assign(self, consumer: AIOKafkaConsumer, give_up_after: float | None = None) -> list[TopicPartition]:
         """Assign every partition of the topic (as it has them now: partitions added later are read
         after a restart) at the position reading resumes from."""
-        started = warned = time.monotonic()
+        started = time.monotonic()
+        warned: float | None = None
         while not (partitions := consumer.partitions_for_topic(self.topic)):
-            waited = time.monotonic() - started
-            if give_up_after is not None and waited > give_up_after:
+            if give_up_after is not None and time.monotonic() - started > give_up_after:
                 raise RuntimeError(f"topic {self.topic} does not exist: run `ticketstream topics create`")
-            if time.monotonic() - warned > 30 or waited == 0:
+            if warned is None or time.monotonic() - warned > 30:
                 warned = time.monotonic()
                 log.warning("customer history: topic %s not found yet (ticketstream topics create)", self.topic)
             await consumer._client.force_metadata_update()  # noqa: SLF001 - aiokafka's way to ask again
@@ -206,15 +217,24 @@ class HistoryReplica:
     async def _read_to_end(
         self, consumer: AIOKafkaConsumer, tps: list[TopicPartition], say: Callable[[str], None] = log.info
     ) -> None:
-        """Read up to the end offsets found now, then open the gate (`ready`)."""
-        started = reported = time.monotonic()
+        """Read up to the end offsets found now; give up when nothing has been read for
+        `STALL_SECONDS` (a partition without a leader would otherwise hold a start forever)."""
+        started = reported = progressed = time.monotonic()
         end: dict[Any, int] = await consumer.end_offsets(tps)
         at = {tp: await consumer.position(tp) for tp in tps}
         pending = {tp for tp in tps if end[tp] > at[tp]}
         total = sum(end[tp] - at[tp] for tp in pending)
         read = 0
         while pending:
-            read += self._apply_batches(await consumer.getmany(*pending, timeout_ms=1000, max_records=5000))
+            got = self._apply_batches(await consumer.getmany(*pending, timeout_ms=1000, max_records=5000))
+            read += got
+            if got:
+                progressed = time.monotonic()
+            elif time.monotonic() - progressed > STALL_SECONDS:
+                raise RuntimeError(
+                    f"reading {self.topic} made no progress for {STALL_SECONDS:.0f} s "
+                    f"({read} of ≈ {total} records read): is every partition led by a broker?"
+                )
             for tp in list(pending):
                 if await consumer.position(tp) >= end[tp]:
                     pending.discard(tp)
@@ -225,4 +245,3 @@ class HistoryReplica:
             f"customer history read: {read} records, {len(self.histories)} customers, "
             f"in {time.monotonic() - started:.1f} s"
         )
-        self.ready.set()

@@ -19,7 +19,7 @@ from ticketstream.schemas.events import Event, Team
 from ticketstream.schemas.tickets import TRIAGED, TriagedTicket
 from ticketstream.settings import Settings
 from ticketstream.streams import metrics
-from ticketstream.streams.customer_history import HistoryReplica
+from ticketstream.streams.customer_history import HistoryReplica, checked_entry
 from ticketstream.streams.emit import Emitter
 from ticketstream.streams.incident_feed import FLUSH_SECONDS, IncidentFeed
 from ticketstream.tickets.process import Effects, TicketProcess
@@ -41,7 +41,9 @@ class TriageOutputs:
         self.triaged = Emitter(app, settings.topic(TRIAGED_TOPIC))
         self.queues = {team: Emitter(app, settings.topic(queue_topic(team))) for team in Team}
 
-    async def publish(self, record: TriagedTicket, previous_team: Team | None = None) -> None:
+    async def publish(self, record: TriagedTicket, previous_team: Team | None = None, counted: bool = True) -> None:
+        """Send the record; `counted` False for a record sent again (a complaint read again after
+        a crash), which the triage metrics counted the first time."""
         key = record.ticket_id.encode()
         full = TRIAGED.dump_json(record)
         await self.triaged.send(key, full)
@@ -50,16 +52,17 @@ class TriageOutputs:
         await self.queues[record.team].send(key, queued)
         if previous_team is not None and previous_team != record.team:
             await self.queues[previous_team].send(key, queued)
-        metrics.child(metrics.TRIAGED, record.category.value, record.grade.value).inc()
-        metrics.child(metrics.ROUTED, record.team.value).inc()
+        if counted:
+            metrics.child(metrics.TRIAGED, record.category.value, record.grade.value).inc()
+            metrics.child(metrics.ROUTED, record.team.value).inc()
 
 
 class Triage:
     """A new complaint's step in the ticket agent (streams/tickets.py): triage it against the
     customer's history in this worker's copy and apply it (`TicketProcess.on_complaint`), then
-    send the customer's new entry to every worker's copy, the ticket's triage record to
-    `tickets.triaged` and its team's queue, and the complaint to its city's incident detection.
-    The ticket agent saves the state and sends the rest of the effects."""
+    send the ticket's triage record to `tickets.triaged` and its team's queue, the complaint to its
+    city's incident detection and, last, the customer's new entry to every worker's copy. The
+    ticket agent saves the state and sends the rest of the effects."""
 
     def __init__(self, app: faust.App, settings: Settings, process: TicketProcess, outputs: TriageOutputs) -> None:
         self.process = process
@@ -70,10 +73,6 @@ class Triage:
         self.repeat_min = process.triage.grader.rules.modifiers.repeat_min_earlier
         metrics.CUSTOMER_HISTORY.set_function(lambda: len(self.histories))
 
-        @app.task
-        async def follow_customer_history() -> None:
-            await self.replica.follow()
-
         @app.timer(interval=FLUSH_SECONDS)
         async def feed_incident_detection() -> None:
             await self.feed.flush_held()
@@ -83,15 +82,23 @@ class Triage:
             now = time.time()
         customer = complaint.complaint.customer.id
         fx, record, entry = self.process.on_complaint(state, complaint, self.histories.of(customer), now)
-        await self.replica.send(customer, entry)
-        # The ticket's record as it stands: this complaint's, or, when it is read again after a
-        # crash, the newest revision (which may not have reached the topics before the crash).
-        await self.outputs.publish(state.triage or record)
+        # This complaint's record (revision 1; the revisions its step made, such as a retroactive
+        # escalation's, follow with the effects). A complaint read again after a crash changes
+        # nothing, and the ticket's newest revision goes out again instead: what a team's queue
+        # should hold, and it may not have reached the topics before the crash.
+        await self.outputs.publish(record if fx.changed or state.triage is None else state.triage, counted=fx.changed)
         at = complaint.occurred_at.timestamp()
         await self.feed.add(record.region.city, record.category.top_level, record.ticket_id, at)
-        # Only now, with every send handed over: a step that fails dead-letters the complaint,
-        # which must not then count as a repeat on this worker alone.
-        self.histories.remember(customer, entry)
+        # The entry last: a step that fails before dead-letters the complaint, which must then
+        # count as a repeat nowhere (the ticket agent's save after this step can still fail: the
+        # producer is then broken and the worker stops, and the complaint is read again).
+        try:
+            checked = checked_entry(entry, time.time())
+        except ValueError:  # dated far ahead: it would prune the customer's history (never sent)
+            metrics.CUSTOMER_HISTORY_BAD.inc()
+        else:
+            await self.replica.send(customer, checked)
+            self.histories.remember(customer, checked)
         if fx.changed:
             if record.repeat_count >= self.repeat_min:
                 metrics.REPEAT_COMPLAINTS.inc()

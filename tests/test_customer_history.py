@@ -189,12 +189,14 @@ def test_copy_history_carries_the_old_releases_history_and_can_run_again(bootstr
     from ticketstream.workers.topics import create_topics
 
     settings = isolated_settings(bootstrap, tmp_path)
-    with pytest.raises(RuntimeError, match="does not exist"):
+    with pytest.raises(RuntimeError, match="customer_history-changelog does not exist"):
         copy_legacy_history(settings)
-    create_topics(settings)
     admin = KafkaAdminClient(bootstrap_servers=bootstrap)
     admin.create_topics([NewTopic(legacy_changelog(settings), settings.partitions, 1)])
     admin.close()
+    with pytest.raises(RuntimeError, match="topics create` first"):  # a send would create it carelessly
+        copy_legacy_history(settings)
+    create_topics(settings)
     producer = KafkaProducer(bootstrap_servers=bootstrap, acks="all")
     old = [["OLD-1", "technical.network_quality", 100.0], ["OLD-2", "technical.network_quality", 200.0]]
     producer.send(legacy_changelog(settings), key=encode("C-OLD"), value=encode(old[:1]))

@@ -445,5 +445,13 @@ class App(faust.App):
     """The worker's copy of every customer's history (`streams.customer_history.HistoryReplica`),
     which `run_worker` loads before the worker starts."""
 
+    async def on_first_start(self) -> None:
+        """Follow the customer history from the app's first start, not from the end of table
+        recovery (when Faust starts `app.task`s and the agents resume): the copy then catches up
+        with what other workers sent during the start while the tables recover."""
+        await super().on_first_start()
+        if self.customer_history is not None:
+            self.add_future(self.customer_history.follow())
+
     def _new_transport(self) -> Any:
         return Transport(self.conf.broker_consumer, self)

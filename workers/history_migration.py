@@ -65,8 +65,13 @@ def copy_legacy_history(settings: Settings, say: Callable[[str], None] = log.inf
     histories = Histories()
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False, **client)
     try:
-        if topic not in consumer.topics():
+        topics = consumer.topics()
+        if topic not in topics:
             raise RuntimeError(f"topic {topic} does not exist: nothing to copy (is the app id right?)")
+        if settings.topic(CUSTOMER_HISTORY) not in topics:  # a send would create it with the broker's defaults
+            raise RuntimeError(
+                f"topic {settings.topic(CUSTOMER_HISTORY)} does not exist: run `ticketstream topics create` first"
+            )
         tps = [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -88,15 +93,19 @@ def copy_legacy_history(settings: Settings, say: Callable[[str], None] = log.inf
     if histories.skipped:
         say(f"skipped {histories.skipped} record(s) of {topic} that are not a customer's history")
     producer = KafkaProducer(bootstrap_servers=servers, acks="all", linger_ms=20, **client)
+    failures: list[BaseException] = []
+    sent = 0
     try:
-        sent = [
-            producer.send(settings.topic(CUSTOMER_HISTORY), key=customer.encode(), value=orjson.dumps(entry))
-            for customer, entries in histories.by_customer.items()
-            for entry in entries
-        ]
+        for customer, entries in histories.by_customer.items():
+            for entry in entries:
+                future = producer.send(
+                    settings.topic(CUSTOMER_HISTORY), key=customer.encode(), value=orjson.dumps(entry)
+                )
+                future.add_errback(failures.append)
+                sent += 1
         producer.flush()
-        for future in sent:
-            future.get(timeout=30)  # raises the send's error: a copy reported done is done
     finally:
         producer.close()
-    return len(sent), len(histories.by_customer)
+    if failures:  # a copy reported done is done: say what failed (running it again is safe)
+        raise RuntimeError(f"{len(failures)} of {sent} entries were not written: {type(failures[0]).__name__}")
+    return sent, len(histories.by_customer)

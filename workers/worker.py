@@ -69,7 +69,8 @@ def stop_process(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
 
 
 def run_worker(settings: Settings, ensure_topics: bool = True, quiet: bool = True) -> None:
-    """Create missing topics (idempotent), then run the worker until SIGINT/SIGTERM."""
+    """Create missing topics (idempotent), read every customer's history (the triage's repeat
+    detection needs it complete), then run the worker until SIGINT/SIGTERM."""
     check_exposure(settings)  # before touching Kafka: an unguarded exposed lookup is a setup error
     if not port_free(settings.web_host, settings.web_port):
         raise SettingsError(
