@@ -463,6 +463,24 @@ def test_a_stages_marks_share_their_walks_and_get_each_marks_own_deadline(unit, 
     )
 
 
+@given(instants.flatmap(lambda start: st.tuples(st.just(start), pause_lists(start))), st.floats(0.1, 200))
+@example((1767196800.0, []), 7.0)  # 00:00 of 2026-01-01 in Shanghai: the day's own start
+def test_working_days_marks_depend_only_on_the_day_they_start(start_pauses, days):
+    """Every instant of a local day counts from the next midnight, so the engine shares one set of
+    working-days marks per day (`day_start`): they are each mark's own deadline from the instant."""
+    start, pauses = start_pauses
+    day = CAL.day_start(start)
+    assert day <= start < day + 25 * 3600
+    assert CAL.counting_start(Unit.WORKING_DAYS, datetime.fromtimestamp(day, CAL.tz)) == CAL.counting_start(
+        Unit.WORKING_DAYS, datetime.fromtimestamp(start, CAL.tz)
+    )
+    target = days * 86_400
+    shares = [target * p / 100 for p in ENGINE._percents[True]]
+    assert ENGINE._threshold_instants(Unit.WORKING_DAYS, day, target, True, tuple(pauses)) == tuple(
+        _deadline_of_one_mark(Unit.WORKING_DAYS, start, s, pauses) for s in shares
+    )
+
+
 histories = st.lists(
     st.tuples(
         st.sampled_from(

@@ -185,6 +185,13 @@ class WorkCalendar:
             day += timedelta(days=1)
         raise CalendarError(f"no working time within {MAX_DAYS_SCANNED} days after {start.isoformat()}")
 
+    def day_start(self, epoch: float) -> float:
+        """Epoch of the local midnight that begins the day of `epoch`. Working days count from the
+        next midnight (`counting_start`), so every instant of one local day counts from the same
+        instant as this one: what a working-days deadline depends on (`SlaEngine` shares one set of
+        marks per day through it)."""
+        return self._local_midnight(datetime.fromtimestamp(epoch, self.tz).date()).timestamp()
+
     def counting_start(self, unit: Unit, start: datetime) -> datetime:
         """Where counting begins: 00:00 of the next local day for working days, else the start."""
         if unit is Unit.WORKING_DAYS:

@@ -384,7 +384,10 @@ class SlaEngine:
                 closed_at = first.get(_CLOSED)
                 if closed_at is not None and (met_at is None or met_at > closed_at):
                     cancelled_at = closed_at if cancelled_at is None else min(cancelled_at, closed_at)
-                thresholds = self._stage_marks(stage.unit, start, stage.targets[grade], stage.escalates, pauses)
+                # Working days count from the next local midnight: every start of a day has the
+                # same marks, so the day's tickets share one set instead of one walk each.
+                counted_from = self.calendar.day_start(start) if stage.unit is Unit.WORKING_DAYS else start
+                thresholds = self._stage_marks(stage.unit, counted_from, stage.targets[grade], stage.escalates, pauses)
                 due_at = thresholds[self._breach[stage.escalates]].at
                 out.append(StageTiming(cycle, stage.name, start, due_at, met_at, cancelled_at, paused, thresholds))
         return out
