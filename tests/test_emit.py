@@ -12,6 +12,7 @@ from pathlib import Path
 
 import faust
 import pytest
+from aiokafka.producer.message_accumulator import MessageAccumulator
 from kafka import KafkaConsumer, TopicPartition
 from kafka.admin import NewPartitions, NewTopic
 
@@ -131,6 +132,68 @@ def test_a_topic_placed_by_produce_stays_tracked_when_another_topic_is_added(boo
                 await (await produce(app, added, b"T-1", b"v"))  # the producer's send: tracks `added`
                 delivered = await asyncio.wait_for(first, 15)
                 assert delivered.partition == home_partition(b"T-1", 2)
+
+        asyncio.run(run())
+    finally:
+        admin.close()
+
+
+@pytest.mark.parametrize(
+    ("linger_ms", "accumulator"),
+    [(300, "lingering"), (300, "aiokafka"), (0, "lingering")],
+)
+def test_new_batches_wake_the_sender_only_when_no_linger_timer_is_due(
+    bootstrap: str, tmp_path: Path, linger_ms: int, accumulator: str
+) -> None:
+    """A record for a partition without a batch starts a batch. With a linger, the sender's timer
+    for the first lingering batch ends before any later batch's linger, so the later batches do
+    not wake it (`LingeringAccumulator`): 24 partitions' records are delivered together after one
+    linger in a few walks of the batches, where aiokafka's own accumulator walks them again for
+    most new batches. With no linger a new batch wakes the sender, as in aiokafka."""
+    settings = isolated_settings(bootstrap, tmp_path, partitions=24, producer_linger_ms=linger_ms)
+    topic = settings.topic("lingering")
+    admin = admin_client(settings)
+    try:
+        admin.create_topics([NewTopic(topic, 24, 1)])
+
+        async def run() -> None:
+            async with started_producer(settings) as app:
+                await (await produce(app, topic, None, b"warm-up"))  # metadata known, the sender idle
+                batches = emit._sink(app).batches
+                assert isinstance(batches, emit.LingeringAccumulator)
+                if accumulator == "aiokafka":
+                    batches.__class__ = MessageAccumulator
+                walks = 0
+                walk = batches.drain_by_nodes
+
+                def counted(*args: object, **kwargs: object) -> object:
+                    nonlocal walks
+                    walks += 1
+                    return walk(*args, **kwargs)
+
+                batches.drain_by_nodes = counted
+                keys = [
+                    next(f"T-{i}-{p}".encode() for i in range(10_000) if home_partition(f"T-{i}-{p}".encode(), 24) == p)
+                    for p in range(24)
+                ]
+                loop = asyncio.get_running_loop()
+                started = loop.time()
+                futures = []
+                for key in keys:  # one new batch each, the loop free to run the sender in between
+                    futures.append(await produce(app, topic, key, b"v"))
+                    await asyncio.sleep(0)
+                delivered = await asyncio.wait_for(asyncio.gather(*futures), 15)
+                elapsed = loop.time() - started
+                assert sorted(m.partition for m in delivered) == list(range(24))
+                if linger_ms:
+                    assert elapsed >= linger_ms / 1000 * 0.9  # sent when the first batch's linger ended
+                    if accumulator == "lingering":
+                        assert walks <= 4, walks
+                    else:  # woken by most new batches (a few come while it is between waits)
+                        assert walks >= 8, walks
+                else:
+                    assert walks > 4, walks  # woken by new batches (coalesced while a request is in flight)
+                    assert elapsed < linger_ms / 1000 + 1
 
         asyncio.run(run())
     finally:
