@@ -102,7 +102,8 @@ class TicketAgent:
             await self.alerts.send(alert["id"].encode(), json.dumps(alert, ensure_ascii=False).encode())
             metrics.child(metrics.ALERTS, alert["labels"]["alertname"]).inc()
         for revision in fx.revisions:
-            await self.outputs.publish(revision.record, revision.previous_team)
+            as_json = state.triage_json() if revision.record is state.triage else None
+            await self.outputs.publish(revision.record, revision.previous_team, as_json=as_json)
             if revision.cause == "incident":
                 metrics.INCIDENT_LINKS.inc()
             elif revision.cause != "escalation":

@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 import faust
+import orjson
 
 from ticketstream.schemas.events import Event, Team
 from ticketstream.schemas.tickets import TRIAGED, TriagedTicket
@@ -41,11 +43,19 @@ class TriageOutputs:
         self.triaged = Emitter(app, settings.topic(TRIAGED_TOPIC))
         self.queues = {team: Emitter(app, settings.topic(queue_topic(team))) for team in Team}
 
-    async def publish(self, record: TriagedTicket, previous_team: Team | None = None, counted: bool = True) -> None:
+    async def publish(
+        self,
+        record: TriagedTicket,
+        previous_team: Team | None = None,
+        counted: bool = True,
+        as_json: dict[str, Any] | None = None,
+    ) -> None:
         """Send the record; `counted` False for a record sent again (a complaint read again after
-        a crash), which the triage metrics counted the first time."""
+        a crash), which the triage metrics counted the first time. `as_json`: the record's JSON
+        form when the ticket has it already (`TicketState.triage_json`, made for its table value
+        and view), so it is not encoded a second time."""
         key = record.ticket_id.encode()
-        full = TRIAGED.dump_json(record)
+        full = TRIAGED.dump_json(record) if as_json is None else orjson.dumps(as_json)
         await self.triaged.send(key, full)
         copy = work_queue_copy(record)  # no ID number: the record itself when neither its fields nor its text hold one
         queued = full if copy is record else TRIAGED.dump_json(copy)
@@ -86,7 +96,9 @@ class Triage:
         # escalation's, follow with the effects). A complaint read again after a crash changes
         # nothing, and the ticket's newest revision goes out again instead: what a team's queue
         # should hold, and it may not have reached the topics before the crash.
-        await self.outputs.publish(record if fx.changed or state.triage is None else state.triage, counted=fx.changed)
+        published = record if fx.changed or state.triage is None else state.triage
+        as_json = state.triage_json() if published is state.triage else None
+        await self.outputs.publish(published, counted=fx.changed, as_json=as_json)
         at = complaint.occurred_at.timestamp()
         await self.feed.add(record.region.city, record.category.top_level, record.ticket_id, at)
         # The entry last: a step that fails before dead-letters the complaint, which must then
