@@ -7,11 +7,13 @@ commits source offsets it flushes this same producer (`Consumer.commit` -> `prod
 Partitioning is murmur2 of the key (`Murmur2Partitioner`, the app's producer's partitioner), the
 same as Java, aiokafka and kafka-python clients, so topics keyed by ticket id stay co-partitioned.
 
-Every record of every agent takes `produce` (about five per inbound event), so it does for a
+Every record of every agent takes `send` (about six per inbound event; `produce` where the
+record's delivery is awaited: a table write's, for the RocksDB store's offset), so it does for a
 keyed record only what the record needs: its partition from a remembered partition count, and the
 append to aiokafka's batch for that partition. What it leaves out, per record: Faust's wrapper
 (a signal and a header check), aiokafka's wait for metadata it already has, and aiokafka's three
-set and two list copies of the topic's partitions (`PartitionCounts`) — together ≈ 5 µs a record.
+set and two list copies of the topic's partitions (`PartitionCounts`) — together ≈ 5 µs a record
+— and, for `send`, the record's own delivery future (`LingeringAccumulator.append_unawaited`).
 A record it cannot place that way (no key, metadata not known yet, too large to judge cheaply)
 takes the producer's own `send`, with its waits and its errors.
 """
@@ -86,25 +88,46 @@ class PartitionCounts:
 
 class LingeringAccumulator(MessageAccumulator):  # type: ignore[misc]  # aiokafka has no type hints
     """aiokafka's batches of records per partition, without a wake-up of the sender for each new
-    batch while a wake-up at the end of the linger is already due.
+    batch when the sender will wake before that batch's linger ends anyway.
 
     aiokafka's sender sleeps until its accumulator has something: a full batch, a flush, the end
-    of the first lingering batch's linger (a timer), or any new batch. On each wake it walks every
-    partition's batch. A worker appends to some hundred partitions within one linger (every
-    ticket-keyed topic times the partitions, plus the teams' queues), so the new batches alone
-    woke it a hundred times per linger for a hundred-partition walk each: 5-6 % of a worker's time
-    on fresh complaints (py-spy, `bench_pipeline.py --complaints-only`). A new batch's linger
-    ends after every earlier batch's, so while the timer is set it changes nothing the sender
-    would do. With no linger (`producer_linger_ms` 0), without a timer (nothing lingering, or
-    the only batches waiting on a request in flight) and in a transaction, a new batch wakes it
-    as aiokafka does."""
+    of the first lingering batch's linger (a timer), the end of a request in flight, or any new
+    batch. On each wake it walks every partition's batch. A worker appends to some hundred
+    partitions within one linger (every ticket-keyed topic times the partitions, plus the teams'
+    queues), so the new batches alone woke it a hundred times per linger for a hundred-partition
+    walk each: 5-6 % of a worker's time on fresh complaints (py-spy, `bench_pipeline.py
+    --complaints-only`). A new batch changes nothing the sender would do while its linger timer is
+    set (a new batch's linger ends after every earlier batch's) or while a request to the batch's
+    broker is in flight (the sender skips that broker's batches until the request ends, and then
+    walks them all and sets the timer). Otherwise, with no linger (`producer_linger_ms` 0) and in
+    a transaction, a new batch wakes it as aiokafka does."""
+
+    in_flight: set[int] | frozenset[int] = frozenset()
+    """The sender's brokers with a request in flight (its own set, `_Sink` links it)."""
 
     def _append_batch(self, builder: Any, tp: TopicPartition) -> Any:
-        if self._linger_time <= 0 or self._wakeup_handle is None or self._txn_manager is not None:
+        if (
+            self._linger_time <= 0
+            or self._txn_manager is not None
+            or (self._wakeup_handle is None and self._cluster.leader_for_partition(tp) not in self.in_flight)
+        ):
             return super()._append_batch(builder, tp)
         batch = MessageBatch(tp, builder, self._batch_ttl, self._linger_time)
         self._batches[tp].append(batch)
         return batch
+
+    def append_unawaited(self, tp: TopicPartition, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> bool:
+        """Append a record to `tp`'s open batch without a delivery future of its own: False when
+        it must take `add_message` instead (no open batch, the batch full, the producer closing or
+        failed). aiokafka makes a future per record and sets it when the batch is delivered; a
+        record sent with `send` is never awaited, and the future, its loop lookup and its result
+        cost ≈ 3 % of a worker's time. The batch keeps its own future and its first record's."""
+        if self._closed or self._exception is not None:
+            return False
+        pending = self._batches.get(tp)
+        if not pending:
+            return False
+        return pending[-1]._builder.append(timestamp=None, key=key, value=value, headers=headers) is not None
 
 
 class _Sink:
@@ -116,6 +139,7 @@ class _Sink:
         self.batches = producer._message_accumulator
         if type(self.batches) is MessageAccumulator:
             self.batches.__class__ = LingeringAccumulator  # the same batches; a new batch wakes the sender less often
+            self.batches.in_flight = producer._sender._in_flight
         self.timeout = producer._request_timeout_ms / 1000
         self.client = producer.client
         self.partitions = PartitionCounts(producer.client.cluster)
@@ -164,6 +188,29 @@ async def producer_partitions(app: faust.App, topic: str, timeout: float) -> int
     return count
 
 
+def _placed(
+    app: faust.App, topic: str, key: bytes | None, value: bytes, partition: int | None, headers: Any
+) -> tuple[_Sink, TopicPartition] | None:
+    """The sink and partition of a record `produce` places itself; None for one that takes the
+    producer's `send` (no key, metadata not known yet, too large to judge cheaply)."""
+    sink = _sink(app)
+    sink.track(topic)
+    count = sink.partitions(topic)
+    if partition is not None and count is not None and not 0 <= partition < count:
+        raise ValueError(f"{topic} has no partition {partition} (it has {count})")
+    size = len(value) + (0 if key is None else len(key))
+    if headers:
+        size += sum(len(k) + len(v) for k, v in headers)
+    if key is None or count is None or size >= SMALL_RECORD:
+        return None
+    if partition is None:
+        partition = home_partition(key, count)
+    tp = sink.tps.get((topic, partition))
+    if tp is None:
+        tp = sink.tps[topic, partition] = TopicPartition(topic, partition)
+    return sink, tp
+
+
 async def produce(
     app: faust.App,
     topic: str,
@@ -174,27 +221,38 @@ async def produce(
 ) -> asyncio.Future[Any]:
     """Hand one record to the app's producer and return the future of its delivery (set when the
     broker has it). `partition` None: murmur2 of the key, as the producer's partitioner."""
-    sink = _sink(app)
-    sink.track(topic)
-    count = sink.partitions(topic)
-    if partition is not None and count is not None and not 0 <= partition < count:
-        raise ValueError(f"{topic} has no partition {partition} (it has {count})")
-    size = len(value) + (0 if key is None else len(key))
-    if headers:
-        size += sum(len(k) + len(v) for k, v in headers)
-    if key is None or count is None or size >= SMALL_RECORD:
+    placed = _placed(app, topic, key, value, partition, headers)
+    if placed is None:
         return await app.producer.send(topic, key, value, partition, None, headers)
-    if partition is None:
-        partition = home_partition(key, count)
-    tp = sink.tps.get((topic, partition))
-    if tp is None:
-        tp = sink.tps[topic, partition] = TopicPartition(topic, partition)
+    sink, tp = placed
     fut: asyncio.Future[Any] = await sink.batches.add_message(tp, key, value, sink.timeout, headers=headers or [])
     return fut
 
 
+async def send(
+    app: faust.App,
+    topic: str,
+    key: bytes | None,
+    value: bytes,
+    partition: int | None = None,
+    headers: list[tuple[str, bytes]] | None = None,
+) -> None:
+    """`produce` for a record whose delivery nobody awaits (every agent's output: at-least-once
+    rests on Faust's flush of the producer before it commits, not on the record's future), so it
+    gets no future of its own when its partition has an open batch (`append_unawaited`)."""
+    placed = _placed(app, topic, key, value, partition, headers)
+    if placed is None:
+        await app.producer.send(topic, key, value, partition, None, headers)
+        return
+    sink, tp = placed
+    batches = sink.batches
+    assert key is not None  # placed: keyed
+    if not (isinstance(batches, LingeringAccumulator) and batches.append_unawaited(tp, key, value, headers or [])):
+        await batches.add_message(tp, key, value, sink.timeout, headers=headers or [])
+
+
 class Emitter:
-    """Sends raw key/value bytes to one topic through the app's producer (`produce`)."""
+    """Sends raw key/value bytes to one topic through the app's producer (`send`)."""
 
     def __init__(self, app: faust.App, topic: str) -> None:
         self.app = app
@@ -208,4 +266,4 @@ class Emitter:
         headers: list[tuple[str, bytes]] | None = None,
     ) -> None:
         """Hand one record to the producer; `partition` None lets murmur2 of the key choose."""
-        await produce(self.app, self.topic, key, value, partition, headers)
+        await send(self.app, self.topic, key, value, partition, headers)

@@ -198,3 +198,44 @@ def test_new_batches_wake_the_sender_only_when_no_linger_timer_is_due(
         asyncio.run(run())
     finally:
         admin.close()
+
+
+def test_send_appends_to_the_open_batch_without_a_future_per_record(bootstrap: str, tmp_path: Path) -> None:
+    """`send` (every agent's output) puts a record into its partition's open batch with no
+    delivery future of its own; the batch is delivered whole, in order, by the producer's flush
+    (what Faust awaits before it commits)."""
+    settings = isolated_settings(bootstrap, tmp_path, partitions=2, producer_linger_ms=1000)
+    topic = settings.topic("unawaited")
+    admin = admin_client(settings)
+    try:
+        admin.create_topics([NewTopic(topic, 2, 1)])
+
+        async def run() -> None:
+            async with started_producer(settings) as app:
+                await (await produce(app, topic, b"T-1", b"warm-up"))  # metadata known
+                first = await produce(app, topic, b"T-1", b"0")  # opens the partition's batch
+                for i in range(1, 50):
+                    await emit.send(app, topic, b"T-1", str(i).encode())
+                tp = TopicPartition(topic, home_partition(b"T-1", 2))
+                (batch,) = emit._sink(app).batches._batches[tp]
+                assert batch.record_count == 50
+                assert len(batch._msg_futures) == 1  # the first record's, from `produce`
+                await asyncio.wait_for(app.producer.flush(), 15)  # well before the linger ends
+                assert first.done()
+
+        asyncio.run(run())
+    finally:
+        admin.close()
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer.assign([TopicPartition(topic, home_partition(b"T-1", 2))])
+    consumer.seek_to_beginning()
+    values: list[bytes] = []
+    wait_until(
+        lambda: (
+            bool(values.extend(r.value for batch in consumer.poll(500).values() for r in batch)) or len(values) >= 51
+        ),
+        30,
+        "the 50 records of the batch",
+    )
+    consumer.close()
+    assert values == [b"warm-up"] + [str(i).encode() for i in range(50)]
