@@ -133,6 +133,12 @@ def test_the_other_workers_complaints_count_and_a_restarted_worker_reads_them_fi
         wait_until(lambda: customers_in_copy(settings) == 2, 30, "the running worker's copy to take the entry")
         complain("LIVE-HERE", now - timedelta(hours=1), customer="C-LIVE")
         wait_until(lambda: record("LIVE-HERE") is not None, 60, "LIVE-HERE triaged")
+        # A complaint dated days ahead (a channel's clock gone wrong) is triaged, but its entry is
+        # refused and counted, never sent: every copy would prune the customer's history by it.
+        refused = metric(settings, "ticketstream_customer_history_bad_entries_total")
+        complain("AHEAD-1", now + timedelta(days=3))
+        wait_until(lambda: record("AHEAD-1") is not None, 60, "AHEAD-1 triaged")
+        assert metric(settings, "ticketstream_customer_history_bad_entries_total") == refused + 1
     assert record("HERE-1")["repeat_count"] == 2  # both of the other worker's complaints
     assert record("LIVE-HERE")["repeat_count"] == 1
 
@@ -143,17 +149,23 @@ def test_the_other_workers_complaints_count_and_a_restarted_worker_reads_them_fi
         wait_until(lambda: record("HERE-2") is not None, 60, "HERE-2 triaged")
     assert record("HERE-2")["repeat_count"] == 3
     log = (tmp_path / "worker-2.log").read_text()
-    loaded = log.index("customer history read: 6 records, 2 customers")  # the broken one skipped
+    # the broken one skipped; AHEAD-1's entry never sent
+    loaded = log.index("customer history read: 6 records, 2 customers")
     assert loaded < log.index("[^Worker]: Ready"), "the copy is read before the worker starts"
 
 
-def customers_in_copy(settings) -> int:
+def metric(settings, name: str) -> float:
+    """A worker's unlabelled metric `name`, from its /metrics page."""
     from urllib.request import urlopen
 
     with urlopen(f"http://127.0.0.1:{settings.web_port}/metrics", timeout=5) as response:
         text = response.read().decode()
-    line = next(x for x in text.splitlines() if x.startswith("ticketstream_customer_history_customers "))
-    return int(float(line.split()[1]))
+    line = next(x for x in text.splitlines() if x.startswith(f"{name} "))
+    return float(line.split()[1])
+
+
+def customers_in_copy(settings) -> int:
+    return int(metric(settings, "ticketstream_customer_history_customers"))
 
 
 def test_the_old_changelog_keeps_only_each_customers_newest_history():
