@@ -373,11 +373,12 @@ def render(data: dict[str, Any], recorded: list[dict[str, float]], out: Path, *,
             f"complaints a second end to end, {r['ratio_to_baseline']:.3f} of the bare loop** (the throughput "
             "issue's goal: 1,000 fresh complaints a second on one worker, 0.04 of the bare loop). Each complaint "
             "is validated and de-duplicated, triaged against its customer's history, routed to its team's "
-            "queue, given its clocks, fed to incident detection and saved as its ticket's state; without "
-            "lifecycle events every inbound event takes the two extra hops (to triage, keyed by customer, and "
-            "back, keyed by ticket) that make a complaint about twice the work of a lifecycle event. The "
-            "worker's group is stable before the complaints are sent; timed from the first ticket state until "
-            "every ticket's triage is in `tickets.state`.",
+            "queue, given its clocks, fed to incident detection and saved as its ticket's state, all in the "
+            "step of the ticket agent that accepts it; its history entry goes to every worker's copy "
+            "(`customers.history`). A complaint is the heaviest input: its triage and its triage record, queue "
+            "copy and history entry come on top of what a lifecycle event costs. The worker's group is stable "
+            "before the complaints are sent; timed from the first ticket state until every ticket's triage is "
+            "in `tickets.state`.",
             "",
             _how(alone, kafka),
             "",
