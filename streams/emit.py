@@ -90,7 +90,7 @@ class LingeringAccumulator(MessageAccumulator):  # type: ignore[misc]  # aiokafk
     """aiokafka's batches of records per partition, without a wake-up of the sender for each new
     batch when the sender will wake before that batch's linger ends anyway.
 
-    aiokafka's sender sleeps until its accumulator has something: a full batch, a flush, the end
+    aiokafka's sender sleeps until its accumulator has something: a full batch, the end
     of the first lingering batch's linger (a timer), the end of a request in flight, or any new
     batch. On each wake it walks every partition's batch. A worker appends to some hundred
     partitions within one linger (every ticket-keyed topic times the partitions, plus the teams'
@@ -99,8 +99,8 @@ class LingeringAccumulator(MessageAccumulator):  # type: ignore[misc]  # aiokafk
     --complaints-only`). A new batch changes nothing the sender would do while its linger timer is
     set (a new batch's linger ends after every earlier batch's) or while a request to the batch's
     broker is in flight (the sender skips that broker's batches until the request ends, and then
-    walks them all and sets the timer). Otherwise, with no linger (`producer_linger_ms` 0) and in
-    a transaction, a new batch wakes it as aiokafka does."""
+    walks them all and sets the timer). Otherwise, with no linger (`producer_linger_ms` 0), or with
+    a transaction manager (idempotence or transactions), a new batch wakes it as aiokafka does."""
 
     in_flight: set[int] | frozenset[int] = frozenset()
     """The sender's brokers with a request in flight (its own set, `_Sink` links it)."""
@@ -237,9 +237,10 @@ async def send(
     partition: int | None = None,
     headers: list[tuple[str, bytes]] | None = None,
 ) -> None:
-    """`produce` for a record whose delivery nobody awaits (every agent's output: at-least-once
-    rests on Faust's flush of the producer before it commits, not on the record's future), so it
-    gets no future of its own when its partition has an open batch (`append_unawaited`)."""
+    """`produce` for a record whose delivery nobody awaits (every agent's output: Faust waits for
+    the producer's batches before it commits, not for a record's future), so it gets no future of
+    its own when its partition has an open batch (`append_unawaited`). A batch that fails for
+    good still logs its first record's unretrieved error, once per batch instead of per record."""
     placed = _placed(app, topic, key, value, partition, headers)
     if placed is None:
         await app.producer.send(topic, key, value, partition, None, headers)

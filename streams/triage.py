@@ -53,7 +53,7 @@ class TriageOutputs:
         """Send the record; `counted` False for a record sent again (a complaint read again after
         a crash), which the triage metrics counted the first time. `as_json`: the record's JSON
         form when the ticket has it already (`TicketState.triage_json`, made for its table value
-        and view), so it is not encoded a second time."""
+        and view), so pydantic does not convert it a second time (orjson writes the same bytes)."""
         key = record.ticket_id.encode()
         full = TRIAGED.dump_json(record) if as_json is None else orjson.dumps(as_json)
         await self.triaged.send(key, full)

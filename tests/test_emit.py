@@ -220,7 +220,7 @@ def test_send_appends_to_the_open_batch_without_a_future_per_record(bootstrap: s
                 (batch,) = emit._sink(app).batches._batches[tp]
                 assert batch.record_count == 50
                 assert len(batch._msg_futures) == 1  # the first record's, from `produce`
-                await asyncio.wait_for(app.producer.flush(), 15)  # well before the linger ends
+                await asyncio.wait_for(app.producer.flush(), 15)  # waits for the batch (sent when its linger ends)
                 assert first.done()
 
         asyncio.run(run())

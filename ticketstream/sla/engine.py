@@ -159,7 +159,8 @@ class StageTiming:
     cancelled_at: float | None
     paused: bool
     thresholds: tuple[Threshold, ...]
-    """Shared by every ticket with the same stage start, target and pauses: never mutated."""
+    """Shared by every ticket with the same stage start (for working days, the same local day),
+    target and pauses: never mutated."""
 
     def key(self, kind: str, percent: int | None = None) -> str:
         return f"{self.cycle}:{self.stage}:{kind}" + (f":{percent}" if percent is not None else "")
@@ -232,7 +233,8 @@ class SlaEngine:
     def __init__(self, policy: SlaPolicy, calendar: WorkCalendar) -> None:
         self.policy = policy
         self.calendar = calendar
-        # A stage's thresholds depend only on its unit, start, target and the ticket's pauses, and
+        # A stage's thresholds depend only on its unit, start (for working days only the local day
+        # it falls on: `_derive`), target and the ticket's pauses, and
         # a ticket's timings are derived several times per event (before and after the change,
         # then for its view) and again with each new fact while most stages keep their start:
         # making each set once per process halves the ticket agent's time (bench_pipeline.py).
