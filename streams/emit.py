@@ -242,14 +242,12 @@ async def send(
     its own when its partition has an open batch (`append_unawaited`). A batch that fails for
     good still logs its first record's unretrieved error, once per batch instead of per record."""
     placed = _placed(app, topic, key, value, partition, headers)
-    if placed is None:
-        await app.producer.send(topic, key, value, partition, None, headers)
-        return
-    sink, tp = placed
-    batches = sink.batches
-    assert key is not None  # placed: keyed
-    if not (isinstance(batches, LingeringAccumulator) and batches.append_unawaited(tp, key, value, headers or [])):
-        await batches.add_message(tp, key, value, sink.timeout, headers=headers or [])
+    if placed is not None:
+        sink, tp = placed
+        batches = sink.batches
+        if isinstance(batches, LingeringAccumulator) and batches.append_unawaited(tp, key, value, headers or []):
+            return
+    await produce(app, topic, key, value, partition, headers)  # a new batch (or the producer's send)
 
 
 class Emitter:
