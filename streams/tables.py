@@ -79,13 +79,19 @@ async def put(table: Any, key: str, value: Any) -> None:
 def entries(table: Any) -> Iterator[tuple[str, Any]]:
     """Every (key, value) of the table's active partitions, for a full pass (an index rebuild).
     A RocksDB store's raw bytes (JSON keys and values, as `table` makes them) are decoded here in
-    one step: Faust's per-item codec layers cost more than the JSON itself."""
+    one step: Faust's per-item codec layers cost more than the JSON itself.
+
+    The caller may yield to the event loop between items (`TicketAgent.rebuild_index`), where a
+    rebalance can open or drop a partition's database and agents can write: so the partitions
+    are the ones active when the pass began (a RocksDB iterator reads its database as it was
+    when it started), and the memory store's items are copied first."""
     store = table.data
     if isinstance(store, RocksDBStore):
-        for key, value in store._iteritems():
-            yield orjson.loads(key), orjson.loads(value)
+        for db in list(store._dbs_for_actives()):
+            for key, value in store._visible_items(db):
+                yield orjson.loads(key), orjson.loads(value)
     else:
-        yield from table.items()
+        yield from list(table.items())
 
 
 @contextmanager

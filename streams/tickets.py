@@ -25,11 +25,11 @@ only moves bytes and counts metrics.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterator
 from typing import Any
 
 import faust
@@ -62,6 +62,9 @@ from ticketstream.topology import (
 
 log = logging.getLogger(__name__)
 
+REBUILD_SLICE = 2_000
+"""Tickets the deadline-index rebuild reads between two turns of the event loop (a few ms)."""
+
 
 class TicketAgent:
     def __init__(
@@ -71,6 +74,7 @@ class TicketAgent:
         self.outputs = outputs
         self.table = table
         self.index = DeadlineIndex()
+        self._rebuilds = 0
         self.sla_events = Emitter(app, settings.topic(SLA_EVENTS))
         self.state_topic = Emitter(app, settings.topic(STATE))
         self.by_team = Emitter(app, settings.topic(SLA_BY_TEAM))
@@ -126,23 +130,39 @@ class TicketAgent:
         if fx.closed_team is not None:
             metrics.child(metrics.TICKETS_CLOSED, fx.closed_team).inc()
 
-    def rebuild_index(self) -> int:
+    async def rebuild_index(self) -> int:
         """The deadline index and the open/at-risk gauges from the table (after a rebalance).
         One pass over every ticket of the worker's partitions, so it counts per bucket locally
-        and sets each gauge once (a million tickets: see bench_sla.py)."""
+        and sets each gauge once (a million tickets: see bench_sla.py). The pass yields to the
+        event loop every `REBUILD_SLICE` tickets: a million tickets take seconds, during which the
+        web port (readiness, metrics, ticket lookups) and the timers must still answer, and any
+        consumer run in this loop must still send its heartbeats.
+        Tickets the agent schedules meanwhile win over what the pass read (`DeadlineIndex.begin_load`);
+        a rebuild overtaken by a newer one (another rebalance) leaves the index to it. The gauges
+        are the pass's counts: a ticket that moves bucket meanwhile (rare: the streams resume only
+        after the rebuild) counts where the pass read it until the next rebuild."""
+        self._rebuilds += 1
+        generation = self._rebuilds
         open_counts: Counter[tuple[str, str]] = Counter()
         risk_counts: Counter[tuple[str, str, str]] = Counter()
-
-        def next_due() -> Iterator[tuple[str, float | None]]:
-            for ticket_id, value in entries(self.table):
-                bucket = value.get("open")
-                if bucket:
-                    open_counts[bucket[0], bucket[1]] += 1
-                    for stage in value.get("risk") or ():
-                        risk_counts[bucket[0], bucket[1], stage] += 1
-                yield ticket_id, value.get("next")
-
-        self.index.load(next_due())
+        pending: dict[str, float] = {}
+        read = 0
+        self.index.begin_load()
+        for ticket_id, value in entries(self.table):
+            bucket = value.get("open")
+            if bucket:
+                open_counts[bucket[0], bucket[1]] += 1
+                for stage in value.get("risk") or ():
+                    risk_counts[bucket[0], bucket[1], stage] += 1
+            at = value.get("next")
+            if at is not None:
+                pending[ticket_id] = at
+            read += 1
+            if read % REBUILD_SLICE == 0:
+                await asyncio.sleep(0)
+                if generation != self._rebuilds:
+                    return -1
+        self.index.load(pending)
         metrics.clear(metrics.OPEN_TICKETS)
         metrics.clear(metrics.AT_RISK)
         for (team, grade), count in open_counts.items():
@@ -224,7 +244,9 @@ def register(
     @app.on_rebalance_complete.connect
     async def rebuild(sender: Any = None, **kwargs: Any) -> None:
         started = time.monotonic()
-        count = agent.rebuild_index()
+        count = await agent.rebuild_index()
+        if count < 0:
+            return  # overtaken by the rebuild of a newer rebalance
         log.info(
             "deadline index rebuilt in %.1f s: %d ticket(s) with pending thresholds", time.monotonic() - started, count
         )

@@ -323,6 +323,30 @@ def test_a_loaded_index_pops_what_the_scheduled_one_pops(entries, now):
     assert len(loaded) == len(scheduled)
 
 
+@given(
+    st.dictionaries(st.sampled_from("abcdefgh"), st.floats(min_value=0, max_value=100)),
+    st.lists(st.tuples(st.sampled_from("abcdefghij"), st.none() | st.floats(min_value=0, max_value=100))),
+    st.floats(min_value=0, max_value=120),
+)
+def test_schedules_made_during_a_rebuild_win_over_the_table_it_read(table, meanwhile, now):
+    """The rebuild yields while it reads the table; what the agent schedules meanwhile is newer
+    than what the rebuild read, so the loaded index must agree with scheduling it afterwards."""
+    rebuilt, expected = DeadlineIndex(), DeadlineIndex()
+    rebuilt.schedule("z", 1.0)  # the old index: replaced by the rebuild
+    rebuilt.begin_load()
+    for ticket_id, at in meanwhile:
+        rebuilt.schedule(ticket_id, at)
+    rebuilt.load(dict(table))
+    for ticket_id, at in [*table.items(), *meanwhile]:
+        expected.schedule(ticket_id, at)
+    assert len(rebuilt) == len(expected)
+    assert rebuilt.peek() == expected.peek()
+    assert sorted(rebuilt.pop_due(now)) == sorted(expected.pop_due(now))
+    rebuilt.schedule("k", 500.0)  # the load is over: schedules are no longer remembered for it
+    rebuilt.load({})
+    assert len(rebuilt) == 0
+
+
 instants = st.datetimes(min_value=datetime(2025, 1, 1), max_value=datetime(2026, 12, 20)).map(
     lambda d: epoch(d.replace(tzinfo=CAL.tz))
 )

@@ -5,6 +5,11 @@ instant (replacing any earlier entry logically; stale heap entries are skipped w
 `pop_due(now)` returns the tickets whose next instant has come. A worker keeps one index for
 the partitions it owns and rebuilds it from its ticket table on assignment; a short timer pops
 what is due. Memory: one heap entry and one dict entry per ticket with a pending threshold.
+
+A rebuild reads the whole table in slices and yields to the event loop between them (a million
+tickets take seconds, during which the worker's web port and timers must answer), so tickets can
+be scheduled while it reads: `begin_load`
+starts remembering those, and `load` lets them win over what the table gave (they are newer).
 """
 
 from __future__ import annotations
@@ -17,12 +22,16 @@ class DeadlineIndex:
     def __init__(self) -> None:
         self._heap: list[tuple[float, str]] = []
         self._next: dict[str, float] = {}
+        self._during_load: dict[str, float | None] | None = None
+        """Schedules made since `begin_load` (None: no load under way)."""
 
     def __len__(self) -> int:
         return len(self._next)
 
     def schedule(self, ticket_id: str, at: float | None) -> None:
         """Set the ticket's next due instant (None: nothing pending, forget it)."""
+        if self._during_load is not None:
+            self._during_load[ticket_id] = at
         if at is None:
             self._next.pop(ticket_id, None)
             return
@@ -31,9 +40,25 @@ class DeadlineIndex:
         self._next[ticket_id] = at
         heapq.heappush(self._heap, (at, ticket_id))
 
-    def load(self, entries: Iterable[tuple[str, float | None]]) -> None:
-        """Replace the whole index (a rebuild): one heapify instead of a push per ticket."""
-        self._next = {ticket_id: at for ticket_id, at in entries if at is not None}
+    def begin_load(self) -> None:
+        """A rebuild starts reading the table: remember what is scheduled until its `load`."""
+        self._during_load = {}
+
+    def load(self, entries: Iterable[tuple[str, float | None]] | dict[str, float]) -> None:
+        """Replace the whole index (a rebuild): one heapify instead of a push per ticket. What was
+        scheduled since `begin_load` overrides `entries` (the table as read before it). A dict
+        of pending instants is taken as it is (no copy of a million entries)."""
+        if isinstance(entries, dict):
+            fresh = entries
+        else:
+            fresh = {ticket_id: at for ticket_id, at in entries if at is not None}
+        for ticket_id, at in (self._during_load or {}).items():
+            if at is None:
+                fresh.pop(ticket_id, None)
+            else:
+                fresh[ticket_id] = at
+        self._during_load = None
+        self._next = fresh
         self._heap = [(at, ticket_id) for ticket_id, at in self._next.items()]
         heapq.heapify(self._heap)
 
