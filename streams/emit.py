@@ -21,9 +21,10 @@ takes the producer's own `send`, with its waits and its errors.
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import weakref
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any
 
 import faust
@@ -36,6 +37,8 @@ key_hash = lru_cache(maxsize=1 << 16)(murmur2)
 (≈ 10 µs a key), and one inbound event makes several records with its ticket's key (the accepted
 event, its ticket's state, SLA events, triage revisions, queue copies); the cache makes each
 after the first a dictionary lookup."""
+
+log = logging.getLogger(__name__)
 
 SMALL_RECORD = 64 * 1024
 """Key, value and header bytes below which a record is surely within the producer's request size (1 MB by
@@ -105,16 +108,32 @@ class LingeringAccumulator(MessageAccumulator):  # type: ignore[misc]  # aiokafk
     in_flight: set[int] | frozenset[int] = frozenset()
     """The sender's brokers with a request in flight (its own set, `_Sink` links it)."""
 
+    undelivered: BaseException | None = None
+    """The first failure of a batch to be delivered (`undelivered`): set once, never cleared."""
+
     def _append_batch(self, builder: Any, tp: TopicPartition) -> Any:
         if (
             self._linger_time <= 0
             or self._txn_manager is not None
             or (self._wakeup_handle is None and self._cluster.leader_for_partition(tp) not in self.in_flight)
         ):
-            return super()._append_batch(builder, tp)
-        batch = MessageBatch(tp, builder, self._batch_ttl, self._linger_time)
-        self._batches[tp].append(batch)
+            batch = super()._append_batch(builder, tp)
+        else:
+            batch = MessageBatch(tp, builder, self._batch_ttl, self._linger_time)
+            self._batches[tp].append(batch)
+        batch.future.add_done_callback(partial(self._batch_done, tp))
         return batch
+
+    def _batch_done(self, tp: TopicPartition, delivered: asyncio.Future[Any]) -> None:
+        """Remember a batch that failed for good (a non-retriable error, its partition leaderless
+        past the request timeout, the producer failing): its records are lost unless the
+        messages that caused them are read again, so the worker must never commit past them."""
+        if delivered.cancelled() or delivered.exception() is None:
+            return
+        error = delivered.exception()
+        if self.undelivered is None:
+            self.undelivered = error
+        log.error("a batch of records for %s was not delivered: %s", tp, type(error).__name__)
 
     def append_unawaited(self, tp: TopicPartition, key: bytes, value: bytes, headers: list[tuple[str, bytes]]) -> bool:
         """Append a record to `tp`'s open batch without a delivery future of its own: False when
@@ -240,14 +259,32 @@ async def send(
     """`produce` for a record whose delivery nobody awaits (every agent's output: Faust waits for
     the producer's batches before it commits, not for a record's future), so it gets no future of
     its own when its partition has an open batch (`append_unawaited`). A batch that fails for
-    good still logs its first record's unretrieved error, once per batch instead of per record."""
+    good is logged and stops the worker's next commit (`undelivered`)."""
     placed = _placed(app, topic, key, value, partition, headers)
     if placed is not None:
         sink, tp = placed
         batches = sink.batches
         if isinstance(batches, LingeringAccumulator) and batches.append_unawaited(tp, key, value, headers or []):
             return
-    await produce(app, topic, key, value, partition, headers)  # a new batch (or the producer's send)
+    delivered = await produce(app, topic, key, value, partition, headers)  # a new batch (or the producer's send)
+    delivered.add_done_callback(_retrieved)
+
+
+def _retrieved(delivered: asyncio.Future[Any]) -> None:
+    """Mark a record's failure seen: the batch reports it (`LingeringAccumulator._batch_done`);
+    without this asyncio logs each unawaited future's error again, with a traceback."""
+    if not delivered.cancelled():
+        delivered.exception()
+
+
+def undelivered(app: faust.App) -> BaseException | None:
+    """The first batch of the app's producer that failed for good, if any: the consumer checks it
+    after the producer's flush and before every commit (`workers.consumer.Consumer._commit`), and
+    stops the worker instead of committing past records that were lost. Records that were sent
+    without a future of their own (`send`) have no other way to report it."""
+    sink = _sinks.get(app)
+    batches = None if sink is None else sink.batches
+    return batches.undelivered if isinstance(batches, LingeringAccumulator) else None
 
 
 class Emitter:

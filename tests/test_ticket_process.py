@@ -81,6 +81,7 @@ def test_overrides_that_arrive_before_the_triage_wait_and_apply_in_occurrence_or
     # A re-delivery of either changes nothing.
     again = PROCESS.on_lifecycle(state, event("ticket.assigned", 1, team="billing"), now(3))
     assert again.revisions == [] and not again.changed
+    assert again.view == fx.view  # but the ticket's state goes out again: its record may have been lost
 
 
 def test_the_own_revision_read_back_and_redeliveries_are_ignored():
@@ -233,3 +234,5 @@ def test_a_complaint_is_triaged_against_its_customers_history():
     histories.remember("C-1", entry)
     again, same, _ = PROCESS.on_complaint(state, complaint, histories.of("C-1"), now(1))  # read again after a crash
     assert same == record and not again.changed  # its own entry does not count: the same ticket
+    # nothing changed, but the ticket's state goes out again: its record may have been lost
+    assert again.view == fx.view and again.revisions == [] and again.sla_events == []

@@ -49,6 +49,15 @@
    time possibly ahead of the messages before it. While the loop is stopped Faust drops what it
    fetched for standby changelog partitions, as it does at every rebalance's start.
 
+5. **No commit passes a record that was lost** (`_commit`). The agents' records go into the
+   producer's batches without a delivery future each (`streams.emit.send`), and Faust commits
+   after flushing the producer, which waits for every batch to be delivered *or to fail*. A batch
+   that failed for good (an error the producer does not retry, a partition without a leader past
+   the request timeout) would have been committed past, its records lost. The producer's batches
+   now remember such a failure (`streams.emit.undelivered`), and the commit after it crashes the
+   worker instead: the messages since the last commit are read again and their records made
+   again (at-least-once, idempotent effects).
+
 And one speed change: **a message handed over without waiting costs no task** (`wait_first`).
 Faust's fetch loop hands each message to its agent's channel racing the hand-over against the
 suspension of flow (a rebalance must not wait on a full channel), and mode's `wait_first` makes
@@ -69,12 +78,14 @@ from collections.abc import AsyncIterator, Coroutine, Generator, Mapping
 from typing import Any
 
 import faust
+from faust.exceptions import ProducerSendError
 from faust.transport.drivers import aiokafka
 from faust.types.tuples import ack_lock
 from mode import Service
 from mode.services import WaitResults
 
 from ticketstream.streams.commits import flush_before_commit
+from ticketstream.streams.emit import undelivered
 
 log = logging.getLogger(__name__)
 
@@ -427,6 +438,23 @@ class Consumer(aiokafka.Consumer):
         await flush_before_commit(self.app)
         did_commit: bool = await super()._commit_offsets(offsets, start_new_transaction)
         return did_commit
+
+    async def _commit(self, offsets: Mapping[Any, int]) -> bool:
+        """Faust's commit, made after it flushed the producer, unless a batch the producer was
+        given failed for good (5 above): then the worker crashes instead, as Faust does when a
+        record it attached to an offset fails, and the messages since the last commit are read
+        again by whoever takes the partitions."""
+        lost = undelivered(self.app)
+        if lost is not None:
+            await self.crash(
+                ProducerSendError(
+                    f"a batch of records was not delivered ({type(lost).__name__}): not committing past "
+                    "the messages that produced it; the worker stops and they are read again"
+                )
+            )
+            return False
+        committed: bool = await super()._commit(offsets)
+        return committed
 
     async def on_stop(self) -> None:
         for task in list(self._refetches):  # waiting for a resume that a stopping worker never has

@@ -97,7 +97,7 @@ class TicketProcess:
     def on_triage(self, state: TicketState, record: TriagedTicket, now: float) -> Effects:
         fx = Effects()
         if state.triage is not None and state.triage.revision >= record.revision:
-            return fx  # a complaint read again after a crash, triaged again
+            return self._read_again(state, fx)  # a complaint read again after a crash, triaged again
         state.triage = record
         self._settle(state, fx)
         self._clock(state, fx, now)
@@ -107,7 +107,7 @@ class TicketProcess:
         fx = Effects()
         if event.type in WAITING_FOR_TRIAGE:
             if event.event_id in state.applied or any(p["event_id"] == event.event_id for p in state.pending):
-                return fx
+                return self._read_again(state, fx)
             state.pending.append(event.model_dump(mode="json"))
             if state.triage is not None:
                 self._settle(state, fx)
@@ -236,6 +236,13 @@ class TicketProcess:
                     escalation_tier=event.to_tier,
                     note=f"escalated to tier {event.to_tier}: {event.stage} {event.percent}%",
                 )
+
+    def _read_again(self, state: TicketState, fx: Effects) -> Effects:
+        """An input read again after a crash changes nothing, but the ticket's state goes out
+        again: its record may not have reached `tickets.state` (the table's write and the record
+        are separate batches; a lost batch stops the worker before it commits)."""
+        fx.view = ticket_view(state.triage_json(), state.sla, self.sla)
+        return fx
 
     def _finish(self, state: TicketState, fx: Effects) -> Effects:
         """Derive what the rest of the system keeps about the ticket: its next due instant, the
