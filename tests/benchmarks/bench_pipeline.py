@@ -29,8 +29,11 @@ commits every few seconds, so this is a few seconds coarse).
 Printed next to the same run's baseline (a bare aiokafka consume-and-produce loop over the same
 broker, bench_intake.py's): complaints/s and events/s, their ratio to the baseline, messages
 produced per inbound event by topic, messages the worker's group consumed per inbound event, and
-the worker's CPU seconds per inbound event. Progress is read from `tickets.state` keys and end
-offsets, not by scraping /metrics.
+the worker's CPU seconds per inbound event. Progress is read from `tickets.state`'s end offsets
+while the workers write (not by scraping /metrics), and its records are read and checked once
+they have written them; the time is that of the broker's append stamps (`LogAppendTime` on the
+benchmark's own `tickets.state`): from a phase's first state record to the one that completed
+its last ticket.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
 from kafka import KafkaAdminClient, KafkaConsumer, TopicPartition  # noqa: E402
+from kafka.admin import ConfigResource, ConfigResourceType  # noqa: E402
 
 from tests.benchmarks.bench_intake import baseline, cpu_seconds, preload  # noqa: E402
 from tests.benchmarks.common import add_json_option, write_json  # noqa: E402
@@ -176,6 +180,44 @@ def worker_group(settings: Settings, count: int, logs: Path) -> Iterator[WorkerG
             stop_process(proc)
 
 
+def append_times(settings: Settings) -> None:
+    """`tickets.state` stamped with each record's append time on the broker (`LogAppendTime`):
+    the benchmark times from the first state record of a phase to the record that completed its
+    last ticket by those stamps, when each became visible, so it can read and check the records
+    after the worker has written them instead of while (the reader's fetching and JSON parsing
+    took the worker's cores on a 2-core machine)."""
+    admin = KafkaAdminClient(bootstrap_servers=settings.bootstrap_servers)
+    try:
+        admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, settings.topic(STATE), configs=APPEND_TIME)])
+    finally:
+        admin.close()
+
+
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
+class Written:
+    """Whether the workers have written a phase's `tickets.state` records, from end offsets
+    alone (one cheap request a quarter second): at least one record per inbound event sent, or
+    no new record for a second (an event that changes no ticket, such as an exact re-send, has
+    none, so the count alone could wait forever)."""
+
+    def __init__(self, reader: KafkaConsumer, parts: list[TopicPartition]) -> None:
+        self.reader, self.parts = reader, parts
+        self.start = self.total()
+        self.seen, self.since = self.start, time.monotonic()
+
+    def total(self) -> int:
+        return sum(self.reader.end_offsets(self.parts).values())
+
+    def done(self, sent: int) -> bool:
+        time.sleep(0.25)
+        now, total = time.monotonic(), self.total()
+        if total != self.seen:
+            self.seen, self.since = total, now
+        return total - self.start >= sent or (total > self.start and now - self.since >= 1.0)
+
+
 def settle(group: WorkerGroup, reader: KafkaConsumer, deadline: float = 60.0) -> None:
     """Wait until the workers are idle (under 5 % of a core for half a second) with every
     `tickets.state` record read, so that what a phase left over (the incident feed's flush, the
@@ -205,6 +247,7 @@ def pipeline_run(
     seconds. `paced`: the complaints first, and their lifecycle events only once every ticket is
     triaged (as handling systems send them, minutes to hours later); the seconds and CPU are then
     the lifecycle events' alone, the complaints' in `complaint_seconds` and `complaint_cpu`."""
+    append_times(settings)
     reader = KafkaConsumer(bootstrap_servers=settings.bootstrap_servers, enable_auto_commit=False)
     parts = [TopicPartition(settings.topic(STATE), p) for p in range(settings.partitions)]
     reader.assign(parts)
@@ -218,7 +261,8 @@ def pipeline_run(
     with worker_group(settings, workers, tmp) as group:
         wait_until(group.stable, 300, f"{workers} worker(s) ready in one stable group", interval=0.5)
         for sent, wanted in phases:
-            pending, first = dict(wanted), None
+            pending, first, last = dict(wanted), None, None
+            written = Written(reader, parts)
             cpu0 = group.cpu()
             preload(settings.bootstrap_servers, settings.topic(INBOUND), sent, off_home)
             deadline = time.monotonic() + max(600, len(sent) / 20)
@@ -226,17 +270,21 @@ def pipeline_run(
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{len(pending)} tickets not in tickets.state after {len(sent)} events")
                 group.check_alive()
+                if not written.done(len(sent)):
+                    continue  # the worker is still writing: reading its records now would take its cores
                 for batch in reader.poll(timeout_ms=200, max_records=20_000).values():
-                    if first is None:
-                        first = time.perf_counter()
                     for record in batch:
+                        first = record.timestamp if first is None else min(first, record.timestamp)
                         ticket = record.key.decode()
                         if ticket not in pending:
                             continue
                         view = json.loads(record.value)
                         if view.get("triage") and len(view["events"]) >= pending[ticket]:
                             del pending[ticket]
-            timed.append((time.perf_counter() - (first or time.perf_counter()), group.cpu() - cpu0))
+                            last = record.timestamp if last is None else max(last, record.timestamp)
+            if first is None or last is None:
+                raise RuntimeError("no tickets.state record was read in this phase")
+            timed.append(((last - first) / 1000 or 0.001, group.cpu() - cpu0))
             if len(timed) < len(phases):
                 settle(group, reader)
     reader.close()
