@@ -148,21 +148,25 @@ class TicketAgent:
         pending: dict[str, float] = {}
         read = 0
         self.index.begin_load()
-        for ticket_id, value in entries(self.table):
-            bucket = value.get("open")
-            if bucket:
-                open_counts[bucket[0], bucket[1]] += 1
-                for stage in value.get("risk") or ():
-                    risk_counts[bucket[0], bucket[1], stage] += 1
-            at = value.get("next")
-            if at is not None:
-                pending[ticket_id] = at
-            read += 1
-            if read % REBUILD_SLICE == 0:
-                await asyncio.sleep(0)
-                if generation != self._rebuilds:
-                    return -1
-        self.index.load(pending)
+        try:
+            for ticket_id, value in entries(self.table):
+                bucket = value.get("open")
+                if bucket:
+                    open_counts[bucket[0], bucket[1]] += 1
+                    for stage in value.get("risk") or ():
+                        risk_counts[bucket[0], bucket[1], stage] += 1
+                at = value.get("next")
+                if at is not None:
+                    pending[ticket_id] = at
+                read += 1
+                if read % REBUILD_SLICE == 0:
+                    await asyncio.sleep(0)
+                    if generation != self._rebuilds:
+                        return -1
+            self.index.load(pending)
+        finally:
+            if generation == self._rebuilds:
+                self.index.abandon_load()  # after `load` a no-op; else a cancelled pass stops recording
         metrics.clear(metrics.OPEN_TICKETS)
         metrics.clear(metrics.AT_RISK)
         for (team, grade), count in open_counts.items():

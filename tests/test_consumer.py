@@ -469,3 +469,28 @@ def test_a_hand_over_that_times_out_a_wait_of_its_own_leaves_the_fetch_loop_runn
         assert results.results == ["handed over after a bounded wait"]
 
     asyncio.run(run())
+
+
+def test_a_lost_batch_stops_the_consumer_with_nothing_to_commit_too(tmp_path: Path, monkeypatch: Any):
+    """Records a timer sent (the deadline index's ticks) belong to no offset: on a quiet worker
+    no commit would notice their batch's failure, so the stall watch's timer does."""
+    from aiokafka.errors import MessageSizeTooLargeError
+
+    from ticketstream.workers import consumer as consumer_module
+
+    async def run() -> None:
+        app, _ = await _app(tmp_path)
+        consumer = app.consumer
+        crashes: list[BaseException] = []
+
+        async def crash(reason: BaseException) -> None:
+            crashes.append(reason)
+
+        consumer.crash = crash
+        assert await consumer._stop_if_undelivered() is False and crashes == []
+        monkeypatch.setattr(consumer_module, "undelivered", lambda app: MessageSizeTooLargeError())
+        assert await consumer._stop_if_undelivered() is True
+        assert await consumer._commit({}) is False  # and no commit either
+        assert len(crashes) == 2 and "MessageSizeTooLargeError" in str(crashes[0])
+
+    asyncio.run(run())

@@ -2,6 +2,7 @@
 (the web port and timers share that loop) and keeps what is scheduled meanwhile."""
 
 import asyncio
+import contextlib
 from typing import Any
 
 from ticketstream.sla.deadlines import DeadlineIndex
@@ -73,3 +74,20 @@ def test_a_rebuild_overtaken_by_a_newer_one_leaves_the_index_to_it():
     first, second = asyncio.run(run())
     assert first == -1 and second == 1
     assert agent.index.pop_due(10_000.0) == ["T-only"]
+
+
+def test_a_cancelled_rebuild_stops_remembering_schedules():
+    """Faust cancels the signal's handlers when a new rebalance starts during recovery."""
+    agent = _agent(_rows(3 * tickets.REBUILD_SLICE))
+    agent.index.schedule("T-old", 9.0)
+
+    async def run() -> None:
+        rebuild = asyncio.ensure_future(agent.rebuild_index())
+        await asyncio.sleep(0)  # it has read a slice and yielded
+        rebuild.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await rebuild
+
+    asyncio.run(run())
+    assert agent.index._during_load is None  # noqa: SLF001 - what the next load would have merged
+    assert agent.index.pop_due(10.0) == ["T-old"]  # the old index stays until a rebuild completes

@@ -116,7 +116,8 @@ def test_an_incident_link_raises_to_l2_even_before_the_triage():
     fx = PROCESS.on_triage(state, triaged(), now(0))
     assert state.triage.grade is Grade.L2 and state.triage.incident_id == "INC:广州|technical:1"
     assert [r.cause for r in fx.revisions] == ["incident"]
-    assert not PROCESS.on_link(state, "INC:广州|technical:1", now(1)).changed
+    again = PROCESS.on_link(state, "INC:广州|technical:1", now(1))  # read again after a crash
+    assert not again.changed and again.revisions == [] and again.view == fx.view  # its state goes out again
 
 
 def test_a_closed_ticket_leaves_the_open_gauge_and_reports_its_team():

@@ -54,8 +54,9 @@
    after flushing the producer, which waits for every batch to be delivered *or to fail*. A batch
    that failed for good (an error the producer does not retry, a partition without a leader past
    the request timeout) would have been committed past, its records lost. The producer's batches
-   now remember such a failure (`streams.emit.undelivered`), and the commit after it crashes the
-   worker instead: the messages since the last commit are read again and their records made
+   now remember such a failure (`streams.emit.undelivered`), and the commit after it (or the stall
+   watch's timer, within a commit interval, when there is nothing to commit) crashes the worker
+   instead: the messages since the last commit are read again and their records made
    again (at-least-once, idempotent effects).
 
 And one speed change: **a message handed over without waiting costs no task** (`wait_first`).
@@ -321,11 +322,27 @@ class Consumer(aiokafka.Consumer):
 
     @Service.task
     async def _stall_watcher(self) -> None:
-        """`_watch_stalls` every commit interval, on its own timer, so that nothing on the commit
-        path (a flush, a slow commit) can keep it from looking."""
+        """`_watch_stalls` (and `_stop_if_undelivered`) every commit interval, on its own timer, so
+        that nothing on the commit path (a flush, a slow commit) can keep it from looking."""
         interval = float(self.app.conf.broker_commit_interval)
         async for _ in self.itertimer(interval, name="stall-watch"):
             self._watch_stalls(time.monotonic())
+            await self._stop_if_undelivered()
+
+    async def _stop_if_undelivered(self) -> bool:
+        """Crash the consumer if a batch of the producer failed for good (5 above): at the next
+        commit, or on this timer when there is nothing to commit (records a timer sent, such as
+        the deadline index's ticks, belong to no offset, and a quiet worker commits nothing)."""
+        lost = undelivered(self.app)
+        if lost is None:
+            return False
+        await self.crash(
+            ProducerSendError(
+                f"a batch of records was not delivered ({type(lost).__name__}): not committing past "
+                "the messages that produced it; the worker stops and they are read again"
+            )
+        )
+        return True
 
     def _watch_stalls(self, now: float) -> None:
         """Fetch again a stream partition read past its committed offset (or the first offset it
@@ -444,14 +461,7 @@ class Consumer(aiokafka.Consumer):
         given failed for good (5 above): then the worker crashes instead, as Faust does when a
         record it attached to an offset fails, and the messages since the last commit are read
         again by whoever takes the partitions."""
-        lost = undelivered(self.app)
-        if lost is not None:
-            await self.crash(
-                ProducerSendError(
-                    f"a batch of records was not delivered ({type(lost).__name__}): not committing past "
-                    "the messages that produced it; the worker stops and they are read again"
-                )
-            )
+        if await self._stop_if_undelivered():
             return False
         committed: bool = await super()._commit(offsets)
         return committed

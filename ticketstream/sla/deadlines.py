@@ -44,6 +44,11 @@ class DeadlineIndex:
         """A rebuild starts reading the table: remember what is scheduled until its `load`."""
         self._during_load = {}
 
+    def abandon_load(self) -> None:
+        """A rebuild that ends without `load` (cancelled by a new rebalance, overtaken, failed):
+        stop remembering schedules for it."""
+        self._during_load = None
+
     def load(self, entries: Iterable[tuple[str, float | None]] | dict[str, float]) -> None:
         """Replace the whole index (a rebuild): one heapify instead of a push per ticket. What was
         scheduled since `begin_load` overrides `entries` (the table as read before it). A dict

@@ -124,7 +124,7 @@ class TicketProcess:
     def on_link(self, state: TicketState, incident_id: str, now: float) -> Effects:
         fx = Effects()
         if state.incident_id == incident_id:
-            return fx
+            return self._read_again(state, fx)  # a link read again after a crash
         state.incident_id = incident_id
         if state.triage is not None:
             self._settle(state, fx)
