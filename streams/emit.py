@@ -128,9 +128,8 @@ class LingeringAccumulator(MessageAccumulator):  # type: ignore[misc]  # aiokafk
         """Remember a batch that failed for good (a non-retriable error, its partition leaderless
         past the request timeout, the producer failing): its records are lost unless the
         messages that caused them are read again, so the worker must never commit past them."""
-        if delivered.cancelled() or delivered.exception() is None:
+        if delivered.cancelled() or (error := delivered.exception()) is None:
             return
-        error = delivered.exception()
         if self.undelivered is None:
             self.undelivered = error
         log.error("a batch of records for %s was not delivered: %s", tp, type(error).__name__)

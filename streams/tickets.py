@@ -146,10 +146,9 @@ class TicketAgent:
         open_counts: Counter[tuple[str, str]] = Counter()
         risk_counts: Counter[tuple[str, str, str]] = Counter()
         pending: dict[str, float] = {}
-        read = 0
         self.index.begin_load()
         try:
-            for ticket_id, value in entries(self.table):
+            for read, (ticket_id, value) in enumerate(entries(self.table), 1):
                 bucket = value.get("open")
                 if bucket:
                     open_counts[bucket[0], bucket[1]] += 1
@@ -158,7 +157,6 @@ class TicketAgent:
                 at = value.get("next")
                 if at is not None:
                     pending[ticket_id] = at
-                read += 1
                 if read % REBUILD_SLICE == 0:
                     await asyncio.sleep(0)
                     if generation != self._rebuilds:

@@ -180,6 +180,9 @@ def worker_group(settings: Settings, count: int, logs: Path) -> Iterator[WorkerG
             stop_process(proc)
 
 
+APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
+
+
 def append_times(settings: Settings) -> None:
     """`tickets.state` stamped with each record's append time on the broker (`LogAppendTime`):
     the benchmark times from the first state record of a phase to the record that completed its
@@ -193,9 +196,6 @@ def append_times(settings: Settings) -> None:
         admin.close()
 
 
-APPEND_TIME = {"message.timestamp.type": "LogAppendTime"}
-
-
 class Written:
     """Whether the workers have written a phase's `tickets.state` records, from end offsets
     alone (one cheap request a quarter second): at least one record per inbound event sent, or
@@ -206,16 +206,21 @@ class Written:
         self.reader, self.parts = reader, parts
         self.start = self.total()
         self.seen, self.since = self.start, time.monotonic()
+        self.finished = False
 
     def total(self) -> int:
         return sum(self.reader.end_offsets(self.parts).values())
 
     def done(self, sent: int) -> bool:
+        """Once true, true without asking the broker again (the reader then reads on)."""
+        if self.finished:
+            return True
         time.sleep(0.25)
         now, total = time.monotonic(), self.total()
         if total != self.seen:
             self.seen, self.since = total, now
-        return total - self.start >= sent or (total > self.start and now - self.since >= 1.0)
+        self.finished = total - self.start >= sent or (total > self.start and now - self.since >= 1.0)
+        return self.finished
 
 
 def settle(group: WorkerGroup, reader: KafkaConsumer, deadline: float = 60.0) -> None:
