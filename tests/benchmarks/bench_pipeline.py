@@ -243,7 +243,11 @@ def is_complaint(value: bytes) -> bool:
     return json.loads(value)["type"] == "complaint.received"
 
 
-def sustained(done_at: list[int], middle: float = 0.8) -> float | None:
+SUSTAINED_MIDDLE = 0.8
+"""The share of a phase's tickets, by completion time, that the sustained rate counts."""
+
+
+def sustained(done_at: list[int], middle: float = SUSTAINED_MIDDLE) -> float | None:
     """Tickets completed per second over the middle `middle` of them by completion time (append
     stamps in ms): what a running worker keeps up once started, without a run's first seconds,
     where a broker's first appends to its new partitions (every run here makes fresh topics) and
@@ -279,13 +283,12 @@ def pipeline_run(
         phases = [(complaints, dict.fromkeys(expected, 0)), ([m for m in messages if not is_complaint(m[1])], expected)]
     else:
         phases = [(messages, expected)]
-    timed: list[tuple[float, float]] = []
-    done_at: list[int] = []  # the timed phase's tickets' completion stamps (the last phase's)
+    timed: list[tuple[float, float, float | None]] = []
     with worker_group(settings, workers, tmp) as group:
         wait_until(group.stable, 300, f"{workers} worker(s) ready in one stable group", interval=0.5)
         for sent, wanted in phases:
-            pending, first, last = dict(wanted), None, None
-            done_at = []
+            pending, first = dict(wanted), None
+            done_at: list[int] = []  # each ticket's completion stamp: the last is the phase's end
             written = Written(reader, parts)
             cpu0 = group.cpu()
             preload(settings.bootstrap_servers, settings.topic(INBOUND), sent, off_home)
@@ -306,17 +309,16 @@ def pipeline_run(
                         if view.get("triage") and len(view["events"]) >= pending[ticket]:
                             del pending[ticket]
                             done_at.append(record.timestamp)
-                            last = record.timestamp if last is None else max(last, record.timestamp)
-            if first is None or last is None:
+            if first is None or not done_at:
                 raise RuntimeError("no tickets.state record was read in this phase")
-            timed.append(((last - first) / 1000 or 0.001, group.cpu() - cpu0))
+            timed.append(((max(done_at) - first) / 1000 or 0.001, group.cpu() - cpu0, sustained(done_at)))
             if len(timed) < len(phases):
                 settle(group, reader)
     reader.close()
-    (seconds, cpu), *rest = timed[::-1]
-    run = {"seconds": seconds, "cpu": cpu, "sustained": sustained(done_at)}
+    (seconds, cpu, steady), *rest = timed[::-1]
+    run = {"seconds": seconds, "cpu": cpu, "sustained": steady}
     if rest:
-        run["complaint_seconds"], run["complaint_cpu"] = rest[0]
+        run["complaint_seconds"], run["complaint_cpu"], _ = rest[0]
     return run
 
 
@@ -451,7 +453,8 @@ def main() -> None:
                 )
             if run["sustained"] is not None:
                 print(
-                    f"sustained: {run['sustained']:9.0f} tickets/s completed, the middle 80 % of the timed phase's "
+                    f"sustained: {run['sustained']:9.0f} tickets/s completed, the middle {SUSTAINED_MIDDLE:.0%} of the "
+                    "timed phase's "
                     "tickets by completion time (without its first and last seconds)"
                 )
             print(
